@@ -1,0 +1,13 @@
+"""pixforge-export: run exported pixforge ONNX models in production, with no torch.
+
+This package is also the torch-free base every pixforge package stands on: the error type and
+Fire runner shared by every CLI (`errors`, `command`), atomic file writes (`atomic`), numpy
+image and ffmpeg video I/O (`images`, `video`) and the ONNX metadata schema (`metadata`).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("pixforge-export")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"

@@ -1,0 +1,164 @@
+"""The pixforge ONNX metadata schema: what an exported model says about its inputs and outputs.
+
+`pixforge.core.onnx.export_onnx` writes these keys into the model's `metadata_props`; the runtime reads
+them so that it can pre- and post-process with no torch and no guessing:
+
+| key | value |
+|---|---|
+| `pixforge.schema` | schema version (`"1"`) |
+| `pixforge.package`, `pixforge.version` | the distribution that exported the model, and its version |
+| `pixforge.task` | what the model does, e.g. `image-to-image`, `style-transfer`, `classify` |
+| `pixforge.inputs`, `pixforge.outputs` | JSON lists of `TensorSpec` (one per graph input / output, same names) |
+| `pixforge.extra` | JSON object, free-form (training config summary, labels, ...) |
+
+An image tensor maps uint8 pixels `p` to network values `x = lo + (hi - lo) * p / 255`, then
+`x = (x - mean) / std` when `mean`/`std` are given; outputs are mapped back the same way, clipped and
+rounded. `multiple` asks that H and W be multiples of it (the runtime reflect-pads and crops back);
+`size` fixes H and W (the runtime resizes). Non-image inputs: `noise` (standard normal, shape from
+`shape`, where entries may be `"N"`, `"H/k"` or `"W/k"` relative to the first image input) and `scalar`
+(a float with a `default`, set with `--set name=value`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pixforge.export.errors import PixforgeError
+
+SCHEMA_VERSION = "1"
+KEYS = ("pixforge.schema", "pixforge.package", "pixforge.version", "pixforge.task",
+        "pixforge.inputs", "pixforge.outputs")
+KINDS = ("image", "noise", "scalar", "tensor")
+COLORS = ("RGB", "BGR", "GRAY")
+
+
+@dataclass
+class TensorSpec:
+    """How one graph input or output is laid out and scaled."""
+
+    name: str
+    kind: str = "image"
+    layout: str = "NCHW"
+    channels: int | None = 3
+    color: str = "RGB"
+    range: tuple[float, float] = (0.0, 1.0)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    size: tuple[int, int] | None = None
+    multiple: int = 1
+    shape: list[int | str] | None = None
+    default: float | None = None
+    dtype: str = "float32"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"TensorSpec {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "image":
+            if self.layout not in ("NCHW", "NHWC"):
+                raise ValueError(f"TensorSpec {self.name!r}: layout must be NCHW or NHWC, got {self.layout!r}")
+            if self.color not in COLORS:
+                raise ValueError(f"TensorSpec {self.name!r}: color must be one of {COLORS}, got {self.color!r}")
+            lo, hi = self.range
+            if not hi > lo:
+                raise ValueError(f"TensorSpec {self.name!r}: range must be (low, high) with high > low")
+            if self.multiple < 1:
+                raise ValueError(f"TensorSpec {self.name!r}: multiple must be >= 1")
+        if self.kind == "noise" and not self.shape:
+            raise ValueError(f"TensorSpec {self.name!r}: a noise input needs a shape")
+        if self.kind == "scalar" and self.default is None:
+            raise ValueError(f"TensorSpec {self.name!r}: a scalar input needs a default")
+        self.range = (float(self.range[0]), float(self.range[1]))
+        if self.size is not None:
+            self.size = (int(self.size[0]), int(self.size[1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TensorSpec":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class ModelMeta:
+    """Everything the runtime needs to know about an exported pixforge model."""
+
+    package: str
+    version: str
+    task: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def input(self, name: str) -> TensorSpec:
+        return _by_name(self.inputs, name)
+
+    def output(self, name: str) -> TensorSpec:
+        return _by_name(self.outputs, name)
+
+    @property
+    def image_inputs(self) -> list[TensorSpec]:
+        return [s for s in self.inputs if s.kind == "image"]
+
+
+def _by_name(specs: list[TensorSpec], name: str) -> TensorSpec:
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def build_metadata(package: str, version: str, task: str, inputs: list[TensorSpec],
+                   outputs: list[TensorSpec], extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """The `metadata_props` dictionary (all values strings) for an exported model."""
+    props = {
+        "pixforge.schema": SCHEMA_VERSION,
+        "pixforge.package": package,
+        "pixforge.version": version,
+        "pixforge.task": task,
+        "pixforge.inputs": json.dumps([s.to_dict() for s in inputs]),
+        "pixforge.outputs": json.dumps([s.to_dict() for s in outputs]),
+    }
+    if extra:
+        props["pixforge.extra"] = json.dumps(extra)
+    return props
+
+
+def parse_metadata(props: dict[str, str], source: str) -> ModelMeta:
+    """Read `metadata_props` back; `source` (the model's path) names the file in errors."""
+    missing = [k for k in KEYS if k not in props]
+    if len(missing) == len(KEYS):
+        raise PixforgeError(f"{source} has no pixforge metadata (no 'pixforge.*' keys): export it with "
+                            "pixforge (pixforge.core.onnx.export_onnx or a tool's 'export' verb)")
+    if missing:
+        raise PixforgeError(f"{source} has incomplete pixforge metadata: missing {', '.join(missing)}")
+    if props["pixforge.schema"] != SCHEMA_VERSION:
+        raise PixforgeError(f"{source} uses pixforge metadata schema {props['pixforge.schema']!r}; this "
+                            f"pixforge-export reads schema {SCHEMA_VERSION!r}: upgrade pixforge-export")
+    try:
+        inputs = [TensorSpec.from_dict(d) for d in json.loads(props["pixforge.inputs"])]
+        outputs = [TensorSpec.from_dict(d) for d in json.loads(props["pixforge.outputs"])]
+        extra = json.loads(props.get("pixforge.extra", "{}"))
+    except (ValueError, TypeError) as err:
+        raise PixforgeError(f"{source} has malformed pixforge metadata: {err}") from None
+    return ModelMeta(props["pixforge.package"], props["pixforge.version"], props["pixforge.task"],
+                     inputs, outputs, extra)
+
+
+def resolve_shape(shape: list[int | str], batch: int, height: int, width: int) -> list[int]:
+    """Turn a noise/tensor shape such as `["N", 64, "H/128", "W/128"]` into integers."""
+    dims = []
+    for dim in shape:
+        if isinstance(dim, int):
+            dims.append(dim)
+            continue
+        name, _, div = str(dim).partition("/")
+        base = {"N": batch, "H": height, "W": width}.get(name.strip())
+        if base is None:
+            raise ValueError(f"bad dimension {dim!r} in shape {shape}: use an int, 'N', 'H/k' or 'W/k'")
+        dims.append(max(1, base // int(div)) if div else base)
+    return dims
