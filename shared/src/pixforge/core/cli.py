@@ -1,0 +1,40 @@
+"""The command-line conventions every pixforge tool follows.
+
+Tools write `def main(): run(MyTool, name="pixforge-mytool")`, raise `PixforgeError` for user errors
+(one sentence naming what and where: exit code 2, no traceback; `--verbose` shows it) and validate their
+paths with the helpers below before writing anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pixforge.export.command import run
+from pixforge.export.errors import PixforgeError
+
+__all__ = ["PixforgeError", "run", "require_file", "require_dir", "output_dir"]
+
+
+def require_file(path: str | Path, what: str = "input") -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise PixforgeError(f"{what} {path} does not exist or is not a file")
+    return path
+
+
+def require_dir(path: str | Path, what: str = "input folder") -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise PixforgeError(f"{what} {path} does not exist or is not a folder")
+    return path
+
+
+def output_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """An `--out` folder: created when missing; a non-empty one is refused unless `overwrite`."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PixforgeError(f"--out {path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise PixforgeError(f"--out {path} is not empty: choose another folder or pass --overwrite")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,109 @@
+"""torchrun / DDP: process-group setup, rank helpers, rank-0 I/O and sharding of work.
+
+Launch multi-GPU or multi-node training with `torchrun --nproc_per_node G -m <tool> train ...`; without
+torchrun every helper here degrades to a single process. Bulk jobs split with `--shard K/N`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from pixforge.export.errors import PixforgeError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def setup(device: torch.device, timeout_s: int = 1800) -> DistInfo:
+    """Initialise the process group when launched by torchrun: NCCL on CUDA, gloo on the CPU."""
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s),
+                                device_id=device if device.type == "cuda" else None)
+    return info()
+
+
+def info() -> DistInfo:
+    if not (dist.is_available() and dist.is_initialized()):
+        return DistInfo()
+    return DistInfo(dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), dist.get_world_size())
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if info().enabled:
+        dist.barrier()
+
+
+def is_main() -> bool:
+    return info().is_main
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Mean of a tensor over all ranks (the tensor itself when not distributed)."""
+    if not info().enabled:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / info().world_size
+
+
+def wrap_ddp(module: torch.nn.Module, device: torch.device, **kwargs) -> torch.nn.Module:
+    """DistributedDataParallel around `module` when running distributed, the module itself otherwise."""
+    if not info().enabled:
+        return module
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, **kwargs)
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """`"K/N"` (1-based K) -> (K-1, N); None -> the torchrun rank and world size (or 0/1)."""
+    if shard is None or shard == "":
+        d = info()
+        return d.rank, d.world_size
+    try:
+        k, n = (int(x) for x in str(shard).split("/"))
+    except ValueError:
+        raise PixforgeError(f"--shard {shard!r} is not K/N (e.g. 2/8)") from None
+    if not 1 <= k <= n:
+        raise PixforgeError(f"--shard {shard}: K must be between 1 and N")
+    return k - 1, n
+
+
+def shard_indices(total: int, index: int, count: int) -> range:
+    """The items of shard `index` (0-based) of `count`: contiguous, sizes differing by at most one."""
+    start = total * index // count
+    return range(start, total * (index + 1) // count)

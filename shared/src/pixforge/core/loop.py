@@ -1,0 +1,155 @@
+"""Training-loop pieces: EMA weights, a progress bar, metric logs, and a graceful stop on signals.
+
+Loops stay explicit in each tool's `train.py`; these are the parts they all need.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from pixforge.core.distributed import is_main, unwrap
+
+
+class EMA(torch.nn.Module):
+    """Exponential moving average of a model's parameters (buffers are copied as they are).
+
+    `ema.update(model)` after each optimizer step; `ema.module` is the averaged network to sample or
+    export with. `decay_from_halflife` gives StyleGAN's form: the half-life in images seen.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+        super().__init__()
+        self.module = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
+        self.decay = decay
+
+    @staticmethod
+    def decay_from_halflife(batch_size: int, halflife_images: float) -> float:
+        return 0.5 ** (batch_size / max(halflife_images, 1e-8))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, decay: float | None = None) -> None:
+        beta = self.decay if decay is None else decay
+        source = unwrap(model)
+        for ema_p, p in zip(self.module.parameters(), source.parameters(), strict=True):
+            ema_p.lerp_(p.detach().to(ema_p.dtype), 1.0 - beta)
+        for ema_b, b in zip(self.module.buffers(), source.buffers(), strict=True):
+            ema_b.copy_(b)
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+def progress(total: int, initial: int = 0, desc: str = "train", unit: str = "step", **kwargs) -> tqdm:
+    """A tqdm bar shown on the main rank only (other ranks get a disabled one)."""
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
+                disable=not is_main() or kwargs.pop("disable", False), **kwargs)
+
+
+class MetricLogger:
+    """Scalars to `metrics.jsonl` (one JSON object per line, always) and to TensorBoard when installed.
+
+    Only the main rank writes. Values may be floats or 0-d tensors.
+    """
+
+    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None):
+        self.path = Path(path)
+        self.enabled = is_main()
+        self._tb = None
+        if self.enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+            if tensorboard_dir is not None:
+                self._tb = _tensorboard_writer(tensorboard_dir)
+
+    def log(self, step: int, **scalars: Any) -> dict[str, float]:
+        values = {k: float(v.item() if isinstance(v, torch.Tensor) else v) for k, v in scalars.items()}
+        if not self.enabled:
+            return values
+        record = {"step": int(step), "time": round(time.time(), 3)}
+        record.update({k: (v if math.isfinite(v) else str(v)) for k, v in values.items()})
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()
+        if self._tb is not None:
+            for key, value in values.items():
+                self._tb.add_scalar(key, value, step)
+        return values
+
+    def close(self) -> None:
+        if self.enabled:
+            self._fh.close()
+            if self._tb is not None:
+                self._tb.close()
+
+    def __enter__(self) -> MetricLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _tensorboard_writer(directory: str | Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is an extra: pixforge-core[tensorboard]
+        return None
+    return SummaryWriter(str(directory))
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Read `metrics.jsonl` back (a line cut off by a kill is skipped)."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class GracefulStop:
+    """Catch SIGINT / SIGTERM during training so the loop can checkpoint, then exit.
+
+    with GracefulStop() as stop:
+        for step in ...:
+            ...
+            if stop.requested:
+                save(); break
+
+    A second signal while stopping exits at once.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            sys.exit(128 + signum)
+        self.requested, self.signum = True, signum
+        print(f"\n{signal.Signals(signum).name} received: saving a checkpoint, then stopping "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> GracefulStop:
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals cannot be caught here
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,92 @@
+"""The run-directory convention every training verb follows.
+
+    RUN/config.json      the options the run was started with (plus package versions)
+    RUN/checkpoints/     step-000001000.pt ... (newest `keep_last` kept)
+    RUN/samples/         step-000001000.png sample grids
+    RUN/metrics.jsonl    one JSON object per logged step
+    RUN/log.txt          human-readable log (what the console showed, minus progress bars)
+    RUN/tensorboard/     event files, when tensorboard is installed
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from pixforge.core.distributed import barrier, is_main
+from pixforge.export.atomic import write_text
+from pixforge.export.errors import PixforgeError
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.checkpoints = self.path / "checkpoints"
+        self.samples = self.path / "samples"
+        self.metrics = self.path / "metrics.jsonl"
+        self.log = self.path / "log.txt"
+        self.tensorboard = self.path / "tensorboard"
+
+    def sample_path(self, step: int, suffix: str = ".png") -> Path:
+        return self.samples / f"step-{step:09d}{suffix}"
+
+    def has_run(self) -> bool:
+        return self.config.exists()
+
+    def start(self, config: dict[str, Any], resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Create (or re-open with `resume`) the run; returns the config in force.
+
+        A new run refuses an existing run directory unless `overwrite`; `resume` keeps the saved config
+        and reports options that differ from it. Under torchrun the main rank prepares the folder and the
+        other ranks read the config it wrote.
+        """
+        if is_main():
+            config = self._prepare(config, resume, overwrite)
+        barrier()
+        if not is_main():
+            config = json.loads(self.config.read_text())
+        setup_logging(self.log)
+        return config
+
+    def _prepare(self, config: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, Any]:
+        if resume:
+            if not self.has_run():
+                raise PixforgeError(f"--resume: {self.path} is not a run directory (no config.json)")
+            saved = json.loads(self.config.read_text())
+            changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
+            if changed:
+                logging.getLogger("pixforge").warning("resuming with changed options (saved -> now): %s", changed)
+            config = {**saved, **config}
+        elif self.path.exists() and any(self.path.iterdir()):
+            if not overwrite:
+                raise PixforgeError(f"{self.path} already holds a run: pass --resume to continue it "
+                                    "or --overwrite to start again")
+            shutil.rmtree(self.path)
+        for folder in (self.path, self.checkpoints, self.samples):
+            folder.mkdir(parents=True, exist_ok=True)
+        write_text(self.config, json.dumps(config, indent=2, sort_keys=True, default=str))
+        return config
+
+
+def setup_logging(log_file: Path | None = None, level: int = logging.INFO) -> logging.Logger:
+    """The `pixforge` logger: console on stderr and, on the main rank, `log_file`."""
+    logger = logging.getLogger("pixforge")
+    logger.setLevel(level)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    logger.addHandler(console)
+    if log_file is not None and is_main():
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(fmt)
+        logger.addHandler(file_handler)
+    return logger

@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from pixforge.core import distributed
+from pixforge.core.runtime import autocast_dtype, resolve_device, seed_everything
+from pixforge.export.errors import PixforgeError
+
+
+def test_cpu_and_auto():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is absent")
+@pytest.mark.parametrize("spec", ["cuda", "cuda:0", "CUDA:1"])
+def test_cuda_requested_but_absent_is_a_clear_error(spec):
+    with pytest.raises(PixforgeError, match="no CUDA GPU is available"):
+        resolve_device(spec)
+
+
+def test_nonsense_device():
+    with pytest.raises(PixforgeError, match="not a device"):
+        resolve_device("tpu")
+
+
+def test_autocast_dtype_rules():
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, False) is None
+    assert autocast_dtype(cpu, True) is None  # AMP on the CPU only when bf16 is named
+    assert autocast_dtype(cpu, "bf16") is torch.bfloat16
+    with pytest.raises(PixforgeError):
+        autocast_dtype(cpu, "fp16")
+    with pytest.raises(PixforgeError):
+        autocast_dtype(cpu, "fp8")
+
+
+@pytest.mark.cuda
+def test_autocast_dtype_on_gpu():
+    dev = resolve_device("cuda")
+    assert autocast_dtype(dev, True) in (torch.bfloat16, torch.float16)
+
+
+def test_seed_everything_repeats():
+    seed_everything(5)
+    a = torch.rand(4)
+    seed_everything(5)
+    assert torch.equal(a, torch.rand(4))
+
+
+def test_shards_cover_everything_once():
+    for total in (0, 1, 7, 100):
+        for count in (1, 3, 8):
+            seen = [i for k in range(count) for i in distributed.shard_indices(total, k, count)]
+            assert seen == list(range(total))
+
+
+def test_parse_shard():
+    assert distributed.parse_shard("2/8") == (1, 8)
+    assert distributed.parse_shard(None) == (0, 1)
+    for bad in ("0/4", "5/4", "x", "1-4"):
+        with pytest.raises(PixforgeError, match="--shard"):
+            distributed.parse_shard(bad)
