@@ -51,8 +51,8 @@ class EMA(torch.nn.Module):
 
 def progress(total: int, initial: int = 0, desc: str = "train", unit: str = "step", **kwargs) -> tqdm:
     """A tqdm bar shown on the main rank only (other ranks get a disabled one)."""
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
-                disable=not is_main() or kwargs.pop("disable", False), **kwargs)
+    disable = kwargs.pop("disable", False) or not is_main()
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, disable=disable, **kwargs)
 
 
 class MetricLogger:

@@ -1,0 +1,39 @@
+"""The `pixforge` umbrella command finds tools through the `pixforge.tools` entry points."""
+
+import subprocess
+import sys
+
+UMBRELLA = [sys.executable, "-m", "pixforge.core.umbrella"]
+
+
+def _run(*args):
+    return subprocess.run([*UMBRELLA, *args], capture_output=True, text=True)
+
+
+def test_list_shows_core_and_runtime():
+    result = _run("list")
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.strip().splitlines()]
+    assert names[0] == "core" and "run" in names
+
+
+def test_tool_verbs_are_reachable():
+    result = _run("core", "env")
+    assert result.returncode == 0 and '"torch"' in result.stdout
+
+
+def test_unknown_tool_is_a_clear_error():
+    result = _run("nosuchtool", "train")
+    assert result.returncode == 2 and "unknown tool" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_demo_with_unknown_only_is_a_clear_error(tmp_path):
+    result = _run("demo", "--out", str(tmp_path / "d"), "--only", "nosuchtool")
+    assert result.returncode == 2 and "nosuchtool" in result.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_tool_errors_keep_the_convention(tmp_path):
+    result = _run("core", "export", str(tmp_path / "missing-run"), str(tmp_path / "m.onnx"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "missing-run" in result.stderr and not (tmp_path / "m.onnx").exists()
