@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-TRAIN = [sys.executable, "-m", "pixforge.core.demo", "train"]
+TRAIN = [sys.executable, "-m", "pixforge.core.tool", "train"]
 TINY = ["--size", "32", "--batch", "4", "--width", "8", "--device", "cpu", "--threads", "1"]
 
 

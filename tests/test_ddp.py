@@ -14,12 +14,12 @@ COMMON = ["--size", "32", "--width", "8", "--device", "cpu", "--threads", "1", "
 
 def test_two_process_ddp_matches_single_process(tmp_path):
     single = tmp_path / "single"
-    result = subprocess.run([sys.executable, "-m", "pixforge.core.demo", "train", str(single), *COMMON,
+    result = subprocess.run([sys.executable, "-m", "pixforge.core.tool", "train", str(single), *COMMON,
                              "--batch", "8"], capture_output=True, text=True, env=env())
     assert result.returncode == 0, result.stderr[-3000:]
     ddp = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
-           "-m", "pixforge.core.demo", "train", str(ddp), *COMMON, "--batch", "4"]
+           "-m", "pixforge.core.tool", "train", str(ddp), *COMMON, "--batch", "4"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     a = checkpoint(single / "checkpoints" / "step-000000006.pt")

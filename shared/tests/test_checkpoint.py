@@ -37,9 +37,9 @@ def test_round_trip_restores_weights_optimizer_ema_rng_and_step(tmp_path):
     ema2 = EMA(model2)
     state = load_checkpoint(path, models={"m": model2, "ema": ema2.module}, optimizers={"opt": opt2})
     assert state["step"] == 17 and state["config"] == {"lr": 0.01}
-    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    for a, b in zip(ema.module.state_dict().values(), ema2.module.state_dict().values()):
+    for a, b in zip(ema.module.state_dict().values(), ema2.module.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert opt2.state_dict()["state"][0]["exp_avg"].equal(opt.state_dict()["state"][0]["exp_avg"])
     got = (random.random(), np.random.rand(), torch.rand(3))

@@ -15,7 +15,7 @@ def test_ema_matches_the_formula():
         for p in model.parameters():
             p.add_(1.0)
     ema.update(model)
-    for s, e, p in zip(start, ema.module.parameters(), model.parameters()):
+    for s, e, p in zip(start, ema.module.parameters(), model.parameters(), strict=True):
         assert torch.allclose(e, 0.9 * s + 0.1 * p)
         assert not e.requires_grad
 

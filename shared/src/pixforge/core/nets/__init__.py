@@ -1,0 +1,9 @@
+"""Networks shared by several pixforge tools.
+
+`inception`: InceptionV3 for FID / KID (pytorch-fid's TF-ported variant and torchvision's), loadable
+strictly from the public weight files.
+"""
+
+from pixforge.core.nets.inception import InceptionFeatures, InceptionV3, load_weights
+
+__all__ = ["InceptionFeatures", "InceptionV3", "load_weights"]
