@@ -13,10 +13,14 @@ them so that it can pre- and post-process with no torch and no guessing:
 
 An image tensor maps uint8 pixels `p` to network values `x = lo + (hi - lo) * p / 255`, then
 `x = (x - mean) / std` when `mean`/`std` are given; outputs are mapped back the same way, clipped and
-rounded. `multiple` asks that H and W be multiples of it (the runtime reflect-pads and crops back);
-`size` fixes H and W (the runtime resizes). Non-image inputs: `noise` (standard normal, shape from
-`shape`, where entries may be `"N"`, `"H/k"` or `"W/k"` relative to the first image input) and `scalar`
-(a float with a `default`, set with `--set name=value`).
+rounded. `multiple` asks that H and W be multiples of it (the runtime reflect-pads bottom/right and crops back);
+`size` = (H, W) fixes the size (the runtime resizes, and resizes outputs back). `mean` / `std` are per
+network channel, in the network's channel order (BGR for BGR models). `channels` follows `color` (1 for
+GRAY, 3 for RGB/BGR; 4 means RGBA). Non-image inputs: `noise` (standard normal, shape from `shape`, where
+the first entry may be `"N"` and others `"H/k"` or `"W/k"` relative to the first image input) and
+`scalar` (a float with a `default`, set with `--set name=value`); `tensor` inputs cannot be fed by the
+runtime. Every output has a leading batch dimension. `dtype` records the exported precision; the runtime
+follows the graph's declared types.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class TensorSpec:
     name: str
     kind: str = "image"
     layout: str = "NCHW"
-    channels: int | None = 3
+    channels: int | None = None
     color: str = "RGB"
     range: tuple[float, float] = (0.0, 1.0)
     mean: list[float] | None = None
@@ -66,6 +70,11 @@ class TensorSpec:
                 raise ValueError(f"TensorSpec {self.name!r}: range must be (low, high) with high > low")
             if self.multiple < 1:
                 raise ValueError(f"TensorSpec {self.name!r}: multiple must be >= 1")
+            implied = 1 if self.color == "GRAY" else 3
+            if self.channels is None:
+                self.channels = implied
+            elif self.channels != implied and not (self.channels == 4 and self.color == "RGB"):
+                raise ValueError(f"TensorSpec {self.name!r}: {self.channels} channels do not fit color {self.color}")
         if self.kind == "noise" and not self.shape:
             raise ValueError(f"TensorSpec {self.name!r}: a noise input needs a shape")
         if self.kind == "scalar" and self.default is None:
@@ -78,7 +87,7 @@ class TensorSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TensorSpec":
+    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 

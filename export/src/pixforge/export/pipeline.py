@@ -1,0 +1,260 @@
+"""Pre- and post-processing read purely from a model's pixforge metadata (see `pixforge.export.metadata`).
+
+* image inputs: uint8 H x W x C pixels (decoded as GRAY, RGB or RGBA; colour and gray convert into each other,
+  alpha is dropped) -> BGR order if asked -> value `range` -> `(x - mean) / std` (per network channel) -> layout;
+  outputs go back the same way; `size` resizes to that (H, W) and the outputs are resized back; `multiple`
+  reflect-pads the bottom and right edges and the outputs are cropped back, scaled by the output/input size
+  ratio (an x2 model gives x2 crops);
+* the first image input is the primary one: it comes from the files being processed and fixes the geometry
+  ("H/k" in noise shapes); any other image input holds one image for every item, resized to its own `size`
+  or to the primary input's network size;
+* noise inputs: standard normal from `numpy.random.default_rng([seed, item index, input position])`, so an
+  item's noise does not depend on the batch it runs in; a shape without a leading "N" is one tensor per batch;
+* scalar inputs: their `default`, or an override; image outputs go back to uint8, tensor outputs stay float.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from pixforge.export.errors import PixforgeError
+from pixforge.export.images import read_image
+from pixforge.export.metadata import TensorSpec, resolve_shape
+from pixforge.export.session import Session
+
+MODES = {1: "GRAY", 3: "RGB", 4: "RGBA"}
+PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def image_channels(spec: TensorSpec) -> int:
+    """The channel count of an image tensor: `channels`, else 1 for GRAY and 3 for RGB/BGR."""
+    return spec.channels or (1 if spec.color == "GRAY" else 3)
+
+
+def to_network(images: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """uint8 (N, H, W, C) pixels -> float32 network values in the spec's colour order, scaling and layout."""
+    x = images.astype(np.float32)
+    if spec.color == "BGR":
+        x = np.concatenate([x[..., 2::-1], x[..., 3:]], axis=-1)
+    lo, hi = spec.range
+    x = lo + x * np.float32((hi - lo) / 255.0)
+    if spec.mean is not None:
+        x = x - np.asarray(spec.mean, dtype=np.float32)
+    if spec.std is not None:
+        x = x / np.asarray(spec.std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if spec.layout == "NCHW" else x)
+
+
+def from_network(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """float network values (N, C, H, W) or (N, H, W, C) -> uint8 (N, H, W, C) RGB/GRAY pixels, clipped and rounded."""
+    x = np.asarray(x, dtype=np.float32)
+    if spec.layout == "NCHW":
+        x = x.transpose(0, 2, 3, 1)
+    if spec.std is not None:
+        x = x * np.asarray(spec.std, dtype=np.float32)
+    if spec.mean is not None:
+        x = x + np.asarray(spec.mean, dtype=np.float32)
+    lo, hi = spec.range
+    pixels = np.clip(np.rint((x - lo) * np.float32(255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+    if spec.color == "BGR":
+        pixels = np.concatenate([pixels[..., 2::-1], pixels[..., 3:]], axis=-1)
+    return pixels
+
+
+def probe_image(path: str | Path) -> tuple[int, int, bool]:
+    """(H, W, has alpha) of an image file, read from its header; PNG files also get their checksums verified."""
+    path = Path(path)
+    if not path.is_file():
+        raise PixforgeError(f"{path} does not exist or is not a file")
+    try:
+        with Image.open(path) as img:
+            (w, h), has_alpha = img.size, "A" in img.getbands() or "transparency" in img.info
+            img.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise PixforgeError(f"{path} is not a readable image ({err.__class__.__name__}: {err})") from None
+    return h, w, has_alpha
+
+
+def resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of a uint8 H x W x C image to (H, W) with PIL."""
+    if image.shape[:2] == tuple(hw):
+        return image
+    pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
+    out = np.asarray(pil.resize((hw[1], hw[0]), Image.BICUBIC))
+    return out[..., None] if out.ndim == 2 else out
+
+
+def convert(image: np.ndarray, channels: int) -> np.ndarray:
+    """RGB <-> GRAY with PIL's conversion (RGB frames from a video into a GRAY model's input)."""
+    if image.shape[2] == channels:
+        return image
+    pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).convert(PIL_MODES[channels])
+    out = np.asarray(pil)
+    return out[..., None] if out.ndim == 2 else out
+
+
+class Pipeline:
+    """Turns items (source images, or nothing for pure generators) into feeds and model outputs into results."""
+
+    def __init__(self, session: Session, *, seed: int = 0, scalars: dict[str, float] | None = None,
+                 images: dict[str, str | np.ndarray] | None = None):
+        self.session = session
+        self.meta = session.meta
+        where = session.path
+        if not isinstance(seed, int) or seed < 0:
+            raise PixforgeError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed = seed
+        image_inputs = self.meta.image_inputs
+        self.primary = image_inputs[0] if image_inputs else None
+        for spec in image_inputs + [s for s in self.meta.outputs if s.kind == "image"]:
+            if image_channels(spec) not in MODES or (spec.color == "GRAY") != (image_channels(spec) == 1):
+                raise PixforgeError(f"{where}: image tensor '{spec.name}' has {image_channels(spec)} channels as "
+                                    f"{spec.color}; pixforge-run handles GRAY with 1, RGB/BGR with 3 or 4")
+        for spec in self.meta.inputs:
+            if spec.kind == "tensor":
+                raise PixforgeError(f"{where}: input '{spec.name}' is of kind 'tensor'; pixforge-run feeds image, "
+                                    "noise and scalar inputs only")
+            relative = [str(d).strip() for d in spec.shape or [] if isinstance(d, str)]
+            if spec.kind == "noise" and ("N" in spec.shape[1:] or (
+                    self.primary is None and any(d.startswith(("H", "W")) for d in relative))):
+                raise PixforgeError(f"{where}: noise input '{spec.name}' has shape {spec.shape}: 'N' may only "
+                                    "come first, and 'H'/'W' need an image input")
+        self.scalars = {s.name: float(s.default) for s in self.meta.inputs if s.kind == "scalar"}
+        for name, value in (scalars or {}).items():
+            if name not in self.scalars:
+                raise PixforgeError(f"--set {name}=...: the model has no scalar input '{name}' "
+                                    f"(scalar inputs: {', '.join(self.scalars) or 'none'})")
+            self.scalars[name] = float(value)
+        self.extra = self._read_extra_images(images or {})
+
+    def _read_extra_images(self, paths: dict[str, str | np.ndarray]) -> dict[str, np.ndarray]:
+        """Secondary image inputs: a path is checked and decoded, an array (uint8 H x W x C) is taken as is."""
+        wanted = {s.name: s for s in self.meta.image_inputs[1:]}
+        for name in paths:
+            if name not in wanted:
+                raise PixforgeError(f"--input {name}=...: the model has no secondary image input '{name}' "
+                                    f"(secondary image inputs: {', '.join(wanted) or 'none'})")
+        missing = [name for name in wanted if name not in paths]
+        if missing:
+            raise PixforgeError(f"the model also needs image input(s) {', '.join(missing)}: pass "
+                                f"--input {missing[0]}=PATH")
+        extra = {}
+        for name, path in paths.items():
+            if isinstance(path, np.ndarray):
+                extra[name] = path
+                continue
+            self.check_channels(path, wanted[name], probe_image(path)[2])
+            extra[name] = read_image(path, MODES[image_channels(wanted[name])])
+        return extra
+
+    # -- geometry and validation -------------------------------------------------------------------------
+
+    def network_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """The (H, W) the primary input is fed at for a source image of size `hw`."""
+        if self.primary.size is not None:
+            return self.primary.size
+        m = self.primary.multiple
+        return math.ceil(hw[0] / m) * m, math.ceil(hw[1] / m) * m
+
+    def check_item(self, name: str, hw: tuple[int, int], has_alpha: bool) -> None:
+        """Raise `PixforgeError` naming `name` when a source of this size (and alpha or not) cannot be fed."""
+        self.check_channels(name, self.primary, has_alpha)
+        shape = self.session.inputs[self.primary.name].shape
+        fixed = shape[2:4] if self.primary.layout == "NCHW" else shape[1:3]
+        net = self.network_size(hw)
+        if len(shape) == 4 and any(isinstance(d, int) and d != n for d, n in zip(fixed, net, strict=True)):
+            raise PixforgeError(f"{name} is {hw[1]}x{hw[0]} but {self.session.path} takes {fixed[1]}x{fixed[0]} "
+                                "images only (its metadata sets no 'size' to resize to)")
+
+    @staticmethod
+    def check_channels(name: str, spec: TensorSpec, has_alpha: bool) -> None:
+        """Colour and gray convert into each other (alpha is dropped); a 4-channel input needs an alpha channel."""
+        if image_channels(spec) == 4 and not has_alpha:
+            raise PixforgeError(f"{name} has no alpha channel but model input '{spec.name}' takes 4 channels "
+                                "(RGBA): give an image with transparency")
+
+    # -- running -------------------------------------------------------------------------------------------
+
+    def feeds(self, sources: list[np.ndarray] | None, indices: list[int]) -> dict[str, np.ndarray]:
+        """The model's inputs for one batch: `sources` are uint8 H x W x C images that share one network size
+        (None for a model without image inputs), `indices` the items' global indices (noise seeds)."""
+        n = len(indices)
+        net = self.network_size(sources[0].shape[:2]) if sources else None
+        feeds = {}
+        for k, spec in enumerate(self.meta.inputs):
+            if spec is self.primary:
+                feeds[spec.name] = to_network(np.stack([self._fit(image, net) for image in sources]), spec)
+            elif spec.kind == "image":
+                extra = resize(self.extra[spec.name], spec.size or net)
+                feeds[spec.name] = np.repeat(to_network(extra[None], spec), n, axis=0)
+            elif spec.kind == "noise":
+                feeds[spec.name] = self._noise(spec, k, indices, net or (0, 0))
+            else:
+                feeds[spec.name] = self._scalar(spec, n)
+        return feeds
+
+    def run(self, sources: list[np.ndarray] | None, indices: list[int], names: list[str]) -> list[dict]:
+        """Run one batch (see `feeds`); `names` name the items in errors (NaN/inf outputs).
+
+        Returns, per item, {output name: uint8 H x W x C image at the source's scale, or the item's array}.
+        """
+        n = len(indices)
+        net = self.network_size(sources[0].shape[:2]) if sources else None
+        outputs = self.session.run(self.feeds(sources, indices))
+        results: list[dict] = [{} for _ in range(n)]
+        for spec in self.meta.outputs:
+            value = outputs[spec.name]
+            if value.ndim == 0 or value.shape[0] != n:
+                raise PixforgeError(f"{self.session.path}: output '{spec.name}' has shape {list(value.shape)} "
+                                    f"for a batch of {n}; pixforge-run needs a leading batch dimension")
+            if value.dtype.kind == "f":
+                bad = ~np.isfinite(value.reshape(n, -1)).all(axis=1)
+                if bad.any():
+                    raise PixforgeError(f"{self.session.path} produced NaN/inf in output '{spec.name}' for "
+                                        f"{names[int(np.argmax(bad))]}")
+            if spec.kind != "image":
+                for i in range(n):
+                    results[i][spec.name] = value[i]
+                continue
+            pixels = from_network(value, spec) if value.ndim == 4 else None
+            if pixels is None or pixels.shape[-1] not in MODES:
+                raise PixforgeError(f"{self.session.path}: image output '{spec.name}' has shape {list(value.shape)}"
+                                    f" ({spec.layout}); pixforge-run writes images with 1, 3 or 4 channels")
+            for i in range(n):
+                results[i][spec.name] = self._restore(pixels[i], sources[i].shape[:2], net) if sources else pixels[i]
+        return results
+
+    def _fit(self, image: np.ndarray, net: tuple[int, int]) -> np.ndarray:
+        if self.primary.size is not None:
+            return resize(image, net)
+        h, w = image.shape[:2]
+        if (h, w) == net:
+            return image
+        return np.pad(image, ((0, net[0] - h), (0, net[1] - w), (0, 0)), mode="reflect")
+
+    def _restore(self, image: np.ndarray, source: tuple[int, int], net: tuple[int, int]) -> np.ndarray:
+        """Undo `_fit` on an output: same scale as output/network size, at the source's extent."""
+        target = (round(source[0] * image.shape[0] / net[0]), round(source[1] * image.shape[1] / net[1]))
+        if self.primary.size is not None:
+            return resize(image, target)
+        return image[: target[0], : target[1]]
+
+    def _noise(self, spec: TensorSpec, k: int, indices: list[int], net: tuple[int, int]) -> np.ndarray:
+        if spec.shape[0] == "N":
+            shape = resolve_shape(spec.shape[1:], 1, *net)
+            return np.stack([np.random.default_rng([self.seed, i, k]).standard_normal(shape, dtype=np.float32)
+                             for i in indices])
+        shape = resolve_shape(spec.shape, len(indices), *net)
+        return np.random.default_rng([self.seed, k]).standard_normal(shape, dtype=np.float32)
+
+    def _scalar(self, spec: TensorSpec, n: int) -> np.ndarray:
+        if spec.shape:
+            shape = resolve_shape(spec.shape, n, 0, 0)
+        else:
+            graph = self.session.inputs[spec.name].shape
+            shape = [d if isinstance(d, int) else (n if i == 0 else 1) for i, d in enumerate(graph)]
+        return np.full(shape, self.scalars[spec.name], dtype=np.float32)
