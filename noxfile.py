@@ -15,7 +15,7 @@ import nox
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
-TOOLS = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").exists())
+TOOLS = sorted(p.parent.name for p in (ROOT / "packages").glob("*/pyproject.toml"))
 BASE = (str(ROOT / "export"), str(ROOT / "shared"))
 
 nox.options.sessions = ["lint", "tests"]
