@@ -13,6 +13,7 @@ import torch
 from pixforge.core import toy
 from pixforge.core.cli import output_dir, run
 from pixforge.core.io import embedded_images, make_grid, read_image, write_image
+from pixforge.core.metrics import psnr
 from pixforge.export.errors import PixforgeError
 
 
@@ -45,7 +46,7 @@ class CoreTool:
                  "threads": torch.get_num_threads()}
         return json.dumps(facts, indent=2)
 
-    def demo(self, out: str = "demo-out/core", steps: int = 150, overwrite: bool = True) -> str:
+    def demo(self, out: str = "demo-out/core", steps: int = 300, overwrite: bool = True) -> str:
         """Train the denoiser for a few steps on embedded photos, export it, run it with pixforge-run, and
         write a grid (noisy | restored | clean) to OUT/grid.png."""
         out_dir = output_dir(out, overwrite=overwrite)
@@ -68,8 +69,11 @@ class CoreTool:
                 for i, c in enumerate(clean)]
         grid = out_dir / "grid.png"
         write_image(grid, make_grid(np.concatenate(rows), nrow=3))
+        batch = torch.from_numpy(np.stack(rows)).permute(0, 1, 4, 2, 3).float()  # image, kind, C, H, W
+        noisy_db, restored_db = (psnr(batch[:, k], batch[:, 2], data_range=255.0).item() for k in (0, 1))
         return (f"core demo: run {run_dir}\n  model {model_path}\n  pixforge-run outputs {restored_dir}\n"
-                f"  grid (noisy | restored | clean) {grid}")
+                f"  grid (noisy | restored | clean) {grid}\n"
+                f"  PSNR vs clean: noisy {noisy_db:.2f} dB -> restored {restored_db:.2f} dB")
 
 
 def _center_crop(img: np.ndarray, size: int) -> np.ndarray:

@@ -55,13 +55,17 @@ class Umbrella:
                                 f"{', '.join(available)}")
         done = []
         for name, ep in available.items():
+            if wanted and name not in wanted:
+                continue
             component = ep.load()
-            if (wanted and name not in wanted) or not hasattr(component, "demo"):
+            if not hasattr(component, "demo"):
                 continue
             target = Path(out) / name
             print(f"== pixforge {name} demo -> {target}", flush=True)
             start = time.time()
-            component().demo(out=str(target))
+            report = component().demo(out=str(target))
+            if report:
+                print(report, flush=True)
             done.append(f"{name:<12} {time.time() - start:6.1f} s  {target.resolve()}")
         return "demo outputs:\n" + "\n".join(done)
 
