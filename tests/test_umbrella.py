@@ -37,3 +37,19 @@ def test_tool_errors_keep_the_convention(tmp_path):
     result = _run("core", "export", str(tmp_path / "missing-run"), str(tmp_path / "m.onnx"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "missing-run" in result.stderr and not (tmp_path / "m.onnx").exists()
+
+
+def test_train_bad_input_is_one_line_and_writes_nothing(tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        result = _run("core", "train", str(tmp_path / "run"), "--device", "cuda")
+        assert result.returncode == 2 and "no CUDA GPU" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+    result = _run("core", "train", str(tmp_path / "r2"), "--device", "tpu")
+    assert result.returncode == 2 and "not a device" in result.stderr and not (tmp_path / "r2").exists()
+    (tmp_path / "r3").mkdir()
+    (tmp_path / "r3" / "config.json").write_text("{}")
+    result = _run("core", "train", str(tmp_path / "r3"), "--device", "cpu")
+    assert result.returncode == 2 and "--resume" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "r3").iterdir()) == ["config.json"]
