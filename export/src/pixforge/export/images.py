@@ -1,4 +1,4 @@
-"""Image files <-> uint8 numpy arrays (H x W x C, RGB), image folders and grids. No torch here.
+"""Image files <-> uint8 numpy arrays (H x W x C, RGB), header probes, image folders and grids. No torch here.
 
 Every reader names the file it could not read; every writer is atomic.
 """
@@ -16,7 +16,8 @@ from pixforge.export.atomic import atomic_path
 from pixforge.export.errors import PixforgeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-MODES = {"RGB": "RGB", "GRAY": "L", "RGBA": "RGBA"}
+MODES = {"RGB": "RGB", "GRAY": "L", "RGBA": "RGBA"}  # read_image mode -> PIL mode
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)  # what PIL raises on a bad file
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -52,9 +53,23 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             arr = np.asarray(img.convert(MODES[mode]))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise PixforgeError(f"{path} is not a readable image ({err.__class__.__name__}: {err})") from None
+    except DECODE_ERRORS as err:
+        raise _unreadable(path, err) from None
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+def probe_image(path: str | os.PathLike) -> tuple[int, int, bool]:
+    """(H, W, has alpha) of an image file, read from its header; PNG files also get their checksums verified."""
+    path = Path(path)
+    if not path.is_file():
+        raise PixforgeError(f"{path} does not exist or is not a file")
+    try:
+        with Image.open(path) as img:
+            (w, h), has_alpha = img.size, "A" in img.getbands() or "transparency" in img.info
+            img.verify()
+    except DECODE_ERRORS as err:
+        raise _unreadable(path, err) from None
+    return h, w, has_alpha
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -> Path:
@@ -73,6 +88,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray, quality: int = 95) -
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt, **options)
     return path
+
+
+def _unreadable(path: Path, err: BaseException) -> PixforgeError:
+    return PixforgeError(f"{path} is not a readable image ({err.__class__.__name__}: {err})")
 
 
 def make_grid(images: np.ndarray | list[np.ndarray], nrow: int | None = None, pad: int = 2,

@@ -16,18 +16,17 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from pixforge.export.errors import PixforgeError
-from pixforge.export.images import read_image
+from pixforge.export.images import MODES as PIL_MODES
+from pixforge.export.images import probe_image, read_image
 from pixforge.export.metadata import TensorSpec, resolve_shape
 from pixforge.export.session import Session
 
-MODES = {1: "GRAY", 3: "RGB", 4: "RGBA"}
-PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+MODES = {1: "GRAY", 3: "RGB", 4: "RGBA"}  # channel count -> `read_image` mode
 
 
 def image_channels(spec: TensorSpec) -> int:
@@ -65,20 +64,6 @@ def from_network(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return pixels
 
 
-def probe_image(path: str | Path) -> tuple[int, int, bool]:
-    """(H, W, has alpha) of an image file, read from its header; PNG files also get their checksums verified."""
-    path = Path(path)
-    if not path.is_file():
-        raise PixforgeError(f"{path} does not exist or is not a file")
-    try:
-        with Image.open(path) as img:
-            (w, h), has_alpha = img.size, "A" in img.getbands() or "transparency" in img.info
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise PixforgeError(f"{path} is not a readable image ({err.__class__.__name__}: {err})") from None
-    return h, w, has_alpha
-
-
 def resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Bicubic resize of a uint8 H x W x C image to (H, W) with PIL."""
     if image.shape[:2] == tuple(hw):
@@ -92,7 +77,7 @@ def convert(image: np.ndarray, channels: int) -> np.ndarray:
     """RGB <-> GRAY with PIL's conversion (RGB frames from a video into a GRAY model's input)."""
     if image.shape[2] == channels:
         return image
-    pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).convert(PIL_MODES[channels])
+    pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).convert(PIL_MODES[MODES[channels]])
     out = np.asarray(pil)
     return out[..., None] if out.ndim == 2 else out
 

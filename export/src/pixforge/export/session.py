@@ -34,8 +34,8 @@ ORT_ERRORS = tuple(getattr(ort_state, name) for name in (
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
                "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
-GPU_HINT = ("install pixforge-export[gpu] in place of the CPU build: "
-            "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'pixforge-export[gpu]'")
+GPU_HINT = ("swap onnxruntime for its CUDA build (both install the same 'onnxruntime' module): "
+            "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'onnxruntime-gpu[cuda,cudnn]'")
 
 
 @dataclass
@@ -120,8 +120,8 @@ def open_session(model_path: str | Path, device: str = "auto", threads: int | No
     actual = session.get_providers()[0]
     if want == "cuda" and actual != CUDA:
         raise PixforgeError(f"CUDA was requested but onnxruntime fell back to {actual} for {path}: the CUDA "
-                            "provider could not load its libraries (CUDA 12 / cuDNN 9, see onnxruntime's log "
-                            f"above); or {GPU_HINT}")
+                            "provider could not load the CUDA / cuDNN libraries it was built for (see "
+                            f"onnxruntime's log above); or {GPU_HINT}")
     if want == "auto" and actual != CUDA:
         reason = "no CUDA provider available" if not use_cuda else "the CUDA provider failed to load"
         print(f"{PROG}: running on {actual} ({reason})", file=sys.stderr)
