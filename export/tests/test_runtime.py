@@ -217,7 +217,7 @@ def test_cuda_absent_is_an_error(tmp_path):
     model = conv_model(tmp_path / "m.onnx")
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
-    with pytest.raises(PixforgeError, match=r"CUDA was requested.*pixforge-export\[gpu\]"):
+    with pytest.raises(PixforgeError, match=r"CUDA was requested.*onnxruntime-gpu\[cuda,cudnn\]"):
         open_session(model, "cuda")
 
 
