@@ -1,5 +1,7 @@
 """PSNR / SSIM / FID / KID against reference formulas (numpy, scipy, scikit-image)."""
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -213,3 +215,45 @@ def test_feature_net_contract_is_checked():
     fid = FID(bare, num_features=5)
     with pytest.raises(PixforgeError, match=r"returned shape \(2, 4\), expected \(2, 5\)"):
         fid.update(_images(2, 0), real=True)
+
+
+def test_folder_scores_match_the_closed_form(tmp_path):
+    from pixforge.core.io import write_image
+    from pixforge.core.metrics import feature_stats, folder_batches, folder_scores, frechet_distance
+
+    rng = np.random.default_rng(0)
+    for name, shift in (("real", 0), ("fake", 60)):
+        for i in range(6):
+            size = (16, 16) if i % 2 else (16, 20)  # mixed sizes: batches split at size changes
+            img = np.clip(rng.normal(100 + shift, 30, (*size, 3)), 0, 255).astype(np.uint8)
+            write_image(tmp_path / name / f"{i}.png", img)
+
+    class MeanStd(torch.nn.Module):
+        num_features = 6
+
+        def forward(self, x):
+            x = x.double() / 255
+            return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+    net = MeanStd()
+    result = folder_scores(tmp_path / "real", tmp_path / "fake", net, kid=True, kid_subset_size=4, batch_size=4)
+    feats = {k: torch.cat([net(b) for b in folder_batches(tmp_path / k, 4)]) for k in ("real", "fake")}
+    expected = frechet_distance(*feature_stats(feats["real"]), *feature_stats(feats["fake"]))
+    assert result["fid"] == pytest.approx(expected, rel=1e-3)
+    assert result["num_real"] == result["num_fake"] == 6 and "kid_mean" in result
+
+
+def test_fid_cli_without_weights_is_one_clear_line(tmp_path):
+    from pixforge.core.io import write_image
+
+    for name in ("real", "fake"):
+        write_image(tmp_path / name / "a.png", np.zeros((8, 8, 3), np.uint8))
+    env = {k: v for k, v in os.environ.items() if k != "PIXFORGE_INCEPTION_WEIGHTS"}
+    env["TORCH_HOME"] = str(tmp_path / "torch-home")  # an empty hub cache
+    cmd = [sys.executable, "-m", "pixforge.core.tool", "fid", str(tmp_path / "real"), str(tmp_path / "fake")]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "pt_inception-2015-12-05-6726825d.pth" in result.stderr
+    result = subprocess.run([*cmd[:-2], str(tmp_path / "nothing"), str(tmp_path / "fake")], capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 2 and "nothing" in result.stderr

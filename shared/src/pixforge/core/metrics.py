@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -236,3 +238,36 @@ class KID(_FeatureMetric):
             "num_real": self.num_real,
             "num_fake": self.num_fake,
         }
+
+
+def folder_batches(folder: str | os.PathLike, batch_size: int = 32):
+    """uint8 N x 3 x H x W batches of a folder's images (recursive); consecutive same-size images share a batch."""
+    from pixforge.core.io import list_images, read_image
+
+    batch: list[np.ndarray] = []
+    for path in list_images(folder):
+        image = read_image(path)
+        if batch and (image.shape != batch[0].shape or len(batch) == batch_size):
+            yield torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
+            batch = []
+        batch.append(image)
+    if batch:
+        yield torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
+
+
+def folder_scores(real: str | os.PathLike, fake: str | os.PathLike, features: nn.Module, *, kid: bool = False,
+                  kid_subset_size: int = 1000, batch_size: int = 32,
+                  device: str | torch.device = "cpu") -> dict:
+    """FID (and KID) between two image folders with the given feature network (images in uint8)."""
+    metrics = [FID(features)] + ([KID(features, subset_size=kid_subset_size)] if kid else [])
+    for metric in metrics:
+        metric.to(device)
+    for folder, is_real in ((real, True), (fake, False)):
+        with torch.no_grad():
+            for batch in folder_batches(folder, batch_size):
+                for metric in metrics:
+                    metric.update(batch, real=is_real)
+    result: dict = {}
+    for metric in metrics:
+        result.update(metric.compute())
+    return result

@@ -12,7 +12,7 @@ import torch
 
 from pixforge.core import toy
 from pixforge.core.cli import output_dir, run
-from pixforge.core.io import embedded_images, make_grid, read_image, write_image
+from pixforge.core.io import embedded_images, list_images, make_grid, read_image, write_image
 from pixforge.core.metrics import psnr
 from pixforge.export.errors import PixforgeError
 
@@ -33,6 +33,24 @@ class CoreTool:
     def export(self, run: str, out: str) -> str:
         """Export a finished run's EMA denoiser to ONNX file OUT, with pixforge metadata and a parity check."""
         return str(toy.export(run, out))
+
+    def fid(self, real: str, fake: str, weights: str | None = None, kid: bool = False, kid_subset_size: int = 1000,
+            batch: int = 32, device: str = "auto", json_out: bool = False) -> str:
+        """FID (and with --kid, KID) between image folders REAL and FAKE with the public InceptionV3 weights
+        (--weights PATH_OR_URL to pt_inception-2015-12-05-6726825d.pth, or $PIXFORGE_INCEPTION_WEIGHTS)."""
+        from pixforge.core.metrics import folder_scores
+        from pixforge.core.nets.inception import InceptionFeatures
+        from pixforge.core.runtime import resolve_device
+
+        dev = resolve_device(device)
+        for folder in (real, fake):
+            list_images(folder)  # a missing or empty folder fails before the weights load
+        features = InceptionFeatures("fid", weights=weights).to(dev)
+        scores = folder_scores(real, fake, features, kid=kid, kid_subset_size=kid_subset_size, batch_size=batch,
+                               device=dev)
+        if json_out:
+            return json.dumps(scores)
+        return "\n".join(f"{k:<10} {v:.6g}" if isinstance(v, float) else f"{k:<10} {v}" for k, v in scores.items())
 
     def env(self) -> str:
         """Versions, devices and what pixforge can use on this machine, as JSON."""
