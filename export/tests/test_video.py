@@ -1,5 +1,6 @@
 """pixforge.export.video: probing, streamed reading, atomic writing with audio, clear errors. No torch."""
 
+import re
 import subprocess
 from fractions import Fraction
 
@@ -8,7 +9,16 @@ import pytest
 
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import write_image
-from pixforge.export.video import VideoReader, VideoWriter, copy_video, ffmpeg_exe, is_video_path, probe_video
+from pixforge.export.video import (
+    VideoReader,
+    VideoWriter,
+    _mux_extra_args,
+    _run_ffmpeg,
+    copy_video,
+    ffmpeg_exe,
+    is_video_path,
+    probe_video,
+)
 
 
 def lavfi(path, *, seconds=2.0, rate="25", size="64x48", audio=True, codec_args=("-c:v", "libx264")):
@@ -105,6 +115,78 @@ def test_shorter_audio_does_not_cut_video(tmp_path):
         writer.write(noise_frames(75))
     info = probe_video(tmp_path / "long.mkv")
     assert info.frame_count == 75 and info.has_audio
+
+
+def decoded_durations(path):
+    """(video, audio) durations in seconds of what a player gets: the decoded frames and samples (framecrc)."""
+    out = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-map", "0:v:0", "-map", "0:a:0", "-c:v",
+                          "rawvideo", "-c:a", "pcm_s16le", "-f", "framecrc", "-"], capture_output=True, text=True,
+                         check=True).stdout
+    tbs = {int(i): Fraction(int(num), int(den)) for i, num, den in re.findall(r"^#tb (\d+): (\d+)/(\d+)", out, re.M)}
+    rows = [[int(x) for x in line.split(",")[:4]] for line in out.splitlines() if line and not line.startswith("#")]
+    return tuple(float(sum(r[3] for r in rows if r[0] == i) * tbs[i]) for i in (0, 1))
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_audio_is_cut_or_padded_to_the_video_exactly_and_reproducibly(tmp_path, suffix):
+    """The audio ends with the video (within one AAC frame) on every run, and equal inputs give equal bytes.
+
+    A single pass with `-af apad -shortest` made about one file in five 0.1-0.4 s too long (its cut depends on
+    how ffmpeg happened to interleave the pipe), so this runs the mux 10 times over several rates and lengths.
+    """
+    src = lavfi(tmp_path / "src.mp4", seconds=2)
+    frames = noise_frames(75)
+    cases = [("25", 30), ("30000/1001", 37), ("24", 29), ("25", 75), ("12.5", 11)]  # cut, cut, cut, padded, cut
+    for run in range(2):
+        for i, (fps, n) in enumerate(cases):
+            path = tmp_path / f"run{run}" / f"out{i}{suffix}"
+            with VideoWriter(path, fps, audio_from=src) as writer:
+                writer.write(frames[:n])
+            video, audio = decoded_durations(path)
+            assert video == pytest.approx(n / float(Fraction(fps)), abs=1e-6)
+            assert audio == pytest.approx(video, abs=1024 / 44100), (fps, n, run)
+            if run:
+                assert path.read_bytes() == (tmp_path / "run0" / path.name).read_bytes(), (fps, n)
+    for run in range(2):  # nothing but the outputs: the video-only first pass is gone
+        assert sorted(p.name for p in (tmp_path / f"run{run}").iterdir()) == [f"out{i}{suffix}" for i in range(5)]
+
+
+def test_audio_mux_failure_names_the_cause_and_leaves_nothing(tmp_path):
+    src = lavfi(tmp_path / "src.mp4", seconds=1)
+    out = tmp_path / "out"
+    with pytest.raises(PixforgeError, match=r"out\.mp4: ffmpeg could not add the audio of .*src\.mp4.*nope"):
+        with VideoWriter(out / "out.mp4", 25, audio_from=src, audio_codec="nope") as writer:
+            writer.write(noise_frames(10))
+    assert list(out.iterdir()) == []
+    with pytest.raises(RuntimeError, match="boom"):
+        with VideoWriter(out / "out.mp4", 25, audio_from=src) as writer:
+            writer.write(noise_frames(10))
+            raise RuntimeError("boom")
+    assert list(out.iterdir()) == []
+
+
+def test_audio_mux_with_extra_args_and_copied_audio(tmp_path):
+    src = lavfi(tmp_path / "src.mp4", seconds=2)
+    frames = noise_frames(10)
+    # a video filter acts in the encoding pass only (stream copy refuses filters); audio options in the mux pass
+    with VideoWriter(tmp_path / "flip.mkv", 25, codec="ffv1", crf=None, pix_fmt="bgr0", audio_from=src,
+                     extra_args=["-vf", "hflip", "-ac", "1"]) as writer:
+        writer.write(frames)
+    with VideoReader(tmp_path / "flip.mkv") as reader:
+        np.testing.assert_array_equal(next(reader), frames[:, :, ::-1])
+    _, err, _ = _run_ffmpeg(tmp_path / "flip.mkv", [])
+    assert re.search(r"Audio: aac.*, mono,", err)
+    assert decoded_durations(tmp_path / "flip.mkv")[1] == pytest.approx(0.4, abs=1024 / 44100)
+    with VideoWriter(tmp_path / "copy.mp4", 25, audio_from=src, audio_codec="copy") as writer:  # kept whole
+        writer.write(frames)
+    assert decoded_durations(tmp_path / "copy.mp4") == pytest.approx((0.4, 2.0), abs=1024 / 44100)
+
+
+def test_mux_pass_drops_only_video_filters():
+    args = ["-vf", "hflip", "-filter:v:0", "x", "-filter_complex", "y", "-filter", "volume=2", "-b:a", "64k",
+            "-movflags", "+faststart", "-af", "volume=3"]
+    assert _mux_extra_args(args) == ["-filter:a", "volume=2", "-b:a", "64k", "-movflags", "+faststart",
+                                     "-af", "volume=3"]
 
 
 def test_audio_from_silent_source_is_skipped(tmp_path):

@@ -169,8 +169,14 @@ class VideoWriter:
     `fps` is a number or an exact "num/den" string (e.g. `VideoInfo.fps_fraction`). The frame size is fixed by
     the first `write`. `crf` and `preset` go to the encoders that take them (x264, x265, VP9, AV1) and are ignored
     by others (e.g. `mpeg4`, lossless `ffv1`); `pix_fmt=None` lets the encoder choose. When `audio_from` names a
-    file with an audio stream, that audio is muxed in, cut (or padded with silence) to the video's length; with
-    `audio_codec="copy"` it is kept whole. `extra_args` are passed to ffmpeg as output options.
+    file with an audio stream, that audio is muxed in, cut (or padded with silence) to exactly the video's length,
+    frames / fps; with `audio_codec="copy"` it is kept whole. `extra_args` are passed to ffmpeg as output options.
+
+    With audio, the frames are first encoded alone into a second temporary file beside the target; `close()`
+    then knows the exact duration and muxes that video (stream copy) with the audio in a second, cheap pass
+    (`-t` cuts the padded audio to the sample). `extra_args` go to both passes, except video filters (`-vf`,
+    `-filter:v`, `-filter_complex`), which only the encoding pass can apply; an unqualified `-filter` applies to
+    the audio in the second pass, as it did to every stream of a single pass.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float | str, *, codec: str = "libx264", crf: int | None = 18,
@@ -191,6 +197,7 @@ class VideoWriter:
         self._stderr: Any = None
         self._atomic: Any = None
         self._tmp: Path | None = None
+        self._video_tmp: Path | None = None  # the video-only first pass, when audio is muxed in at close()
         self._closed = False
 
     def __enter__(self) -> VideoWriter:
@@ -230,13 +237,20 @@ class VideoWriter:
             self._closed = True
             raise PixforgeError(f"{self.path}: no frames were written, so no video was created")
         try:
-            self._proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        if self._proc.wait() != 0:
-            self._fail()
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            if self._proc.wait() != 0:
+                self._fail()
+            self._stderr.close()
+            if self._video_tmp is not None:
+                self._mux_audio()
+        except BaseException as exc:  # e.g. KeyboardInterrupt while waiting: leave nothing behind
+            self._abort(exc)
+            raise
         self._closed = True
-        self._stderr.close()
+        self._remove_video_tmp()
         self._atomic.__exit__(None, None, None)
 
     def __del__(self) -> None:
@@ -252,38 +266,63 @@ class VideoWriter:
         self.size = (width, height)
         self._atomic = atomic_path(self.path)
         self._tmp = self._atomic.__enter__()
+        if self.audio_from is not None:  # on any error from here on, `_abort` removes both temporary files
+            fd, video_tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.video-", suffix=self.path.suffix,
+                                             dir=self.path.parent)
+            os.close(fd)
+            self._video_tmp = Path(video_tmp)
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(self._command(width, height), stdin=subprocess.PIPE,
                                       stdout=subprocess.DEVNULL, stderr=self._stderr)
 
     def _command(self, width: int, height: int) -> list[str]:
+        """The encoding pass: frames from stdin, video only (the audio, if any, is added by `_mux_audio`)."""
         cmd = [ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{width}x{height}", "-r", self.fps, "-i", "pipe:0"]
-        if self.audio_from is not None:
-            cmd += ["-i", f"file:{self.audio_from}"]
-        cmd += ["-map", "0:v:0", "-c:v", self.codec]
+               "-s", f"{width}x{height}", "-r", self.fps, "-i", "pipe:0", "-map", "0:v:0", "-c:v", self.codec]
         if self.crf is not None and self.codec in CRF_CODECS:
             cmd += ["-crf", str(self.crf)]
         if self.preset is not None and self.codec in PRESET_CODECS:
             cmd += ["-preset", self.preset]
         if self.pix_fmt is not None:
             cmd += ["-pix_fmt", self.pix_fmt]
-        if self.audio_from is not None:
-            cmd += ["-map", "1:a:0", "-c:a", self.audio_codec]
-            if self.audio_codec != "copy":  # pad audio with silence so that -shortest ends at the video's end
-                cmd += ["-af", "apad", "-shortest"]
-        return cmd + self.extra_args + [f"file:{self._tmp}"]
+        return cmd + ["-fflags", "+bitexact"] + self.extra_args + [f"file:{self._video_tmp or self._tmp}"]
+
+    def _mux_command(self) -> list[str]:
+        """The second pass: the encoded video (stream copy) plus the source's audio, cut to frames / fps."""
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", f"file:{self._video_tmp}",
+               "-i", f"file:{self.audio_from}", "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+               "-c:a", self.audio_codec]
+        if self.audio_codec != "copy":  # pad with silence, then cut exactly (to the sample) at the video's end
+            duration = Fraction(self.frames_written) / Fraction(self.fps)
+            cmd += ["-af", "apad", "-t", f"{duration.numerator / duration.denominator:.6f}"]
+        return cmd + ["-fflags", "+bitexact"] + _mux_extra_args(self.extra_args) + [f"file:{self._tmp}"]
+
+    def _mux_audio(self) -> None:
+        proc = subprocess.run(self._mux_command(), stdin=subprocess.DEVNULL, capture_output=True)
+        if proc.returncode != 0:
+            message = _ffmpeg_error(proc.stderr.decode("utf-8", "replace"))
+            for tmp in (self._tmp, self._video_tmp):
+                message = message.replace(str(tmp), str(self.path))
+            raise PixforgeError(f"{self.path}: ffmpeg could not add the audio of {self.audio_from} ({message})")
+
+    def _remove_video_tmp(self) -> None:
+        if self._video_tmp is not None:
+            self._video_tmp.unlink(missing_ok=True)
+            self._video_tmp = None
 
     def _fail(self) -> None:
         self._proc.wait()
         self._stderr.seek(0)
-        message = _ffmpeg_error(self._stderr.read().decode("utf-8", "replace")).replace(str(self._tmp), str(self.path))
+        message = _ffmpeg_error(self._stderr.read().decode("utf-8", "replace"))
+        for tmp in (self._tmp, self._video_tmp):
+            if tmp is not None:
+                message = message.replace(str(tmp), str(self.path))
         err = PixforgeError(f"{self.path}: ffmpeg could not encode the video ({message})")
         self._abort(err)
         raise err
 
     def _abort(self, exc: BaseException | None) -> None:
-        """Stop ffmpeg and remove the temporary file."""
+        """Stop ffmpeg and remove the temporary files."""
         if self._closed:
             return
         self._closed = True
@@ -295,6 +334,7 @@ class VideoWriter:
                     stream.close()
                 except BrokenPipeError:
                     pass
+        self._remove_video_tmp()
         if self._atomic is not None:
             exc = exc or PixforgeError(f"{self.path}: writer aborted")
             self._atomic.__exit__(type(exc), exc, exc.__traceback__)
@@ -337,6 +377,26 @@ def _parse_header(path: Path, stderr: str) -> dict[str, Any]:
                          if duration else None),
             "video": videos[0] if videos else None,
             "has_audio": any(kind == "Audio" for kind, _ in streams)}
+
+
+def _mux_extra_args(args: list[str]) -> list[str]:
+    """`extra_args` for the stream-copy pass: without the video filters (applied by the encoding pass already,
+    and refused by ffmpeg with stream copy); an unqualified `-filter` / `-filter_script` is kept for the audio."""
+    out, i = [], 0
+    while i < len(args):
+        name = args[i]
+        base, _, spec = name.partition(":")
+        if base in ("-filter", "-filter_script") and not spec:
+            out += [f"{base}:a", *args[i + 1:i + 2]]
+        elif name in ("-filter_complex", "-lavfi", "-filter_complex_script", "-vf") or \
+                (base in ("-filter", "-filter_script") and spec.startswith("v")):
+            pass
+        else:
+            out.append(name)
+            i += 1
+            continue
+        i += 2
+    return out
 
 
 def _has_audio(path: Path) -> bool:
