@@ -1,0 +1,121 @@
+"""Many videos at once: a list of jobs, split by `--shard K/N`, run in worker processes with a progress bar,
+resumable (finished outputs, which are written atomically, are skipped), with the official meta file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from pixforge.core.cli import PixforgeError
+from pixforge.core.distributed import parse_shard, shard_indices
+from pixforge.core.loop import progress
+from pixforge.export.atomic import write_text
+from pixforge.export.video import is_video_path
+from pixforge.forensics.video import Steps, format_meta, perturb_video, video_seed
+
+
+@dataclass(frozen=True)
+class Job:
+    """One output video: `steps` applied to `src`; `key` names it for seeding and in the meta file."""
+
+    src: Path
+    dst: Path
+    key: str
+    steps: tuple[tuple[str, int], ...]
+    seed: int
+
+
+def list_videos(root: Path) -> list[Path]:
+    """The videos under a folder (recursive, sorted, hidden files skipped), or the one video given."""
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise PixforgeError(f"input {root} does not exist")
+    videos = sorted(p for p in root.rglob("*") if p.is_file() and is_video_path(p)
+                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not videos:
+        raise PixforgeError(f"input folder {root} holds no videos")
+    return videos
+
+
+def make_job(src: Path, root: Path, out: Path, steps: Steps, seed: int, prefix: str = "") -> Job:
+    rel = src.name if root.is_file() else src.relative_to(root).as_posix()
+    key = f"{prefix}{rel}"
+    return Job(src, out / rel, key, tuple(steps), video_seed(seed, key))
+
+
+def _run(job: Job, options: dict) -> str:
+    if options.pop("single_thread", False):
+        import torch
+
+        torch.set_num_threads(1)
+    perturb_video(job.src, job.dst, list(job.steps), job.seed, **options)
+    return job.key
+
+
+def run_jobs(jobs: Sequence[Job], *, shard: str | None = None, workers: int = 1, overwrite: bool = False,
+             desc: str = "perturb", **options) -> tuple[list[Job], list[Job], list[str]]:
+    """Run this shard's jobs; returns (done now, already done before, failures as one line each)."""
+    k, n = parse_shard(shard)
+    mine = [jobs[i] for i in shard_indices(len(jobs), k, n)]
+    for job in mine:
+        if job.dst.resolve() == job.src.resolve():
+            raise PixforgeError(f"the output {job.dst} is the input video: choose another --out")
+    todo = [j for j in mine if overwrite or not j.dst.exists()]
+    skipped = [j for j in mine if j not in todo]
+    done, failures = [], []
+    bar = progress(len(mine), initial=len(skipped), desc=desc, unit="video", disable=len(todo) <= 1)
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_run, job, dict(options, single_thread=True)): job for job in todo}
+            for future in as_completed(futures):
+                _collect(futures[future], future.exception, done, failures)
+                bar.update(1)
+    else:
+        for job in todo:
+            _collect(job, lambda job=job: _call(job, options), done, failures)
+            bar.update(1)
+    bar.close()
+    return done, skipped, failures
+
+
+def _call(job: Job, options: dict) -> BaseException | None:
+    try:
+        _run(job, dict(options))
+    except PixforgeError as err:
+        return err
+    return None
+
+
+def _collect(job: Job, error, done: list, failures: list) -> None:
+    err = error()
+    if err is None:
+        done.append(job)
+    elif isinstance(err, PixforgeError):
+        failures.append(str(err))
+    else:
+        raise err
+
+
+def write_meta(path: Path, jobs: Sequence[Job], shard: str | None, base: Path | None = None) -> Path:
+    """The official meta file (`<video> TYPE:LEVEL ...`), paths relative to `base` (default: the meta file's
+    folder); one file per shard (`meta.K-of-N.txt`) when sharded, so shards never write the same file."""
+    if shard:
+        k, n = parse_shard(shard)
+        path = path.with_name(f"{path.stem}.{k + 1}-of-{n}{path.suffix}")
+    lines = [format_meta(Path(os.path.relpath(j.dst, base or path.parent)).as_posix(), list(j.steps))
+             for j in sorted(jobs, key=lambda j: j.key)]
+    write_text(path, "".join(line + "\n" for line in lines))
+    return path
+
+
+def summary(done: list[Job], skipped: list[Job], failures: list[str], out: Path, meta: Path | None) -> str:
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise PixforgeError(f"{len(failures)} of {len(done) + len(skipped) + len(failures)} videos failed: "
+                            f"{failures[0]}{more}")
+    text = f"wrote {len(done)} video(s) to {out}" + (f", {len(skipped)} already done" if skipped else "")
+    return text + (f"; meta: {meta}" if meta else "")

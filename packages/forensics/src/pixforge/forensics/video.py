@@ -1,0 +1,175 @@
+"""Distort whole videos: frames streamed through core's ffmpeg reader/writer, audio kept, checked like the
+official `check_video.py` (same size, frame rate and frame count), written atomically.
+
+A video's distortions are a list of `(type, level)` steps applied in order (the official meta line
+`TYPE:LEVEL TYPE:LEVEL ...`). Frame steps run on every frame; VC is a libx264 re-encode at the level's CRF, so a
+VC step in the middle of a mixture ends one encode pass and the next steps read the compressed frames back (a
+hidden temporary video beside the output, removed afterwards). Without a VC step at the end the output is
+encoded with `crf` (18: visually lossless, so the distortions, not our encoder, shape the result). With
+`via_xvid` the final pass goes through an XVID .avi first and then ffmpeg's default libx264 (CRF 23), as the
+official `--via_xvid` does to align with the released dataset.
+
+Randomness is a pure function of `(seed, key)` (the key is the video's path relative to its input root), so
+videos can be processed in any order, in shards, in parallel or again, with identical results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from pixforge.core.cli import PixforgeError
+from pixforge.core.io import VideoReader, VideoWriter, probe_video
+from pixforge.export.video import ffmpeg_exe
+from pixforge.forensics.distortions import LEVELS, TYPES, Randomness, check_level, check_type, distort, parameter
+
+Steps = list[tuple[str, int]]
+DEFAULT_CRF = 18
+XVID_FINAL_CRF = 23  # what `ffmpeg -i tmp.avi out.mp4` uses: libx264's default
+
+
+def video_seed(seed: int, key: str) -> int:
+    """A 63-bit seed for one video from the run's seed and the video's key (its relative path)."""
+    digest = hashlib.sha256(f"{int(seed)}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def draw_steps(seed: int, key: str, kind: str = "random", level: int | str = "random", mix: int = 1) -> Steps:
+    """The distortions of one video: `mix` distinct types (all 7 when `kind` is "random") in random order,
+    each at `level` or at an independent random level."""
+    rng = random.Random(video_seed(seed, f"steps\0{key}"))
+    if mix == 1:
+        kinds = [rng.choice(TYPES) if kind == "random" else check_type(kind)]
+    else:
+        if kind != "random":
+            raise PixforgeError(f"--mix {mix} draws its types at random: leave --type at random")
+        kinds = rng.sample(TYPES, mix)
+    return [(k, rng.choice(LEVELS) if level == "random" else check_level(level)) for k in kinds]
+
+
+def format_meta(name: str, steps: Steps) -> str:
+    return " ".join([name] + [f"{k}:{lv}" for k, lv in steps])
+
+
+@lru_cache
+def _encoders(exe: str) -> str:
+    return subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+
+
+def require_libx264() -> None:
+    """Fail early (one line, how to fix it) when the ffmpeg in use cannot encode H.264 with libx264."""
+    exe = ffmpeg_exe()
+    if " libx264 " not in _encoders(exe):
+        raise PixforgeError(f"the ffmpeg at {exe} has no libx264 encoder (needed for VC and the output videos): "
+                            "put an ffmpeg built with libx264 first on PATH, e.g. the one in the imageio-ffmpeg "
+                            "wheel (pip install imageio-ffmpeg; python -c 'import imageio_ffmpeg as i; "
+                            "print(i.get_ffmpeg_exe())')")
+
+
+@dataclass
+class _Pass:
+    """One decode -> frame steps -> encode pass."""
+
+    steps: Steps
+    crf: int
+    xvid: bool = False
+
+
+def _passes(steps: Steps, crf: int, via_xvid: bool) -> list[_Pass]:
+    passes, current = [], []
+    for kind, level in steps:
+        if kind == "VC":
+            passes.append(_Pass(current, int(parameter("VC", level))))
+            current = []
+        else:
+            current.append((kind, level))
+    if current or not passes:
+        passes.append(_Pass(current, XVID_FINAL_CRF if via_xvid else crf, xvid=via_xvid))
+    return passes
+
+
+@contextlib.contextmanager
+def _temp_video(beside: Path, suffix: str) -> Iterator[Path]:
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{beside.stem}.stage-", suffix=suffix, dir=beside.parent)
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def _pix_fmt(width: int, height: int) -> str:
+    return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+
+
+def _encode(src: Path, dst: Path, steps: Steps, randomness: Randomness, crf: int | None, preset: str,
+            audio_from: Path | None, batch_size: int, codec: str = "libx264", extra: list[str] | None = None) -> int:
+    with VideoReader(src, batch_size) as reader:
+        info = reader.info
+        writer = VideoWriter(dst, info.fps_fraction, codec=codec, crf=crf, preset=preset if crf else None,
+                             pix_fmt=_pix_fmt(info.width, info.height), audio_from=audio_from, extra_args=extra)
+        with writer:
+            for frames in reader:
+                out = np.empty_like(frames)
+                for i, frame in enumerate(frames):
+                    for kind, level in steps:
+                        frame = distort(frame, kind, level, randomness)
+                    out[i] = frame
+                writer.write(out)
+            if writer.frames_written == 0:
+                raise PixforgeError(f"{src} has no video frames")
+    return writer.frames_written
+
+
+def perturb_video(src: str | os.PathLike, dst: str | os.PathLike, steps: Steps, seed: int, *, crf: int = DEFAULT_CRF,
+                  preset: str = "medium", via_xvid: bool = False, exact_random: bool = False,
+                  batch_size: int = 8) -> Path:
+    """Write `src` with `steps` applied to `dst` (atomic; audio kept); `seed` is this video's own seed."""
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise PixforgeError(f"the output {dst} is the input video: choose another --out")
+    require_libx264()
+    info = probe_video(src)
+    if info.frame_count == 0:
+        raise PixforgeError(f"{src} has no video frames")
+    randomness = Randomness(seed, exact=exact_random)
+    passes = _passes(steps, crf, via_xvid)
+    with contextlib.ExitStack() as stack:
+        current = src
+        for i, stage in enumerate(passes):
+            last = i == len(passes) - 1
+            if stage.xvid:  # official --via_xvid: XVID .avi (OpenCV's bit rate: w*h*fps), then ffmpeg's default
+                avi = stack.enter_context(_temp_video(dst, ".avi"))
+                rate = str(int(info.width * info.height * info.fps))
+                _encode(current, avi, stage.steps, randomness, None, preset, None, batch_size, codec="mpeg4",
+                        extra=["-vtag", "xvid", "-b:v", rate])
+                current, stage = avi, _Pass([], stage.crf)
+            target = dst if last else stack.enter_context(_temp_video(dst, ".mp4"))
+            _encode(current, target, stage.steps, randomness, stage.crf, preset, src, batch_size)
+            current = target
+    _check_same_video(src, dst, info)
+    return dst
+
+
+def _check_same_video(src: Path, dst: Path, info) -> None:
+    """The official check_video.py's checks (size, fps, frame count); a failing output is removed."""
+    out = probe_video(dst)
+    problems = [f"{name} {a} != {b}" for name, a, b in (
+        ("width", info.width, out.width), ("height", info.height, out.height),
+        ("fps", info.fps_fraction, out.fps_fraction), ("frame count", info.frame_count, out.frame_count))
+        if a != b]
+    if problems:
+        dst.unlink()
+        raise PixforgeError(f"{dst} does not match its input {src} ({'; '.join(problems)}), so it was removed")

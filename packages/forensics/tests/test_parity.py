@@ -1,0 +1,117 @@
+"""The frame distortions against outputs of the official DeeperForensics-1.0 functions (fixtures), and the
+batched torch path against the reference path."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from pixforge.forensics import batch
+from pixforge.forensics.distortions import FRAME_TYPES, Randomness, block_count, distort, gaussian_kernel
+
+CASES = [(kind, level) for kind in FRAME_TYPES for level in range(1, 6)]
+
+
+def _frames(image, kind, level, seed, count):
+    randomness = Randomness(seed, exact=True)  # == random.seed(seed); np.random.seed(seed)
+    return [distort(image, kind, level, randomness) for _ in range(count)]
+
+
+@pytest.mark.parametrize("kind,level", CASES)
+def test_small_image_matches_official_bit_for_bit(official, kind, level):
+    ref, meta, inputs = official
+    case = meta["cases"][f"small/{kind}/{level}"]
+    for i, frame in enumerate(_frames(inputs["small"], kind, level, case["seed"], case["frames"])):
+        expected = ref[f"small/{kind}/{level}/{i}"]
+        assert frame.dtype == np.uint8 and frame.shape == expected.shape
+        assert np.array_equal(frame, expected), f"{kind}:{level} frame {i}: {(frame != expected).sum()} values differ"
+
+
+@pytest.mark.parametrize("kind,level", CASES)
+def test_large_image_matches_official_bit_for_bit(official, kind, level):
+    ref, meta, inputs = official
+    case = meta["cases"][f"large/{kind}/{level}"]
+    for i, frame in enumerate(_frames(inputs["large"], kind, level, case["seed"], case["frames"])):
+        name = f"large/{kind}/{level}/{i}"
+        assert np.array_equal(frame[100:124, 120:144], ref[f"{name}/crop"])
+        assert hashlib.sha256(frame.tobytes()).digest() == ref[f"{name}/sha256"].tobytes()
+
+
+def test_block_wise_does_nothing_below_256_and_scales_above(official):
+    _, _, inputs = official
+    small = inputs["small"]
+    assert np.array_equal(distort(small, "BW", 5, Randomness(0)), small)
+    assert block_count(1080, 1920, 1) == 4 * 16 and block_count(255, 4000, 5) == 0
+    large = distort(inputs["large"], "BW", 1, Randomness(0))
+    assert (large != inputs["large"]).any(axis=2).sum() <= 16 * 64
+
+
+def test_random_streams_continue_frame_to_frame(official):
+    _, _, inputs = official
+    first, second = _frames(inputs["large"], "GNC", 3, 5, 2)
+    assert not np.array_equal(first, second)
+    fast = Randomness(5, exact=False)
+    assert np.array_equal(distort(inputs["large"], "GNC", 3, fast),
+                          distort(inputs["large"], "GNC", 3, Randomness(5, exact=False)))
+
+
+def test_gaussian_kernels_are_opencvs_fixed_point():
+    assert gaussian_kernel(7).tolist() == [3, 20, 61, 88, 61, 20, 3]
+    for size in (7, 9, 13, 17, 21):
+        assert gaussian_kernel(size).sum() == 256 and len(gaussian_kernel(size)) == size
+
+
+def _to_batch(image):
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+
+
+def _to_image(x):
+    return x[0].permute(1, 2, 0).round().to(torch.uint8).numpy()
+
+
+@pytest.mark.parametrize("kind,level", CASES)
+@pytest.mark.parametrize("key", ["small", "large"])
+def test_torch_batch_path_within_one_grey_level(official, kind, level, key):
+    _, _, inputs = official
+    image = inputs[key]
+    randomness = Randomness(3)
+    if kind == "GNC":
+        noise = np.random.RandomState(3).randn(*image.shape)
+        out = batch.gaussian_noise_color(_to_batch(image), level, noise=torch.from_numpy(noise).permute(2, 0, 1)[None])
+    elif kind == "BW":
+        count = block_count(*image.shape[:2], level)
+        spots = [(randomness.python.randint(0, image.shape[1] - 9), randomness.python.randint(0, image.shape[0] - 9))
+                 for _ in range(count)]
+        out = batch.block_wise(_to_batch(image), level, positions=torch.tensor(spots).view(1, count, 2))
+        randomness = Randomness(3)
+    else:
+        out = batch.distort_batch(_to_batch(image), kind, level)
+    expected = distort(image, kind, level, randomness)
+    diff = np.abs(_to_image(out).astype(int) - expected)
+    assert diff.max() <= 1
+    if kind in ("CC", "BW", "GB", "JPEG"):
+        assert diff.max() == 0
+
+
+def test_torch_batch_path_is_differentiable(official):
+    _, _, inputs = official
+    x = _to_batch(inputs["small"]).requires_grad_(True)
+    for kind in ("CS", "CC", "GNC", "GB", "JPEG"):
+        out = batch.distort_batch(x, kind, 3, generator=torch.Generator().manual_seed(0), differentiable=True)
+        (grad,) = torch.autograd.grad(out.mean(), x)
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, kind
+        assert (out - batch.distort_batch(x.detach(), kind, 3, generator=torch.Generator().manual_seed(0))
+                ).abs().max() <= 1.0 + 1e-4, kind
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", FRAME_TYPES)
+def test_cuda_matches_cpu(official, kind):
+    _, _, inputs = official
+    x = _to_batch(inputs["large"]).repeat(2, 1, 1, 1)
+    cpu = batch.distort_batch(x, kind, 4, generator=torch.Generator().manual_seed(1))
+    gpu = batch.distort_batch(x.cuda(), kind, 4, generator=torch.Generator().manual_seed(1)).cpu()
+    assert (cpu - gpu).abs().max() <= 1.0

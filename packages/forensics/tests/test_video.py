@@ -1,0 +1,157 @@
+"""Videos: audio and frame count kept, mixtures with VC in the middle, determinism, folders (workers, shards,
+resume, meta), dataset variants, and bad input through the real CLI (one line, exit 2, nothing left)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pixforge.core.io import VideoReader, probe_video
+from pixforge.forensics.video import draw_steps, perturb_video
+
+
+def _frames(path):
+    with VideoReader(path, 64) as reader:
+        return np.concatenate(list(reader))
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "pixforge.forensics.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env)
+
+
+def test_mixture_with_vc_in_the_middle_keeps_audio_size_fps_and_frames(video_factory, tmp_path):
+    src = video_factory(frames=10, size="256x256")
+    dst = tmp_path / "out" / "clip.mp4"
+    perturb_video(src, dst, [("CC", 5), ("VC", 5), ("BW", 3)], seed=1)
+    a, b = probe_video(src), probe_video(dst)
+    assert (b.width, b.height, b.fps_fraction, b.frame_count, b.has_audio) == (256, 256, "12/1", 10, True)
+    assert a.frame_count == b.frame_count
+    assert np.abs(_frames(dst).astype(float).mean() - _frames(src).astype(float).mean() * 0.35) < 12
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["clip.mp4"]  # no stage files left
+
+
+def test_same_seed_and_path_give_the_same_video(video_factory, tmp_path):
+    src = video_factory(frames=6, audio=False)
+    steps = [("GNC", 4), ("JPEG", 2)]
+    one, two = (perturb_video(src, tmp_path / d / "c.mp4", steps, seed=7) for d in ("a", "b"))
+    assert np.array_equal(_frames(one), _frames(two))
+    three = perturb_video(src, tmp_path / "c" / "c.mp4", steps, seed=8)
+    assert not np.array_equal(_frames(one), _frames(three))
+
+
+def test_draw_steps_mixtures_are_distinct_and_deterministic():
+    for n in (2, 3, 4):
+        steps = draw_steps(3, "x/y.mp4", mix=n)
+        assert len({k for k, _ in steps}) == n and all(1 <= lv <= 5 for _, lv in steps)
+        assert steps == draw_steps(3, "x/y.mp4", mix=n)
+    assert draw_steps(0, "a.mp4", "GB", 2) == [("GB", 2)]
+    orders = {tuple(draw_steps(s, "a.mp4", mix=4)) for s in range(20)}
+    assert len(orders) > 10
+
+
+def test_folder_with_workers_meta_resume_and_shards(video_factory, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.mp4", "b.mp4", "sub/c.mp4"):
+        video_factory(name="tmp.mp4", frames=4, audio=False).rename(src / name)
+    out, meta = tmp_path / "out", tmp_path / "out" / "meta.txt"
+    r = _cli("perturb", src, "--out", out, "--type", "random", "--level", "random", "--workers", "2",
+             "--meta", meta, "--crf", "28")
+    assert r.returncode == 0, r.stderr
+    lines = meta.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["a.mp4", "b.mp4", "sub/c.mp4"]
+    assert all(len(line.split()) == 2 and line.split()[1].split(":")[1] in "12345" for line in lines)
+    stamp = (out / "b.mp4").stat().st_mtime_ns
+    r = _cli("perturb", src, "--out", out, "--meta", meta, "--crf", "28")
+    assert r.returncode == 0 and "3 already done" in r.stdout and (out / "b.mp4").stat().st_mtime_ns == stamp
+    assert meta.read_text().splitlines() == lines  # same draws: a function of (seed, relative path)
+    shard_out = tmp_path / "shard"
+    r = _cli("perturb", src, "--out", shard_out, "--shard", "1/2", "--meta", shard_out / "m.txt", "--crf", "28")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in shard_out.rglob("*.mp4")) == ["a.mp4"]
+    assert (shard_out / "m.1-of-2.txt").read_text().splitlines() == lines[:1]
+
+
+def test_make_variants_plan_and_run(video_factory, tmp_path):
+    src = tmp_path / "manip"
+    src.mkdir()
+    video_factory(name="000_M101.mp4", frames=4, audio=False).rename(src / "000_M101.mp4")
+    out = tmp_path / "df"
+    r = _cli("make-variants", src, "--out", out, "--plan")
+    assert r.returncode == 0 and "end_to_end_mix_4_distortions: 1 video(s)" in r.stdout and not out.exists()
+    r = _cli("make-variants", src, "--out", out, "--variants", "end_to_end,end_to_end_level_2,"
+             "end_to_end_mix_3_distortions", "--crf", "28")
+    assert r.returncode == 0, r.stderr
+    videos = sorted(p.relative_to(out / "manipulated_videos").as_posix() for p in out.rglob("*.mp4"))
+    assert videos == ["end_to_end/000_M101.mp4", "end_to_end_level_2/000_M101.mp4",
+                      "end_to_end_mix_3_distortions/000_M101.mp4"]
+    metas = out / "lists" / "manipulated_videos_distortions_meta"
+    level = (metas / "manipulated_videos_end_to_end_level_2_meta.txt").read_text().split()
+    mix = (metas / "manipulated_videos_end_to_end_mix_3_distortions_meta.txt").read_text().split()
+    assert level[0] == "end_to_end_level_2/000_M101.mp4" and level[1].endswith(":2")
+    assert len(mix) == 4 and len({m.split(":")[0] for m in mix[1:]}) == 3
+    assert (out / "manipulated_videos/end_to_end/000_M101.mp4").read_bytes() == (src / "000_M101.mp4").read_bytes()
+
+
+def _bad(tmp_path, *args, env=None):
+    out = tmp_path / "bad-out"
+    r = _cli(*args, "--out", out, env=env)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists() or not any(out.rglob("*")), list(out.rglob("*"))
+    return r.stderr
+
+
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(video_factory, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    assert "notes.mp4" in _bad(tmp_path, "perturb", text)
+    zero = tmp_path / "zero.mp4"
+    subprocess.run([__import__("pixforge.export.video", fromlist=["x"]).ffmpeg_exe(), "-v", "error", "-f", "lavfi",
+                    "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "0", "-c:v", "libx264", str(zero)], check=True)
+    assert "zero.mp4" in _bad(tmp_path, "perturb", zero)
+    clip = video_factory(frames=3, audio=False)
+    assert "outside 1-5" in _bad(tmp_path, "perturb", clip, "--level", "7")
+    assert "unknown distortion type 'XX'" in _bad(tmp_path, "perturb", clip, "--type", "XX")
+    assert "--mix" in _bad(tmp_path, "perturb", clip, "--mix", "5")
+    r = _cli("perturb", clip, "--out", clip.parent)
+    assert r.returncode == 2 and "input" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert _frames(clip).shape[0] == 3  # the input is untouched
+
+
+def test_ffmpeg_without_libx264_is_refused_with_the_fix(video_factory, tmp_path):
+    clip = video_factory(frames=3, audio=False)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ffmpeg").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "ffmpeg").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}")
+    assert "imageio-ffmpeg" in _bad(tmp_path, "perturb", clip, "--type", "VC", "--level", "1", env=env)
+
+
+def test_preview_contact_sheet(video_factory, tmp_path):
+    clip = video_factory(frames=3, size="96x64", audio=False)
+    r = _cli("preview", clip, "--out", tmp_path / "p", "--tile", "32", "--work", "96")
+    assert r.returncode == 0, r.stderr
+    sheet = np.asarray(__import__("PIL.Image", fromlist=["x"]).open(tmp_path / "p" / "clip_distortions.png"))
+    assert sheet.shape[0] > 7 * 32 and sheet.shape[1] > 6 * 32
+    assert _cli("preview", tmp_path / "missing.png", "--out", tmp_path / "p").returncode == 2
+
+
+@pytest.mark.parametrize("verb", ["perturb", "make-variants"])
+def test_missing_input(tmp_path, verb):
+    assert "does not exist" in _bad(tmp_path, verb, tmp_path / "nothing")
+
+
+def test_demo(tmp_path):
+    from pixforge.forensics.cli import Forensics
+
+    report = Forensics().demo(out=str(tmp_path / "demo"))
+    assert "audio True" in report and Path(tmp_path / "demo" / "astronaut_distortions.png").is_file()
+    assert report.count("75 frames") == 2

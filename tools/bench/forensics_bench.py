@@ -1,0 +1,173 @@
+"""pixforge-forensics speed: frames/s per distortion, and whole videos against a plain ffmpeg transcode.
+
+Per frame (1080p and 480p, level 3): the official way (OpenCV calls on numpy BGR frames, as
+DeeperForensics-1.0's `distortions.py` does them, needs opencv-python-headless), pixforge's reference path
+(`pixforge.forensics.distortions`, bit-exact), and the torch batch path on the CPU and on CUDA when present.
+Whole video (decode -> distort -> encode, audio kept, level 3 and a 3-type mixture): `pixforge.forensics.video`
+against `ffmpeg -i clip -c:v libx264 -crf C -preset P` of the same clip, each in a child process whose peak RSS
+is reported. One JSON line per case: name, device, size, median_s, fps, reference, reference_median_s, ratio
+(reference time / pixforge time: > 1 means pixforge is faster; for videos, pixforge time / transcode time).
+
+    python tools/bench/forensics_bench.py [--seconds 10] [--preset veryfast] [--iters 5] [--skip-video]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pixforge.export.video import ffmpeg_exe
+from pixforge.forensics import batch
+from pixforge.forensics.distortions import FRAME_TYPES, Randomness, distort, parameter
+
+SIZES = {"1080p": (1080, 1920), "480p": (480, 854)}
+
+
+def _official(kind: str):
+    """The official per-frame functions, written the way distortions.py writes them (for timing only)."""
+    import cv2
+
+    def ycbcr(img):
+        x = cv2.cvtColor(img.astype(np.float32), cv2.COLOR_BGR2YCR_CB)[:, :, (0, 2, 1)].astype(np.float32)
+        x[:, :, 0] = (x[:, :, 0] * 219 + 16) / 255.0
+        x[:, :, 1:] = (x[:, :, 1:] * 224 + 16) / 255.0
+        return x
+
+    def bgr(x):
+        x = x.astype(np.float32)
+        x[:, :, 0] = (x[:, :, 0] * 255.0 - 16) / 219
+        x[:, :, 1:] = (x[:, :, 1:] * 255.0 - 16) / 224
+        return cv2.cvtColor(x[:, :, (0, 2, 1)].astype(np.float32), cv2.COLOR_YCR_CB2BGR)
+
+    p = parameter(kind, 3)
+
+    def cs(img):
+        x = ycbcr(img)
+        x[:, :, 1:] = 0.5 + (x[:, :, 1:] - 0.5) * p
+        return bgr(x).astype(np.uint8)
+
+    def bw(img):
+        for _ in range(min(img.shape[:2]) // 256 * p):
+            c, r = random.randint(0, img.shape[1] - 9), random.randint(0, img.shape[0] - 9)
+            img[r:r + 8, c:c + 8] = 128
+        return img
+
+    def gnc(img):
+        x = ycbcr(img) / 255
+        return np.clip(bgr((x + np.sqrt(p) * np.random.randn(*x.shape)) * 255), 0, 255).astype(np.uint8)
+
+    def jpeg(img):
+        h, w = img.shape[:2]
+        return cv2.resize(cv2.resize(img, (w // p, h // p)), (w, h))
+
+    return {"CS": cs, "CC": lambda img: (img.astype(np.float32) * p).astype(np.uint8), "BW": bw, "GNC": gnc,
+            "GB": lambda img: cv2.GaussianBlur(img, (p, p), p / 6), "JPEG": jpeg}[kind]
+
+
+def _median(fn, iters: int, sync=lambda: None) -> float:
+    fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _emit(**row) -> None:
+    print(json.dumps(row), flush=True)
+
+
+def frame_cases(iters: int) -> None:
+    from skimage import data
+
+    rng = np.random.default_rng(0)
+    for label, (h, w) in SIZES.items():
+        tiles = np.tile(data.astronaut(), (h // 512 + 1, w // 512 + 1, 1))[:h, :w]
+        frame = np.ascontiguousarray(tiles ^ rng.integers(0, 8, tiles.shape, dtype=np.uint8))
+        for kind in FRAME_TYPES:
+            official = _median(lambda k=kind, f=frame: _official(k)(f[..., ::-1].copy()), iters)
+            ours = _median(lambda k=kind, f=frame: distort(f, k, 3, Randomness(0, exact=False)), iters)
+            base = dict(size=label, reference="official (OpenCV, per frame)", reference_median_s=official)
+            _emit(name=f"frame/{kind}/reference-path", device="cpu", median_s=ours, fps=1 / ours,
+                  ratio=official / ours, **base)
+            devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+            for device in devices:
+                x = torch.from_numpy(frame).permute(2, 0, 1)[None].float().repeat(8, 1, 1, 1).to(device)
+                sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+                t = _median(lambda k=kind, x=x: batch.distort_batch(x, k, 3), iters, sync) / 8
+                _emit(name=f"frame/{kind}/torch-batch8", device=device, median_s=t, fps=1 / t, ratio=official / t,
+                      **base)
+
+
+CHILD = """
+import sys
+from pixforge.forensics.video import perturb_video
+steps = [tuple(s.split(':')) for s in sys.argv[3].split(',')]
+perturb_video(sys.argv[1], sys.argv[2], [(k, int(v)) for k, v in steps], seed=0, crf=18, preset=sys.argv[4])
+"""
+
+
+MEASURE = """
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(peak)
+"""
+
+
+def _child(cmd: list[str]) -> tuple[float, float]:
+    """(seconds, peak RSS in MB of the biggest process) of a command, run under a fresh small Python process
+    (a child forked from this big one would inherit its RSS high-water mark)."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark child failed: {' '.join(cmd)}\n{proc.stderr}")
+    return seconds, int(proc.stdout.split()[-1]) / 1024
+
+
+def video_cases(seconds: int, preset: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        clip, out = Path(tmp) / "clip.mp4", Path(tmp) / "out.mp4"
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=25:"
+                        f"duration={seconds}", "-f", "lavfi", "-i", f"sine=duration={seconds}", "-c:v", "libx264",
+                        "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", str(clip)],
+                       check=True)
+        plain, plain_rss = _child([ffmpeg_exe(), "-v", "error", "-y", "-i", str(clip), "-c:v", "libx264", "-crf",
+                                   "18", "-preset", preset, "-c:a", "aac", str(out)])
+        cases = [f"{k}:3" for k in FRAME_TYPES] + ["VC:3", "CS:3,GB:3,JPEG:3"]
+        for steps in cases:
+            out.unlink(missing_ok=True)
+            t, rss = _child([sys.executable, "-c", CHILD, str(clip), str(out), steps, preset])
+            _emit(name=f"video/{steps}", device="cpu", size=f"1080p {seconds}s", median_s=t, fps=25 * seconds / t,
+                  peak_rss_mb=round(rss), reference=f"ffmpeg transcode libx264 -preset {preset}",
+                  reference_median_s=plain, reference_rss_mb=round(plain_rss), ratio=t / plain)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--preset", default="veryfast")
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--skip-video", action="store_true")
+    args = parser.parse_args()
+    frame_cases(args.iters)
+    if not args.skip_video:
+        video_cases(args.seconds, args.preset)
+
+
+if __name__ == "__main__":
+    main()
