@@ -1,0 +1,18 @@
+"""pixforge-spectra: the image models of "Learning to See by Looking at Noise" as seeded functions of
+(seed, index, size), and image-statistics analysis.
+
+    from pixforge.spectra import get
+    model = get("dead-leaves-shapes")
+    images = model.sample(seed=0, indices=range(8), size=128, device=torch.device("cpu"))  # uint8 N x S x S x 3
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from pixforge.spectra.models import NAMES, DeadLeaves, Statistical, get
+
+try:
+    __version__ = version("pixforge-spectra")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"
+
+__all__ = ["NAMES", "DeadLeaves", "Statistical", "get", "__version__"]
