@@ -9,6 +9,7 @@ import pytest
 
 from pixforge.core.datagen import read_images
 from pixforge.core.io import embedded_images, write_image
+from pixforge.spectra import NAMES
 from pixforge.spectra.cli import Spectra
 
 
@@ -56,7 +57,7 @@ def test_model_options_reach_the_manifest_and_change_images(tmp_path):
 
 def test_preview_has_a_row_per_model(tmp_path):
     path = Spectra().preview(out=str(tmp_path / "grid.png"), size=32, per_model=2, texture_pool=2)
-    assert next(read_images(path)).shape[0] == 9 * (32 + 4)
+    assert next(read_images(path)).shape[0] == len(NAMES) * (32 + 4)
 
 
 def test_analyze_and_compare(tmp_path):

@@ -25,10 +25,16 @@ GOLDEN = {
     "color": "493f0645e5af521e",
     "spectrum-color": "8aae88d4488fddcc",
     "spectrum-color-wmm": "cb0cc0ded3c6aec3",
+    "stylegan-random": "4c4ad07c75b90da6",  # channel_max 32
+    "stylegan-highfreq": "0b065cc61e86f22f",
+    "stylegan-sparse": "6bf486ee9c4e03fb",
+    "stylegan-oriented": "157251b41dc69aef",
 }
 
 
 def model(name, **options):
+    if name.startswith("stylegan"):
+        options = {"channel_max": 32} | options
     return get(name, **(SMALL_TEXTURES | options if "textured" in name else options))
 
 

@@ -18,7 +18,8 @@ def _model(model: str, options: dict, batch: int):
 
 
 class Spectra:
-    """Learning to See by Looking at Noise: dead leaves and statistical image models, seeded datasets, statistics."""
+    """Learning to See by Looking at Noise: dead leaves, statistical and random-StyleGAN image models, seeded
+    datasets, statistics."""
 
     def list(self) -> str:
         """The image models, one per line: name and what it makes."""
@@ -33,6 +34,8 @@ class Spectra:
                  paper_spectrum: bool | None = None, correlate_channels: bool | None = None,
                  paper_shapes: bool | None = None, texture_model: str | None = None,
                  texture_pool: int | None = None, texture_size: int | None = None,
+                 images_per_network: int | None = None, paper_alpha: bool | None = None,
+                 paper_filters: bool | None = None, channel_base: int | None = None, channel_max: int | None = None,
                  overwrite: bool = False, quiet: bool = False) -> str:
         """Generate images 0..N-1 of MODEL at SIZE x SIZE under OUT: png/jpg files (1,000 per folder), npz-shards
         or webdataset-tar (--per-shard images each), plus manifest.json. Image i is a pure function of (--seed, i,
@@ -40,14 +43,17 @@ class Spectra:
         --workers W: W processes on the CPU, W writer threads on CUDA (statistical models run batched on the GPU,
         --batch, default 32). Model options (defaults = the official code): statistical --iterations,
         --paper-spectrum, --correlate-channels; dead leaves --paper-shapes, --texture-model, --texture-pool,
-        --texture-size. Prints a JSON summary."""
+        --texture-size; StyleGAN --images-per-network, --paper-alpha, --paper-filters, --channel-base,
+        --channel-max. Prints a JSON summary."""
         from pixforge.core.datagen import generate
         from pixforge.spectra import __version__
 
         batch = batch if batch is not None else (1 if str(device).startswith("cpu") else 32)
         options = {"iterations": iterations, "paper_spectrum": paper_spectrum,
                    "correlate_channels": correlate_channels, "paper_shapes": paper_shapes,
-                   "texture_model": texture_model, "texture_pool": texture_pool, "texture_size": texture_size}
+                   "texture_model": texture_model, "texture_pool": texture_pool, "texture_size": texture_size,
+                   "images_per_network": images_per_network, "paper_alpha": paper_alpha,
+                   "paper_filters": paper_filters, "channel_base": channel_base, "channel_max": channel_max}
         synth = _model(model, options, batch)
         summary = generate(synth, out, n=n, size=size, seed=seed, shard=shard, workers=workers, device=device,
                            fmt=format, per_shard=per_shard, encoding=encoding, quality=quality, overwrite=overwrite,

@@ -11,6 +11,7 @@ import torch
 from pixforge.core.datagen import rng
 from pixforge.export.errors import PixforgeError
 from pixforge.spectra import deadleaves, statistical
+from pixforge.spectra.stylegan import VARIANTS, RandomStyleGAN
 
 STATISTICAL = {  # name: (spectrum, wmm, colour)
     "spectrum": (True, False, False),
@@ -31,6 +32,10 @@ SUMMARIES = {
     "color": "white noise with the colour histograms of a random few-colour image",
     "spectrum-color": "power-law spectrum + colour histograms (Fig. 2k)",
     "spectrum-color-wmm": "power-law spectrum + colour histograms + wavelet marginals (Fig. 2l)",
+    "stylegan-random": "untrained StyleGAN2, NVlabs' initialisation, no noise (Fig. 2m)",
+    "stylegan-highfreq": "untrained StyleGAN2, wavelet filters, 1/f^alpha noise maps (Fig. 2n)",
+    "stylegan-sparse": "High-freq + Laplacian noise envelopes + random biases (Fig. 2o)",
+    "stylegan-oriented": "Sparse with one noise map shared by all layers (Fig. 2p)",
 }
 NAMES = tuple(SUMMARIES)
 _TEXTURES: dict = {}  # texture pools, per process
@@ -152,6 +157,8 @@ def get(name: str, **options):
         cls = Statistical
     elif key in DEAD_LEAVES:
         cls = DeadLeaves
+    elif key in VARIANTS:
+        cls = RandomStyleGAN
     else:
         raise PixforgeError(f"unknown model {name!r}: choose one of {', '.join(NAMES)}")
     fields = cls.__dataclass_fields__

@@ -2,6 +2,8 @@
 
 `inception`: InceptionV3 for FID / KID (pytorch-fid's TF-ported variant and torchvision's), loadable
 strictly from the public weight files.
+`stylegan2`: the StyleGAN2 (config F) generator with NVlabs' parameter names
+(`from pixforge.core.nets.stylegan2 import Generator`).
 """
 
 from pixforge.core.nets.inception import InceptionFeatures, InceptionV3, load_weights
