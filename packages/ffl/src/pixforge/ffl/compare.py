@@ -1,0 +1,225 @@
+"""`pixforge-ffl compare`: one VAE trained for reconstruction with and without FFL, then measured side by side.
+
+Both runs (OUT/without_ffl, OUT/with_ffl: pixforge run directories, resumable) share the seed, the data
+stream and every option but the FFL weight. Each is then evaluated on the same held-out images through
+its posterior-mean reconstruction, quantised to 8 bits as image files are: PSNR, SSIM and LFD as the
+thesis reports them (`pixforge.ffl.lfd`), and FID when InceptionV3 weights are available. OUT receives
+results.json / results.md (the table), samples.png (rows: real, without FFL, with FFL), spectra.png (the
+batch-average spectra in the same order), loss_curves.png ([plots] extra) and eval/<real|run>/NNNN.png,
+so `pixforge-ffl lfd OUT/eval/real OUT/eval/with_ffl` reproduces the LFD column.
+
+Data: "builtin" = random crops of scikit-image's embedded photos (the training stream and a disjoint-seed
+evaluation set of crops); or a folder of images, resized to cover size x size and centre-cropped, whose
+last tenth in sorted order (at most `eval_images`) is held out for evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+from pixforge.core.cli import output_dir, require_dir
+from pixforge.core.io import (
+    ImageFolder,
+    RandomCrops,
+    embedded_images,
+    image_to_tensor,
+    make_grid,
+    tensor_to_image,
+    write_image,
+)
+from pixforge.core.loop import read_metrics
+from pixforge.core.metrics import FID
+from pixforge.core.rundir import RunDir
+from pixforge.core.runtime import resolve_device
+from pixforge.export.atomic import write_text
+from pixforge.export.errors import PixforgeError
+from pixforge.ffl.lfd import METRICS, quality, summarize
+from pixforge.ffl.loss import TRANSFORMS
+from pixforge.ffl.plots import loss_curves
+from pixforge.ffl.spectrum import log_magnitude, picture
+from pixforge.ffl.train import train
+from pixforge.ffl.vae import check_size
+
+RUNS = ("without_ffl", "with_ffl")
+EVAL_SEED = 1_000_000_007  # the builtin evaluation crops, whatever the training seed
+
+
+class Shuffled(Dataset):
+    """An endless stream over `images`: item i is image perm_(seed, i // n)[i % n], flipped when rng(seed, i) says."""
+
+    def __init__(self, images: Dataset, seed: int):
+        self.images, self.seed, self._order = images, seed, (None, None)
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        epoch, k = divmod(index, len(self.images))
+        if self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng((self.seed, epoch)).permutation(len(self.images)))
+        image = self.images[int(self._order[1][k])]
+        return image.flip(-1) if np.random.default_rng((self.seed, index, 1)).random() < 0.5 else image
+
+
+def datasets(data: str, size: int, eval_images: int, seed: int) -> tuple[Dataset, torch.Tensor, str]:
+    """(training stream, evaluation batch in [-1, 1], a description of both)."""
+    if data == "builtin":
+        photos = embedded_images()
+        held_out = RandomCrops(photos, size, eval_images, seed=EVAL_SEED)
+        return (RandomCrops(photos, size, 2**62, seed=seed), torch.stack([held_out[i] for i in range(eval_images)]),
+                f"builtin: random {size}x{size} crops of scikit-image's {len(photos)} embedded photos "
+                f"({eval_images} held-out crops)")
+    folder = ImageFolder(require_dir(data, "--data folder"), size)
+    n = len(folder)
+    if n < 2:
+        raise PixforgeError(f"--data {data} holds {n} image: compare needs at least 2 (training + held out)")
+    k = min(eval_images, max(1, n // 10))
+    evaluation = torch.stack([folder[i] for i in range(n - k, n)])
+    return (Shuffled(Subset(folder, range(n - k)), seed), evaluation,
+            f"{data}: {n - k} training images and {k} held-out images, centre {size}x{size} crops")
+
+
+def _fid_features(weights: str | None):
+    """(InceptionFeatures or None, why FID is unavailable)."""
+    from pixforge.core.nets import InceptionFeatures
+
+    try:
+        return InceptionFeatures("fid", weights=weights), ""
+    except PixforgeError as err:
+        if weights is not None:  # the user named weights that do not load: that is an error
+            raise
+        return None, str(err)
+
+
+def compare(out: str, *, data: str = "builtin", size: int = 64, steps: int = 2000, batch: int = 16,
+            lr: float = 1e-3, ffl_weight: float = 1.0, kl_weight: float = 1.0, alpha: float = 1.0,
+            patch_factor: int = 1, ave_spectrum: bool = False, log_matrix: bool = False,
+            batch_matrix: bool = False, transform: str = "fft", width: int = 32, latent: int = 128,
+            eval_images: int = 256, seed: int = 0, ckpt_every: int = 500, sample_every: int = 500,
+            keep_last: int = 2, workers: int = 0, device: str = "auto", amp: bool | str = False,
+            inception_weights: str | None = None, resume: bool = False, overwrite: bool = False,
+            quiet: bool = False) -> str:
+    """Train both runs (or resume them), evaluate them, write the outputs; returns the table and where things are."""
+    config = {k: v for k, v in locals().items() if k not in ("out", "inception_weights", "resume", "overwrite",
+                                                              "quiet", "ffl_weight")}
+    _check(size, patch_factor, transform, ffl_weight, steps, batch, eval_images)
+    dev = resolve_device(device)
+    train_data, evaluation, description = datasets(data, size, eval_images, seed)
+    features, fid_note = _fid_features(inception_weights)
+    out_dir = require_dir(out, "--resume: --out") if resume else output_dir(out, overwrite)
+    start = time.time()
+    models = {}
+    for name in RUNS:
+        run_config = {**config, "ffl_weight": ffl_weight if name == "with_ffl" else 0.0}
+        run_dir = out_dir / name
+        model, finished = train(run_dir, run_config, train_data, evaluation[:8], overwrite=overwrite, quiet=quiet,
+                                resume=resume and RunDir(run_dir).has_run())
+        if not finished:
+            return f"stopped: continue with pixforge-ffl compare --out {out_dir} --resume (same options)"
+        models[name] = model
+    images = {"real": tensor_to_image(evaluation)}
+    for name, model in models.items():
+        recon = torch.cat([model.reconstruct(chunk.to(dev)).cpu() for chunk in evaluation.split(batch)])
+        images[name] = tensor_to_image(recon.clamp(-1, 1))
+    results = {
+        "data": description, "size": size, "steps": steps, "batch": batch, "ffl_weight": ffl_weight,
+        "transform": transform, "seed": seed, "device": _device_name(dev), "eval_images": len(evaluation),
+        "wall_s": round(time.time() - start, 1),
+        "metrics": _scores(images, features),
+        "fid": features.label if features is not None else f"unavailable: {fid_note}",
+    }
+    _write(out_dir, images, results)
+    return (f"{format_results(results)}\n\noutputs in {out_dir}: results.md, results.json, samples.png (real / "
+            "without FFL / with FFL), spectra.png, loss_curves.png, eval/, without_ffl/, with_ffl/")
+
+
+def _check(size: int, patch_factor: int, transform: str, ffl_weight: float, steps: int, batch: int,
+           eval_images: int) -> None:
+    try:
+        check_size(size)
+    except ValueError as err:
+        raise PixforgeError(f"--size {size}: {err}") from None
+    if patch_factor < 1 or size % patch_factor:
+        raise PixforgeError(f"--size {size} is not divisible by --patch-factor {patch_factor}")
+    if transform not in TRANSFORMS:
+        raise PixforgeError(f"--transform {transform!r}: choose one of {', '.join(TRANSFORMS)}")
+    if ffl_weight <= 0:
+        raise PixforgeError(f"--ffl-weight must be positive (the run without FFL uses 0), got {ffl_weight}")
+    for flag, value in (("--steps", steps), ("--batch", batch), ("--eval-images", eval_images)):
+        if value < 1:
+            raise PixforgeError(f"{flag} must be at least 1, got {value}")
+
+
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _scores(images: dict[str, np.ndarray], features) -> dict[str, dict[str, Any]]:
+    """Per run: mean/std/count of LFD, PSNR, SSIM on the 8-bit images, and FID (None when unavailable)."""
+    real = image_to_tensor(images["real"], (0.0, 255.0))
+    fid = None
+    if features is not None:
+        fid = FID(features, reset_real_features=False)
+        fid.update(torch.from_numpy(images["real"]).permute(0, 3, 1, 2), real=True)
+    scores = {}
+    for name in RUNS:
+        per_image = quality(real, image_to_tensor(images[name], (0.0, 255.0)))
+        scores[name] = summarize({m: per_image[m].tolist() for m in METRICS})
+        scores[name]["fid"] = None
+        if fid is not None:
+            fid.update(torch.from_numpy(images[name]).permute(0, 3, 1, 2), real=False)
+            scores[name]["fid"] = fid.compute()["fid"] if len(images["real"]) > 1 else None
+            fid.reset()
+    return scores
+
+
+def format_results(results: dict) -> str:
+    """The with/without table (markdown) with the facts needed to read it."""
+    lines = [f"data: {results['data']}", f"{results['steps']} steps of batch {results['batch']} at "
+             f"{results['size']}x{results['size']}, FFL ({results['transform']}) weight {results['ffl_weight']}, "
+             f"seed {results['seed']}, device {results['device']}, {results['wall_s']} s",
+             f"evaluated on {results['eval_images']} held-out images; FID: {results['fid']}",
+             *([f"loss curves: {results['loss_curves']}"] if "loss_curves" in results else []), "",
+             "| FFL | PSNR ↑ | SSIM ↑ | LFD ↓ | FID ↓ |", "|---|---|---|---|---|"]
+    for name, label in zip(RUNS, ("w/o", "w/"), strict=True):
+        m = results["metrics"][name]
+        fid = "n/a" if m["fid"] is None else f"{m['fid']:.3f}"
+        lines.append(f"| {label} | {m['psnr']['mean']:.3f} | {m['ssim']['mean']:.3f} | {m['lfd']['mean']:.3f} | "
+                     f"{fid} |")
+    return "\n".join(lines)
+
+
+def _write(out_dir: Path, images: dict[str, np.ndarray], results: dict) -> None:
+    """Every output file beside the two run directories (the eval/ folders are replaced as a whole)."""
+    eval_dir = out_dir / "eval"
+    if eval_dir.exists():
+        shutil.rmtree(eval_dir)
+    for name, batch in images.items():
+        for i, image in enumerate(batch):
+            write_image(eval_dir / name / f"{i:04d}.png", image)
+    rows = [images[name][:8] for name in ("real", *RUNS)]
+    write_image(out_dir / "samples.png", make_grid(np.concatenate(rows), nrow=len(rows[0])))
+    spectra = [log_magnitude(image_to_tensor(images[name], (0.0, 1.0))).mean(0) for name in ("real", *RUNS)]
+    lo, hi = min(float(s.min()) for s in spectra), max(float(s.max()) for s in spectra)
+    write_image(out_dir / "spectra.png", make_grid([picture(s, lo, hi) for s in spectra], nrow=len(spectra)))
+    runs = {name: _last_per_step(read_metrics(out_dir / name / "metrics.jsonl")) for name in RUNS}
+    if not loss_curves(runs, out_dir / "loss_curves.png"):
+        results["loss_curves"] = "not drawn: matplotlib is missing (pip install 'pixforge-ffl[plots]')"
+    write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text(out_dir / "results.md", format_results(results) + "\n")
+
+
+def _last_per_step(records: list[dict]) -> list[dict]:
+    """metrics.jsonl records, keeping the last one logged for each step (a resumed run logs some steps twice)."""
+    by_step = {r["step"]: r for r in records}
+    return [by_step[s] for s in sorted(by_step)]

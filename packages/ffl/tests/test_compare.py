@@ -1,0 +1,114 @@
+"""The VAE, the deterministic data stream, and `compare` end to end (tiny sizes): outputs, fairness, resume, FID."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from pixforge.core.io import write_image
+from pixforge.core.nets.inception import InceptionV3
+from pixforge.export.errors import PixforgeError
+from pixforge.ffl.compare import Shuffled, compare
+from pixforge.ffl.lfd import score_pairs
+from pixforge.ffl.vae import VAE, check_size, kl_divergence
+
+TINY = dict(size=16, steps=4, batch=4, width=8, latent=8, eval_images=4, ckpt_every=2, sample_every=2, quiet=True)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    """No InceptionV3 weights from the environment; one CPU thread (tiny nets, and a shared CPU is slow with more)."""
+    monkeypatch.delenv("PIXFORGE_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_vae_shapes_and_deterministic_reconstruction(size):
+    torch.manual_seed(0)
+    vae = VAE(size, width=8, latent=4)
+    x = torch.rand(3, 3, size, size) * 2 - 1
+    recon, mu, logvar = vae(x)
+    assert recon.shape == x.shape and mu.shape == logvar.shape == (3, 4)
+    assert recon.abs().max() <= 1
+    vae.eval()
+    torch.testing.assert_close(vae.reconstruct(x), vae.reconstruct(x))
+    assert kl_divergence(torch.zeros(2, 4), torch.zeros(2, 4)) == 0
+
+
+@pytest.mark.parametrize("size", [4, 12, 48, 2048])
+def test_vae_sizes_must_be_powers_of_two(size):
+    with pytest.raises(ValueError, match="power of two"):
+        check_size(size)
+
+
+def test_shuffled_stream_visits_every_image_once_per_epoch_and_is_reproducible():
+    images = [torch.full((1, 2, 2), float(i)) for i in range(5)]
+    stream = Shuffled(images, seed=3)
+    epochs = [[int(stream[e * 5 + k].max()) for k in range(5)] for e in range(3)]
+    assert all(sorted(epoch) == list(range(5)) for epoch in epochs) and epochs[0] != epochs[1]
+    again = Shuffled(images, seed=3)
+    for i in (12, 0, 7):  # any order, any process: item i is a function of (seed, i)
+        torch.testing.assert_close(again[i], stream[i])
+
+
+def test_compare_end_to_end(tmp_path):
+    out = tmp_path / "cmp"
+    text = compare(str(out), **TINY)
+    assert "| w/o |" in text and "| w/ |" in text and "FID: unavailable" in text
+    for name in ("results.json", "results.md", "samples.png", "spectra.png", "loss_curves.png"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["steps"] == 4 and results["eval_images"] == 4 and results["metrics"]["with_ffl"]["fid"] is None
+    for run, weight in (("without_ffl", 0.0), ("with_ffl", 1.0)):
+        assert json.loads((out / run / "config.json").read_text())["ffl_weight"] == weight
+        assert len(list((out / run / "checkpoints").glob("step-*.pt"))) == 2
+        assert len(list((out / "eval" / run).glob("*.png"))) == 4
+    # same initial weights, data and noise: the first step's MSE is the same in both runs
+    first = [json.loads((out / run / "metrics.jsonl").read_text().splitlines()[0])
+             for run in ("without_ffl", "with_ffl")]
+    assert first[0]["mse"] == first[1]["mse"] and first[0]["ffl"] == first[1]["ffl"]
+    # the LFD column is what `pixforge-ffl lfd` measures on the written images
+    rescored = score_pairs(str(out / "eval" / "real"), str(out / "eval" / "with_ffl"), quiet=True)
+    assert rescored["metrics"]["lfd"]["mean"] == pytest.approx(results["metrics"]["with_ffl"]["lfd"]["mean"], rel=1e-9)
+    with pytest.raises(PixforgeError, match="not empty"):
+        compare(str(out), **TINY)
+
+
+def test_resume_continues_exactly(tmp_path):
+    compare(str(tmp_path / "straight"), **TINY)
+    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
+    final = "checkpoints/step-000000004.pt"
+    for run in ("without_ffl", "with_ffl"):  # as if killed after the step-2 checkpoint
+        (tmp_path / "resumed" / run / final).unlink()
+    compare(str(tmp_path / "resumed"), **TINY, resume=True)
+    for run in ("without_ffl", "with_ffl"):
+        a, b = (torch.load(tmp_path / d / run / final, weights_only=True)["models"]["vae"]
+                for d in ("straight", "resumed"))
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{run} {key}")
+    with pytest.raises(PixforgeError, match="--resume"):
+        compare(str(tmp_path / "nothing-here"), **TINY, resume=True)
+
+
+def test_compare_on_a_folder_with_dct_and_fid(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        write_image(tmp_path / "data" / f"{i:02d}.png", rng.integers(0, 256, (20, 24, 3), dtype=np.uint8))
+    weights = tmp_path / "random-inception.pth"
+    torch.save(InceptionV3("fid").state_dict(), weights)
+    out = tmp_path / "cmp"
+    text = compare(str(out), data=str(tmp_path / "data"), transform="dct", inception_weights=str(weights),
+                   **{**TINY, "steps": 2})
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"].endswith("27 training images and 3 held-out images, centre 16x16 crops")
+    assert results["transform"] == "dct" and "random-inception.pth" in results["fid"]
+    fids = [results["metrics"][run]["fid"] for run in ("without_ffl", "with_ffl")]
+    assert all(isinstance(f, float) and f >= 0 for f in fids) and "n/a" not in text
+    with pytest.raises(PixforgeError, match="does not exist"):
+        compare(str(tmp_path / "other"), inception_weights=str(tmp_path / "missing.pth"), **TINY)
