@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import traceback
@@ -24,6 +25,8 @@ def run(component: Any, name: str | None = None, argv: list[str] | None = None) 
     args = [a for a in args if a != "--verbose"]
     prog = name or os.path.basename(sys.argv[0]) or "pixforge"
     try:
+        if inspect.isclass(component):  # an instance makes `--help` list the verbs, not the constructor
+            component = component()
         fire.Fire(component, command=args, name=prog)
     except PixforgeError as err:
         if verbose:
