@@ -41,8 +41,9 @@ class RunDir:
     def start(self, config: dict[str, Any], resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Create (or re-open with `resume`) the run; returns the config in force.
 
-        A new run refuses an existing run directory unless `overwrite`; `resume` keeps the saved config
-        and reports options that differ from it. Under torchrun the main rank prepares the folder and the
+        A new run refuses an existing run directory unless `overwrite`. With `resume` the options given now
+        win (as in SPADE/TSIT's --continue_train: repeat the original options), and every option that
+        differs from the saved config is logged as a warning. Under torchrun the main rank prepares the folder and the
         other ranks read the config it wrote.
         """
         if is_main():

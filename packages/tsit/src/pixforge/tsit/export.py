@@ -1,0 +1,110 @@
+"""ONNX export of a trained TSIT generator, with the pixforge metadata that lets `pixforge-run` drive it.
+
+Style transfer / multi-modal models take `content` (RGB in [-1, 1], height and width multiples of the stride,
+dynamic), `style` (RGB, resized by the runtime to the content's network size), `noise` (N x 3 x H/stride x
+W/stride standard normal) and the scalar `alpha` (FAdaIN strength, `--set alpha=0.5`):
+
+    pixforge-run run model.onnx CONTENT --input style=STYLE.png --out DIR
+
+Semantic-synthesis models take `content` as a one-channel label map (pixel value = class id; one-hot inside the
+graph) and, with a VAE encoder, the `style` image whose code sets the appearance (fixed size: the training size).
+Spectral norms are folded into plain weights; FADE's batch norm uses its running statistics (eval mode).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pixforge.export.errors import PixforgeError
+from pixforge.tsit.model import load
+from pixforge.tsit.nets import ConvEncoder, TSITGenerator, fold_spectral_norm
+
+
+class StyleGraph(nn.Module):
+    """(content, style, noise, alpha) -> image: style transfer and multi-modal synthesis."""
+
+    def __init__(self, generator: TSITGenerator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, content, style, noise, alpha):
+        return self.generator(content, style, noise, alpha)
+
+
+class LabelGraph(nn.Module):
+    """(label map [, style]) -> image: semantic synthesis; the label map's values are class ids."""
+
+    def __init__(self, generator: TSITGenerator, encoder: ConvEncoder | None, num_classes: int):
+        super().__init__()
+        self.generator, self.encoder, self.num_classes = generator, encoder, num_classes
+        self.register_buffer("classes", torch.arange(num_classes, dtype=torch.float32).view(1, -1, 1, 1),
+                             persistent=False)
+
+    def forward(self, content, style=None):
+        one_hot = (content.round() == self.classes).to(content.dtype)
+        code = self.encoder(style)[0] if self.encoder is not None else None
+        return self.generator(one_hot, None, code)
+
+
+def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = False, check: bool = True,
+           overwrite: bool = False) -> Path:
+    """Export RUN's generator to OUT (.onnx) with pixforge metadata, then check it against PyTorch."""
+    from pixforge.core.onnx import export_onnx, verify_onnx
+    from pixforge.export.metadata import TensorSpec
+    from pixforge.tsit import __version__
+
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise PixforgeError(f"--out {out} must end in .onnx")
+    if out.exists() and not overwrite:
+        raise PixforgeError(f"{out} already exists: pass --overwrite to replace it")
+    if not 0.0 <= alpha <= 1.0:
+        raise PixforgeError(f"--alpha must be between 0 and 1, got {alpha}")
+    trained = load(run)
+    arch, stride = trained.arch, trained.arch["stride"]
+    generator = fold_spectral_norm(trained.generator)
+    encoder = fold_spectral_norm(trained.encoder) if trained.encoder is not None else None
+    image = {"kind": "image", "range": (-1.0, 1.0)}
+    batch = torch.export.Dim("batch", min=1)
+    h, w = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
+    size = tuple(arch["size"])
+    extra = {"arch": arch, "source": str(trained.source)}
+    if arch["task"] != "sis":
+        module = StyleGraph(generator)
+        ex_h, ex_w = 2 * stride, 3 * stride
+        example = (torch.rand(2, 3, ex_h, ex_w) * 2 - 1, torch.rand(2, 3, ex_h, ex_w) * 2 - 1,
+                   torch.randn(2, 3, 2, 3), torch.tensor(float(alpha)))
+        specs = [TensorSpec("content", **image, multiple=stride, description="content image"),
+                 TensorSpec("style", **image, description="style image (resized to the content's network size)"),
+                 TensorSpec("noise", kind="noise", shape=["N", 3, f"H/{stride}", f"W/{stride}"]),
+                 TensorSpec("alpha", kind="scalar", default=float(alpha), description="FAdaIN strength 0..1")]
+        spatial = {0: batch, 2: stride * h, 3: stride * w}
+        dynamic = (spatial, spatial, {0: batch, 2: h, 3: w}, None)
+        checks = [torch.rand(1, 3, stride, 2 * stride) * 2 - 1, torch.rand(1, 3, stride, 2 * stride) * 2 - 1,
+                  torch.randn(1, 3, 1, 2), torch.tensor(0.5)]
+    else:
+        module = LabelGraph(generator, encoder, arch["num_classes"])
+        fixed = encoder is not None
+        ex_h, ex_w = size if fixed else (2 * stride, 3 * stride)
+        labels = torch.randint(0, arch["num_classes"], (2, 1, ex_h, ex_w)).float()
+        specs = [TensorSpec("content", kind="image", color="GRAY", range=(0.0, 255.0), multiple=stride,
+                            size=size if fixed else None, description="label map: pixel value = class id")]
+        example, dynamic = (labels,), ({0: batch} if fixed else {0: batch, 2: stride * h, 3: stride * w},)
+        checks = [torch.randint(0, arch["num_classes"], (1, 1, *(size if fixed else (stride, 2 * stride)))).float()]
+        if fixed:
+            example += (torch.rand(2, 3, *size) * 2 - 1,)
+            specs.append(TensorSpec("style", **image, size=size, description="style image (appearance code)"))
+            dynamic += ({0: batch},)
+            checks.append(torch.rand(1, 3, *size) * 2 - 1)
+    path = export_onnx(module, example, out, input_names=[s.name for s in specs], output_names=["image"],
+                       inputs=specs, outputs=[TensorSpec("image", **image)], package="pixforge-tsit",
+                       version=__version__, task="style-transfer" if arch["task"] != "sis" else "semantic-synthesis",
+                       extra=extra, dynamic_shapes=dynamic, fp16=fp16)
+    if check:
+        tolerance = 5e-2 if fp16 else 1e-3
+        verify_onnx(path, module.half() if fp16 else module, [c.half() if fp16 else c for c in checks],
+                    atol=tolerance, rtol=tolerance)
+    return path

@@ -1,0 +1,102 @@
+"""A trained TSIT model: its architecture record, building it, and loading it back from a run, checkpoint or release.
+
+The architecture record (`arch`) is a small JSON-able dict stored in every checkpoint's config and beside the
+release weights, tagged with `tool: "pixforge-tsit"` so that a checkpoint of another tool is refused clearly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pixforge.core.checkpoint import Checkpoints, load_release, read_checkpoint
+from pixforge.export.errors import PixforgeError
+from pixforge.tsit.nets import ConvEncoder, TSITGenerator
+
+TOOL = "pixforge-tsit"
+ARCH_FORMAT = 1
+TASKS = ("ast", "sis", "mmis")
+
+
+def make_arch(task: str, *, ngf: int, levels: int, size: tuple[int, int], num_classes: int | None = None,
+              vae: bool = False, z_dim: int = 256, enc_size: int = 256, conditions: list[str] | None = None) -> dict:
+    """The architecture record of a TSIT model for `task` (see `build`)."""
+    stride = 2 ** (levels - 1)
+    sis = task == "sis"
+    return {"tool": TOOL, "format": ARCH_FORMAT, "task": task, "ngf": ngf, "levels": levels, "stride": stride,
+            "size": list(size), "content_channels": num_classes if sis else 3,
+            "num_classes": num_classes if sis else None,
+            "style_stream": not sis, "start": ("vae" if vae else "content") if sis else "noise", "z_dim": z_dim,
+            "enc_size": enc_size if (sis and vae) else None,
+            "latent_hw": [size[0] // stride, size[1] // stride] if (sis and vae) else None,
+            "conditions": conditions or []}
+
+
+def check_arch(arch: dict, source: str | Path) -> dict:
+    if not isinstance(arch, dict) or arch.get("tool") != TOOL:
+        raise PixforgeError(f"{source} was not written by pixforge-tsit (its config has no tool: {TOOL!r})")
+    if arch.get("format") != ARCH_FORMAT:
+        raise PixforgeError(f"{source} uses pixforge-tsit model format {arch.get('format')!r}; this version reads "
+                            f"format {ARCH_FORMAT}: use the pixforge-tsit version that trained it")
+    return arch
+
+
+def build_generator(arch: dict) -> TSITGenerator:
+    return TSITGenerator(arch["ngf"], arch["levels"], arch["content_channels"], arch["style_stream"], arch["start"],
+                         arch["z_dim"], arch["latent_hw"])
+
+
+def build_encoder(arch: dict) -> ConvEncoder | None:
+    return ConvEncoder(arch["ngf"], arch["z_dim"], arch["enc_size"]) if arch["start"] == "vae" else None
+
+
+@dataclass
+class Trained:
+    """A loaded model: the generator (and VAE encoder), in eval mode, and where it came from."""
+
+    arch: dict
+    generator: TSITGenerator
+    encoder: ConvEncoder | None
+    source: Path
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> Trained:
+    """Load a trained model from a run directory (its release weights, else its newest checkpoint), a checkpoint
+    file (`step-*.pt`: the EMA generator when it has one) or a release folder; everything in eval mode."""
+    path = Path(path)
+    if not path.exists():
+        raise PixforgeError(f"--run {path} does not exist")
+    if path.is_dir() and (path / "generator.safetensors").is_file():
+        state, arch = load_release(path, "generator")
+        arch = check_arch(arch, path / "generator.json")
+        enc_state = load_release(path, "encoder")[0] if arch["start"] == "vae" else None
+        return _assemble(arch, state, enc_state, path)
+    if path.is_dir():
+        latest = Checkpoints(path / "checkpoints").latest()
+        if latest is None:
+            raise PixforgeError(f"--run {path} holds neither release weights (generator.safetensors) nor "
+                                "checkpoints: is it a pixforge-tsit run directory?")
+        path = latest
+    ckpt = read_checkpoint(path, map_location)
+    arch = check_arch(ckpt["config"].get("arch"), path)
+    models = ckpt["models"]
+    state = models.get("G_ema", models.get("G"))
+    if state is None:
+        raise PixforgeError(f"checkpoint {path} holds no generator")
+    return _assemble(arch, state, models.get("E"), path)
+
+
+def _assemble(arch: dict, state: dict, enc_state: dict | None, source: Path) -> Trained:
+    generator, encoder = build_generator(arch), build_encoder(arch)
+    try:
+        generator.load_state_dict(state)
+        if encoder is not None:
+            if enc_state is None:
+                raise PixforgeError(f"{source} holds no VAE encoder although the model was trained with one")
+            encoder.load_state_dict(enc_state)
+    except RuntimeError as err:
+        raise PixforgeError(f"{source}: weights do not match the recorded architecture "
+                            f"({str(err).splitlines()[0][:200]})") from None
+    return Trained(arch, generator.eval(), None if encoder is None else encoder.eval(), source)

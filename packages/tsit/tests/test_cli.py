@@ -1,0 +1,75 @@
+"""Bad input through the real command line: one clear line on stderr, exit code 2, nothing left behind."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pixforge.core.checkpoint import save_checkpoint
+from pixforge.core.io import write_image
+
+TINY = ["--size", "32", "--ngf", "4", "--levels", "4", "--ndf", "4", "--steps", "1", "--device", "cpu", "--quiet"]
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "pixforge.tsit.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def _one_error_line(result, *needles):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pixforge-tsit: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory, folders):
+    root = tmp_path_factory.mktemp("bad")
+    (root / "empty").mkdir()
+    broken = root / "broken"
+    write_image(broken / "ok.png", np.zeros((40, 40, 3), np.uint8))
+    (broken / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    write_image(root / "labels" / "x.png", np.full((32, 32), 9, np.uint8))
+    write_image(root / "images" / "x.png", np.zeros((32, 32, 3), np.uint8))
+    save_checkpoint(root / "other.pt", step=1, models={}, config={"tool": "someone-else"})
+    return root
+
+
+def test_bad_training_inputs(tmp_path, bad, folders):
+    content, style = folders / "content", folders / "style"
+    cases = [
+        (["--content", bad / "empty", "--style", style], ["holds no image files", "empty"]),
+        (["--content", content, "--style", bad / "broken"], ["bad.png", "not a readable image"]),
+        (["--task", "sis", "--content", bad / "labels", "--style", bad / "images", "--num-classes", "4"],
+         ["x.png", "class id 9", "--num-classes 4"]),
+        (["--content", content, "--style", style, "--size", "36"], ["not divisible by the network's stride 8"]),
+        (["--content", content, "--style", style, "--vgg-weights", tmp_path / "nope.pth"], ["nope.pth",
+                                                                                              "does not exist"]),
+    ]
+    for k, (args, needles) in enumerate(cases):
+        out = tmp_path / f"run{k}"
+        _one_error_line(cli("train", "--out", out, *TINY, *args), *needles)
+        assert not out.exists()
+
+
+def test_bad_translate_and_export_inputs(tmp_path, bad, ast_run, folders):
+    content, style = folders / "content" / "c0.png", folders / "style" / "s0.png"
+    _one_error_line(cli("translate", content, "--run", bad / "other.pt", "--style", style, "--out", tmp_path / "o"),
+                    "other.pt", "not written by pixforge-tsit")
+    _one_error_line(cli("translate", content, "--run", ast_run, "--style", bad / "broken" / "bad.png", "--out",
+                        tmp_path / "o"), "bad.png")
+    _one_error_line(cli("translate", tmp_path / "missing.png", "--run", ast_run, "--style", style, "--out",
+                        tmp_path / "o"), "missing.png", "does not exist")
+    _one_error_line(cli("export", bad / "other.pt", "--out", tmp_path / "m.onnx"), "not written by pixforge-tsit")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_translate_through_the_cli(tmp_path, ast_run, folders):
+    result = cli("translate", folders / "content", "--run", ast_run, "--style", folders / "style" / "s0.png", "--out",
+                 tmp_path / "o", "--quiet", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["c0.png", "c1.png", "c2.png"]

@@ -1,0 +1,113 @@
+"""translate (images, folders, videos, padding to the stride) and export (ONNX parity, pixforge-run equality)."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from pixforge.core.io import VideoWriter, probe_video, read_image, write_image
+from pixforge.export.cli import Runtime
+from pixforge.export.metadata import parse_metadata
+from pixforge.export.pipeline import Pipeline
+from pixforge.export.session import open_session
+from pixforge.export.video import VideoReader
+from pixforge.tsit.export import export
+from pixforge.tsit.model import load
+from pixforge.tsit.translate import Translator, translate
+
+
+@pytest.fixture(scope="module")
+def odd_content(tmp_path_factory, folders):
+    """Content images whose sizes are not multiples of the stride (8): 45x37 and 40x48."""
+    root = tmp_path_factory.mktemp("odd")
+    img = read_image(folders / "content" / "c0.png")
+    write_image(root / "a.png", img[:45, :37])
+    write_image(root / "sub" / "b.png", img[:40])
+    return root
+
+
+def test_translate_keeps_sizes_and_is_deterministic(tmp_path, ast_run, folders, odd_content):
+    style = folders / "style" / "s0.png"
+    written = translate(str(ast_run), [str(odd_content)], str(tmp_path / "a"), style=str(style), quiet=True,
+                        device="cpu")
+    assert sorted(p.relative_to(tmp_path / "a").as_posix() for p in written) == ["a.png", "sub/b.png"]
+    assert read_image(tmp_path / "a" / "a.png").shape == (45, 37, 3)
+    assert read_image(tmp_path / "a" / "sub" / "b.png").shape == (40, 48, 3)
+    translate(str(ast_run), [str(odd_content)], str(tmp_path / "b"), style=str(style), batch=1, quiet=True,
+              device="cpu")
+    for name in ("a.png", "sub/b.png"):  # batch size does not change results
+        assert np.array_equal(read_image(tmp_path / "a" / name), read_image(tmp_path / "b" / name))
+    with pytest.raises(Exception, match="already exists"):
+        translate(str(ast_run), [str(odd_content)], str(tmp_path / "a"), style=str(style), quiet=True, device="cpu")
+
+
+def test_padding_equals_running_the_padded_image(ast_run, folders):
+    translator = Translator(load(ast_run), torch.device("cpu"))
+    img = read_image(folders / "content" / "c1.png")[:29, :35]
+    style = read_image(folders / "style" / "s1.png")
+    out = translator.translate([img], style, [5])[0]
+    padded = np.pad(img, ((0, 3), (0, 5), (0, 0)), mode="reflect")
+    full = translator.translate([padded], style, [5])[0]
+    assert out.shape == (29, 35, 3) and np.array_equal(out, full[:29, :35])
+
+
+def test_style_folder_and_alpha(tmp_path, ast_run, folders):
+    src = folders / "content" / "c2.png"
+    translate(str(ast_run), [str(src)], str(tmp_path / "all"), style=str(folders / "style"), quiet=True,
+              device="cpu")
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["s0", "s1"]
+    translate(str(ast_run), [str(src)], str(tmp_path / "a0"), style=str(folders / "style" / "s0.png"), alpha=0.0,
+              quiet=True, device="cpu")
+    translate(str(ast_run), [str(src)], str(tmp_path / "a1"), style=str(folders / "style" / "s1.png"), alpha=0.0,
+              quiet=True, device="cpu")
+    assert np.array_equal(read_image(tmp_path / "a0" / "c2.png"), read_image(tmp_path / "a1" / "c2.png"))
+
+
+def test_video_frames_share_one_noise_map(tmp_path, ast_run, folders):
+    frame = read_image(folders / "content" / "c0.png")[:40, :48]
+    video = tmp_path / "clip.mp4"
+    with VideoWriter(video, 5, crf=0, pix_fmt="yuv444p") as writer:
+        writer.write(np.stack([frame] * 4))
+    translate(str(ast_run), [str(video)], str(tmp_path / "out"), style=str(folders / "style" / "s0.png"), batch=3,
+              quiet=True, device="cpu")
+    info = probe_video(tmp_path / "out" / "clip.mp4")
+    assert (info.width, info.height, info.frame_count) == (48, 40, 4)
+    with VideoReader(tmp_path / "out" / "clip.mp4", 8) as reader:
+        frames = np.concatenate(list(reader)).astype(int)
+    assert np.abs(frames - frames[0]).max() <= 2  # identical frames in, (codec-)identical frames out
+
+
+def test_export_parity_and_pixforge_run_equals_translate(tmp_path, ast_run, folders, odd_content):
+    model = export(ast_run, tmp_path / "tsit.onnx")
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    meta = parse_metadata(session.get_modelmeta().custom_metadata_map, str(model))
+    assert [s.name for s in meta.inputs] == ["content", "style", "noise", "alpha"]
+    assert meta.inputs[0].multiple == 8 and meta.inputs[2].shape == ["N", 3, "H/8", "W/8"]
+    assert meta.package == "pixforge-tsit" and meta.extra["arch"]["tool"] == "pixforge-tsit"
+    style = folders / "style" / "s1.png"
+    # float outputs: the runtime's feeds through onnxruntime vs Translator.run in PyTorch, on a non-square batch
+    translator = Translator(load(ast_run), torch.device("cpu"))
+    images = [read_image(odd_content / "sub" / "b.png")] * 2
+    pipe = Pipeline(open_session(str(model), "cpu"), images={"style": str(style)})
+    got = pipe.session.run(pipe.feeds(images, [3, 7]))["image"]
+    expected = translator.run(images, read_image(style), [3, 7]).numpy()
+    assert got.shape == (2, 3, 40, 48) and np.abs(got - expected).max() < 1e-3
+    # pictures: pixforge-run vs pixforge-tsit translate, every item, within one grey level (rounding)
+    Runtime().run(str(model), str(odd_content), out=str(tmp_path / "rt"), input=f"style={style}", device="cpu")
+    translate(str(ast_run), [str(odd_content)], str(tmp_path / "tr"), style=str(style), quiet=True, device="cpu")
+    for name in ("a.png", "sub/b.png"):
+        a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1
+
+
+def test_export_semantic_synthesis(tmp_path, labels, tiny):
+    from pixforge.tsit.train import train
+
+    run = train(str(tmp_path / "sis"), task="sis", content=str(labels / "labels"), style=str(labels / "images"),
+                num_classes=4, vae=False, batch=1, steps=1, sample_every=1, **tiny)
+    model = export(run, tmp_path / "sis.onnx")  # verify_onnx inside: one-hot in the graph == PyTorch
+    translate(str(run), [str(labels / "labels")], str(tmp_path / "tr"), quiet=True, device="cpu")
+    Runtime().run(str(model), str(labels / "labels"), out=str(tmp_path / "rt"), device="cpu")
+    for name in ("x0.png", "x1.png"):
+        a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
+        assert a.shape == (32, 32, 3) and np.abs(a - b).max() <= 1

@@ -1,0 +1,97 @@
+"""GAN losses shared by pixforge's image-to-image tools (SPADE / TSIT conventions).
+
+Discriminator outputs may be one tensor or, for a multi-scale discriminator
+(`pixforge.core.nets.patchgan.MultiScaleDiscriminator`), a list with one list per scale whose last entry is the
+prediction and whose other entries are intermediate features. Adversarial losses take each scale's mean over all
+its elements and average the scales.
+
+* `hinge_d_loss`: E[max(0, 1 - D(real))] + E[max(0, 1 + D(fake))]
+* `hinge_g_loss`: -E[D(fake)]
+* `feature_matching_loss`: sum over scales and intermediate layers of L1(D_l(fake), D_l(real).detach()), divided by
+  the number of scales (pix2pixHD).
+* `VGGPerceptualLoss`: sum_i w_i * L1(VGG_i(x), VGG_i(y).detach()) on relu1_1 ... relu5_1 with w = 1/32 ... 1; it needs
+  the public VGG19 weights, and without them it warns once and contributes zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DiscOutput = torch.Tensor | list
+
+PERCEPTUAL_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+PERCEPTUAL_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+
+
+def _predictions(outputs: DiscOutput) -> list[torch.Tensor]:
+    """The prediction of every scale: a tensor as it is, the last entry of each scale's list."""
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    return [scale[-1] if isinstance(scale, (list, tuple)) else scale for scale in outputs]
+
+
+def hinge_d_loss(real: DiscOutput, fake: DiscOutput) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss on real, loss on fake) for the discriminator; their sum is what it minimises."""
+    reals, fakes = _predictions(real), _predictions(fake)
+    loss_real = sum(F.relu(1.0 - p.float()).mean() for p in reals) / len(reals)
+    loss_fake = sum(F.relu(1.0 + p.float()).mean() for p in fakes) / len(fakes)
+    return loss_real, loss_fake
+
+
+def hinge_g_loss(fake: DiscOutput) -> torch.Tensor:
+    """The generator's hinge loss: minus the mean prediction on its images, averaged over scales."""
+    fakes = _predictions(fake)
+    return sum(-p.float().mean() for p in fakes) / len(fakes)
+
+
+def feature_matching_loss(fake: list, real: list) -> torch.Tensor:
+    """L1 between the discriminator's intermediate features on fake and (detached) real images, summed over layers
+    and averaged over scales; `fake` / `real` are multi-scale outputs (lists of per-scale lists)."""
+    if len(fake) != len(real):
+        raise ValueError(f"feature matching needs as many scales for fake and real, got {len(fake)} and {len(real)}")
+    total = fake[0][0].new_zeros((), dtype=torch.float32)
+    for fake_scale, real_scale in zip(fake, real, strict=True):
+        for f, r in zip(fake_scale[:-1], real_scale[:-1], strict=True):
+            total = total + F.l1_loss(f.float(), r.detach().float())
+    return total / len(fake)
+
+
+class VGGPerceptualLoss(nn.Module):
+    """Weighted L1 between VGG19 activations of `x` and `y` (y detached), or zero when no weights are available.
+
+    `weights`: path or URL of torchvision's `vgg19` state dict (`vgg19-dcbb9e9d.pth`); None looks at
+    `$PIXFORGE_VGG19_WEIGHTS` and the torch hub cache, and without a file the loss is off (`enabled` False) after a
+    one-line warning. A path that does not exist is an error (`PixforgeError`).
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None, layers: Sequence[str] = PERCEPTUAL_LAYERS,
+                 layer_weights: Sequence[float] = PERCEPTUAL_WEIGHTS, imagenet_norm: bool = False,
+                 input_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+        super().__init__()
+        from pixforge.core.nets.vgg import WEIGHTS_ENV, WEIGHTS_URL, VGG19Features, resolve_weights
+
+        if len(layers) != len(layer_weights):
+            raise ValueError(f"{len(layers)} layers but {len(layer_weights)} layer weights")
+        self.layer_weights = [float(w) for w in layer_weights]
+        source = resolve_weights(weights)
+        self.vgg = None if source is None else VGG19Features(source, layers, imagenet_norm, input_range)
+        self.enabled = self.vgg is not None
+        if not self.enabled:
+            logging.getLogger("pixforge").warning(
+                "no VGG19 weights given: the perceptual loss is off (pass the torchvision file %s by path or URL, "
+                "or set %s)", WEIGHTS_URL.rsplit("/", 1)[-1], WEIGHTS_ENV)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.vgg is None:
+            return x.new_zeros((), dtype=torch.float32)
+        with torch.no_grad():
+            fy = self.vgg(y)
+        fx = self.vgg(x)
+        return sum(w * F.l1_loss(a.float(), b.float())
+                   for w, a, b in zip(self.layer_weights, fx, fy, strict=True))
