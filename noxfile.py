@@ -56,7 +56,7 @@ def isolated(session: nox.Session, package: str) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """Run every installed tool's short demo on embedded data and print where the outputs are."""
-    _install(session, BASE[0], f"{BASE[1]}[demo]", *[str(ROOT / "packages" / t) for t in TOOLS])
+    _install(session, BASE[0], f"{BASE[1]}[demo,plots]", *[f"{ROOT / 'packages' / t}[demo,plots]" for t in TOOLS])
     out = session.posargs[0] if session.posargs else str(ROOT / "demo-out")
     session.run("pixforge", "demo", "--out", out)
 
@@ -64,7 +64,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run the benchmarks in tools/bench (each prints one JSON line per case)."""
-    _install(session, BASE[0], f"{BASE[1]}[demo]", *[str(ROOT / "packages" / t) for t in TOOLS],
+    _install(session, BASE[0], f"{BASE[1]}[demo,plots]", *[f"{ROOT / 'packages' / t}[demo,plots]" for t in TOOLS],
              "opencv-python-headless")
     scripts = session.posargs or sorted(str(p) for p in (ROOT / "tools" / "bench").glob("*_bench.py"))
     for script in scripts:

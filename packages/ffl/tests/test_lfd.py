@@ -89,3 +89,38 @@ def test_bad_inputs_are_pixforge_errors():
         lfd(x, bad)
     with pytest.raises(PixforgeError, match="reduction"):
         lfd(x, x, reduction="sum")
+
+
+def test_lpips_column_from_heads_file(tmp_path, monkeypatch):
+    from pixforge.core.io import write_image
+    from pixforge.core.lpips import LPIPS
+    from pixforge.ffl.lfd import score_pairs
+
+    g = torch.Generator().manual_seed(0)
+    convs = {0: (64, 3, 11), 3: (192, 64, 5), 6: (384, 192, 3), 8: (256, 384, 3), 10: (256, 256, 3)}  # alexnet
+    trunk = {}
+    for i, (o, c, k) in convs.items():
+        trunk[f"features.{i}.weight"] = torch.randn(o, c, k, k, generator=g) * (2 / (c * k * k)) ** 0.5
+        trunk[f"features.{i}.bias"] = torch.zeros(o)
+    heads = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g)
+             for k, c in enumerate((64, 192, 384, 256, 256))}
+    torch.save(trunk, tmp_path / "alexnet.pth")
+    torch.save(heads, tmp_path / "alex.pth")
+    monkeypatch.setenv("PIXFORGE_ALEXNET_WEIGHTS", str(tmp_path / "alexnet.pth"))
+    rng = np.random.default_rng(1)
+    real = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    fake = np.clip(real + rng.normal(0, 20, real.shape), 0, 255).astype(np.uint8)
+    for folder, image in (("real", real), ("fake", fake)):
+        (tmp_path / folder).mkdir()
+        write_image(tmp_path / folder / "a.png", image)
+    write_image(tmp_path / "real" / "b.png", real)
+    write_image(tmp_path / "fake" / "b.png", real)
+    report = score_pairs(str(tmp_path / "real"), str(tmp_path / "fake"), quiet=True,
+                         lpips_weights=str(tmp_path / "alex.pth"))
+    rows = {row["name"]: row for row in report["images"]}
+    model = LPIPS("alex", lin_weights=tmp_path / "alex.pth")
+    expected = model(_nchw(real[None]).float() / 127.5 - 1, _nchw(fake[None]).float() / 127.5 - 1)
+    assert rows["a.png"]["lpips"] == pytest.approx(float(expected), rel=1e-6) and rows["b.png"]["lpips"] == 0
+    assert report["metrics"]["lpips"]["count"] == 2 and "LPIPS" in format_table(report["metrics"])
+    with pytest.raises(PixforgeError, match="not an lpips v0.1 alex.pth or vgg.pth heads file"):
+        score_pairs(str(tmp_path / "real"), str(tmp_path / "fake"), lpips_weights=str(tmp_path / "alexnet.pth"))

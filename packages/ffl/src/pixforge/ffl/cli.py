@@ -10,13 +10,16 @@ from pixforge.core.cli import PixforgeError, run
 class FFL:
     """Focal Frequency Loss: the LFD metric, spectrum pictures, and a VAE trained with vs without FFL."""
 
-    def lfd(self, real: str, fake: str, json: bool = False, quiet: bool = False) -> str:
+    def lfd(self, real: str, fake: str, json: bool = False, quiet: bool = False,
+            lpips_weights: str | None = None) -> str:
         """Log Frequency Distance (thesis Eq. 5.11, as the official evaluation computes it), PSNR and SSIM of FAKE
         against REAL: two images, or two folders whose images are matched by relative file name. Prints a
-        mean/std table, or JSON with the per-image values with --json."""
+        mean/std table, or JSON with the per-image values with --json. --lpips-weights HEADS adds LPIPS v0.1: HEADS
+        is lpips/weights/v0.1/alex.pth or vgg.pth from the lpips 0.1.4 wheel, and the ImageNet trunk is read from
+        $PIXFORGE_ALEXNET_WEIGHTS / $PIXFORGE_VGG16_WEIGHTS or the torch hub cache."""
         from pixforge.ffl.lfd import format_table, score_pairs
 
-        report = score_pairs(real, fake, quiet=quiet)
+        report = score_pairs(real, fake, quiet=quiet, lpips_weights=lpips_weights)
         if json:
             return jsonlib.dumps(report, indent=2)
         return f"{report['count']} image pair(s): {real} vs {fake}\n{format_table(report['metrics'])}"

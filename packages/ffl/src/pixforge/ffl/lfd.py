@@ -5,8 +5,8 @@ numbers compare with the thesis tables: per image, on 0..255 pixel values, with 
 channel, LFD = log(mean over C, H, W of |F_r - F_f|^2 + 1); a set's LFD is the mean over its images.
 By Parseval's theorem this equals log(H * W * MSE + 1) on 0..255 values; it is computed through the DFT as
 defined. PSNR and SSIM come from `pixforge.core.metrics` on the same 0..255 values (data range 255).
-LPIPS is not offered: it needs pretrained AlexNet/VGG weights and their LPIPS heads, which pixforge does not
-ship yet.
+LPIPS (`pixforge.core.lpips`, v0.1) is added when its weights are given: the lpips heads file, with the ImageNet
+trunk found through `$PIXFORGE_ALEXNET_WEIGHTS` / `$PIXFORGE_VGG16_WEIGHTS` or the torch hub cache.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import math
 import torch
 
 from pixforge.core.loop import progress
+from pixforge.core.lpips import LPIPS
 from pixforge.core.metrics import psnr, ssim
+from pixforge.core.nets.inception import load_weights
 from pixforge.export.errors import PixforgeError
 from pixforge.ffl.images import matched_pairs, read_pair
 
@@ -55,27 +57,45 @@ def lfd(real: torch.Tensor, fake: torch.Tensor, value_range: Range = (0.0, 255.0
     return per_image.mean() if reduction == "mean" else per_image
 
 
-def quality(real: torch.Tensor, fake: torch.Tensor, value_range: Range = (0.0, 255.0)) -> dict[str, torch.Tensor]:
-    """Per-image LFD, PSNR (dB) and SSIM of `fake` against `real` on 0..255 values: {name: float64 tensor N}."""
+def lpips_from_heads(lin_weights: str) -> LPIPS:
+    """LPIPS with the lpips v0.1 heads file `lin_weights` (alex.pth or vgg.pth: told apart by their shapes)."""
+    channels = load_weights(lin_weights).get("lin1.model.1.weight", torch.empty(0, 0)).shape[1:2]
+    net = {(192,): "alex", (128,): "vgg"}.get(tuple(channels))
+    if net is None:
+        raise PixforgeError(f"{lin_weights} is not an lpips v0.1 alex.pth or vgg.pth heads file")
+    return LPIPS(net, lin_weights=lin_weights)
+
+
+def quality(real: torch.Tensor, fake: torch.Tensor, value_range: Range = (0.0, 255.0),
+            lpips: LPIPS | None = None) -> dict[str, torch.Tensor]:
+    """Per-image LFD, PSNR (dB) and SSIM of `fake` against `real` on 0..255 values: {name: float64 tensor N};
+    with an `LPIPS` module also "lpips" (RGB images, mapped to [-1, 1])."""
     check_pair(real, fake, "quality")
     r, f = to_255(real, value_range), to_255(fake, value_range)
-    return {"lfd": lfd(r, f, reduction="none"), "psnr": psnr(f, r, data_range=255.0, reduction="none").double(),
-            "ssim": ssim(f, r, data_range=255.0, reduction="none").double()}
+    scores = {"lfd": lfd(r, f, reduction="none"), "psnr": psnr(f, r, data_range=255.0, reduction="none").double(),
+              "ssim": ssim(f, r, data_range=255.0, reduction="none").double()}
+    if lpips is not None:
+        with torch.no_grad():
+            scores["lpips"] = lpips(r.float() / 127.5 - 1, f.float() / 127.5 - 1).double()
+    return scores
 
 
-def score_pairs(real: str, fake: str, quiet: bool = False) -> dict:
-    """LFD, PSNR and SSIM of every fake image against the real image of the same name (two files or two folders).
+def score_pairs(real: str, fake: str, quiet: bool = False, lpips_weights: str | None = None) -> dict:
+    """LFD, PSNR and SSIM (and LPIPS given its heads file) of every fake image against the real image of the same
+    name (two files or two folders).
 
     Returns {"real", "fake", "count", "metrics": summarize(...), "images": [{"name", "lfd", "psnr", "ssim"}]}.
     """
     pairs = matched_pairs(real, fake)
+    lpips = lpips_from_heads(lpips_weights) if lpips_weights is not None else None
     rows = []
     with progress(len(pairs), desc="lfd", unit="image", disable=quiet or len(pairs) < 50) as bar:
         for name, real_file, fake_file in pairs:
-            scores = quality(*read_pair(real_file, fake_file))
+            scores = quality(*read_pair(real_file, fake_file), lpips=lpips)
             rows.append({"name": name, **{k: float(v[0]) for k, v in scores.items()}})
             bar.update()
-    summary = summarize({metric: [row[metric] for row in rows] for metric in METRICS})
+    metrics = METRICS + (("lpips",) if lpips is not None else ())
+    summary = summarize({metric: [row[metric] for row in rows] for metric in metrics})
     return {"real": str(real), "fake": str(fake), "count": len(rows), "metrics": summary, "images": rows}
 
 
@@ -91,7 +111,8 @@ def summarize(per_image: dict[str, list[float]]) -> dict[str, dict[str, float]]:
 
 def format_table(summary: dict[str, dict[str, float]]) -> str:
     """A plain-text mean/std table of `summarize`'s result."""
-    arrows = {"lfd": "lower is better", "psnr": "dB, higher is better", "ssim": "higher is better"}
+    arrows = {"lfd": "lower is better", "psnr": "dB, higher is better", "ssim": "higher is better",
+              "lpips": "lower is better"}
     lines = [f"{'metric':<8}{'mean':>12}{'std':>12}{'images':>8}"]
     for name, s in summary.items():
         lines.append(f"{name.upper():<8}{s['mean']:>12.4f}{s['std']:>12.4f}{s['count']:>8}  "
