@@ -3,7 +3,7 @@
 Modules: `runtime` (device, precision, seeding), `distributed` (torchrun/DDP, sharding), `checkpoint`
 (atomic save, resume, release weights), `loop` (EMA, progress, metric logs, sample grids, graceful stop),
 `rundir` (the run-directory convention), `io` (images, grids, datasets, video), `onnx` (export + parity),
-`metrics` (PSNR/SSIM/FID/KID), `nets` (shared networks), `datagen` (deterministic sharded dataset
+`metrics` (PSNR/SSIM/FID/KID), `lpips`, `losses` (GAN and perceptual losses), `nets` (shared networks), `datagen` (deterministic sharded dataset
 generation), `cli` (the Fire runner) and `umbrella` (`pixforge`).
 """
 
