@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from pixforge.forensics import batch
-from pixforge.forensics.distortions import FRAME_TYPES, Randomness, block_count, distort, gaussian_kernel
+from pixforge.forensics import distortions as D
+from pixforge.forensics.distortions import FRAME_TYPES, PARAMS, Randomness, block_count, distort
+from pixforge.forensics.resample import gaussian_kernel
 
 CASES = [(kind, level) for kind in FRAME_TYPES for level in range(1, 6)]
 
@@ -56,6 +58,41 @@ def test_random_streams_continue_frame_to_frame(official):
     fast = Randomness(5, exact=False)
     assert np.array_equal(distort(inputs["large"], "GNC", 3, fast),
                           distort(inputs["large"], "GNC", 3, Randomness(5, exact=False)))
+
+
+@pytest.mark.parametrize("level", range(1, 6))
+def test_fast_saturation_equals_opencvs_arithmetic_on_every_colour(level):
+    """The float32 affine path (plus its exact fallback near integers) against the emulation of OpenCV's
+    arithmetic that the fixtures confirm, on all 2**24 RGB colours, in four slices to bound memory."""
+    colours = np.arange(1 << 24, dtype=np.uint32).view(np.uint8).reshape(4096, 4096, 4)[..., :3]
+    p = np.float32(PARAMS["CS"][level - 1])
+    for part in np.split(colours, 4):
+        part = np.ascontiguousarray(part)
+        assert np.array_equal(D.color_saturation(part, level), D._color_saturation_exact(part, p, "rgb"))
+    bgr = np.ascontiguousarray(colours[::16])  # BGR order: the same map with the channels swapped
+    assert np.array_equal(D.color_saturation(bgr, level, "bgr"), D._color_saturation_exact(bgr, p, "bgr"))
+
+
+def test_contrast_multiply_shift_equals_the_float_product_on_every_value():
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    for level, factor in enumerate(PARAMS["CC"], start=1):
+        official = (values.astype(np.float32) * np.float32(factor)).astype(np.uint8)
+        assert np.array_equal(distort(values, "CC", level), official)
+
+
+def test_fast_noise_path_matches_the_exact_one_and_is_normal(official):
+    _, _, inputs = official
+    image = inputs["large"]
+    noise = np.random.RandomState(4).randn(*image.shape)
+    for level in (1, 5):  # same noise values, float32 affine vs OpenCV's arithmetic: within one grey level
+        fast = D.gaussian_noise_color(image, level, noise=noise.astype(np.float32))
+        exact = D.gaussian_noise_color(image, level, noise=noise)
+        assert np.abs(fast.astype(int) - exact).max() <= 1 and (fast != exact).mean() < 0.01
+    draws = D.gnc_noise(np.random.default_rng(0), (512, 512, 3))
+    assert draws.dtype == np.float32 and abs(draws.mean()) < 0.01 and abs(draws.std() - 1) < 0.01
+    assert abs(np.mean(np.abs(draws) > 2) - 0.0455) < 0.002  # the two-sided 2-sigma tail of a normal
+    zero = np.zeros(image.shape, np.float32)
+    assert np.abs(D.gaussian_noise_color(image, 3, noise=zero).astype(int) - image).max() <= 1
 
 
 def test_gaussian_kernels_are_opencvs_fixed_point():

@@ -36,6 +36,19 @@ def test_mixture_with_vc_in_the_middle_keeps_audio_size_fps_and_frames(video_fac
     assert sorted(p.name for p in dst.parent.iterdir()) == ["clip.mp4"]  # no stage files left
 
 
+@pytest.mark.parametrize("steps", [[("VC", 1)], [("VC", 5), ("CC", 1)]])
+def test_passes_without_frame_steps_are_plain_transcodes_that_keep_audio_and_frames(video_factory, tmp_path, steps):
+    src = video_factory(frames=9, size="96x64")
+    dst = perturb_video(src, tmp_path / "out" / "clip.mp4", steps, seed=0)
+    a, b = probe_video(src), probe_video(dst)
+    assert (b.width, b.height, b.fps_fraction, b.frame_count, b.has_audio) == (96, 64, "12/1", 9, True)
+    assert abs(b.duration - a.duration) < 0.1
+    frames, original = _frames(dst).astype(float), _frames(src).astype(float)
+    scale = 0.85 if len(steps) == 2 else 1.0
+    assert np.abs(frames.mean() - original.mean() * scale) < 4
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["clip.mp4"]
+
+
 def test_same_seed_and_path_give_the_same_video(video_factory, tmp_path):
     src = video_factory(frames=6, audio=False)
     steps = [("GNC", 4), ("JPEG", 2)]

@@ -71,7 +71,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if header["video"] is None:
         raise PixforgeError(f"{path} has no video stream")
     if rc != 0:
-        raise PixforgeError(f"{path} is not a readable video ({_ffmpeg_error(err)})")
+        raise PixforgeError(f"{path} is not a readable video ({ffmpeg_error(err)})")
     tb = re.search(r"^#tb 0: (\d+)/(\d+)", out, re.M)
     dims = re.search(r"^#dimensions 0: (\d+)x(\d+)", out, re.M)
     if not (tb and dims):
@@ -151,7 +151,7 @@ class VideoReader:
         self._stderr = tempfile.TemporaryFile()
         exe = ffmpeg_exe()
         cmd = [exe, "-hide_banner", "-nostdin", "-v", "error", "-xerror", "-i", f"file:{self.path}",
-               "-map", "0:v:0", *_passthrough_args(exe), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+               "-map", "0:v:0", *passthrough_args(exe), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr)
 
     def _finish(self) -> None:
@@ -160,7 +160,7 @@ class VideoReader:
         err = self._stderr.read().decode("utf-8", "replace")
         self.close()
         if rc != 0:
-            raise PixforgeError(f"{self.path} could not be decoded ({_ffmpeg_error(err)})")
+            raise PixforgeError(f"{self.path} could not be decoded ({ffmpeg_error(err)})")
 
 
 class VideoWriter:
@@ -300,7 +300,7 @@ class VideoWriter:
     def _mux_audio(self) -> None:
         proc = subprocess.run(self._mux_command(), stdin=subprocess.DEVNULL, capture_output=True)
         if proc.returncode != 0:
-            message = _ffmpeg_error(proc.stderr.decode("utf-8", "replace"))
+            message = ffmpeg_error(proc.stderr.decode("utf-8", "replace"))
             for tmp in (self._tmp, self._video_tmp):
                 message = message.replace(str(tmp), str(self.path))
             raise PixforgeError(f"{self.path}: ffmpeg could not add the audio of {self.audio_from} ({message})")
@@ -313,7 +313,7 @@ class VideoWriter:
     def _fail(self) -> None:
         self._proc.wait()
         self._stderr.seek(0)
-        message = _ffmpeg_error(self._stderr.read().decode("utf-8", "replace"))
+        message = ffmpeg_error(self._stderr.read().decode("utf-8", "replace"))
         for tmp in (self._tmp, self._video_tmp):
             if tmp is not None:
                 message = message.replace(str(tmp), str(self.path))
@@ -365,7 +365,7 @@ def _parse_header(path: Path, stderr: str) -> dict[str, Any]:
     start = stderr.find("Input #0, ")
     if start < 0:
         reason = re.search(r"Error opening input[^:\n]*: (.+)", stderr)
-        raise PixforgeError(f"{path} is not a readable video ({reason.group(1) if reason else _ffmpeg_error(stderr)})")
+        raise PixforgeError(f"{path} is not a readable video ({reason.group(1) if reason else ffmpeg_error(stderr)})")
     block = re.split(r"\n(?:Stream mapping|Output #|At least one output)", stderr[start:])[0]
     fmt = block[len("Input #0, "):].split(", from")[0]
     if fmt == "image2" or fmt.endswith("_pipe"):
@@ -403,7 +403,7 @@ def _has_audio(path: Path) -> bool:
     return _parse_header(path, _run_ffmpeg(path, [])[1])["has_audio"]
 
 
-def _ffmpeg_error(stderr: str) -> str:
+def ffmpeg_error(stderr: str) -> str:
     """The most telling line of an ffmpeg error log: the first error message, without its `[codec @ 0x..]` tag."""
     lines = [re.sub(r"^(\[[^]]+\] )+", "", line).strip() for line in stderr.replace("\r", "\n").splitlines()]
     lines = [line for line in lines if line and not re.match(r"(x26\d )?\[(info|warning)\]", line)
@@ -434,7 +434,7 @@ def _chroma_subsampling(pix_fmt: str | None) -> tuple[int, int]:
 
 
 @lru_cache
-def _passthrough_args(exe: str) -> tuple[str, ...]:
+def passthrough_args(exe: str) -> tuple[str, ...]:
     """Options that keep every decoded frame as is: `-fps_mode` from ffmpeg 5.1, `-vsync` before."""
     out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True).stdout
     version = re.search(r"version n?(\d+)\.(\d+)", out)

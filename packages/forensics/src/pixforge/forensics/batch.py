@@ -15,16 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pixforge.forensics.distortions import (
-    FRAME_TYPES,
-    block_count,
-    check_level,
-    check_type,
-    gaussian_kernel,
-    parameter,
-    reflect101,
-    resize_weights,
-)
+from pixforge.forensics.distortions import FRAME_TYPES, block_count, check_level, check_type, parameter
+from pixforge.forensics.resample import gaussian_kernel, reflect101, resize_weights
 
 Tensor = torch.Tensor
 

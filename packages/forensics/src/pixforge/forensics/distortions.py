@@ -15,7 +15,13 @@ OpenCV-ordered frames (only CS and GNC depend on the order: they go through YCbC
 
 Random distortions (BW, GNC) take a `Randomness`: `Randomness(seed, exact=True)` draws exactly what the
 official script draws after `random.seed(seed); np.random.seed(seed)`; `exact=False` draws the GNC noise from
-numpy's faster `Generator` (same distribution, different numbers). Successive frames continue the streams.
+numpy's `Generator` and adds it in float32 (same distribution, different numbers, several times faster: what
+videos use by default). Successive frames continue the streams.
+
+Speed: numpy only (no torch, no OpenCV). CS and GNC are one float32 matrix product per frame (the YCbCr round
+trip is affine); CS stays bit-exact by redoing, in OpenCV's arithmetic, the few colours whose value lies near
+an integer. GB and JPEG are OpenCV's fixed-point integer arithmetic arranged in blocks
+(`pixforge.forensics.resample`), CC an exact integer multiply-shift.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from functools import lru_cache
 import numpy as np
 
 from pixforge.core.cli import PixforgeError
+from pixforge.forensics import resample
 
 TYPES = ("CS", "CC", "BW", "GNC", "GB", "JPEG", "VC")
 FRAME_TYPES = TYPES[:-1]
@@ -124,23 +131,120 @@ def _channels(channels: str) -> str:
     return channels
 
 
-def color_saturation(frame: np.ndarray, level: int, channels: str = "rgb") -> np.ndarray:
-    """CS: scale Cb and Cr towards 0.5 by 0.4/0.3/0.2/0.1/0.0."""
-    p = F32(parameter("CS", level))
-    y, cb, cr = _to_ycbcr(_check_frame(frame), _channels(channels))
+def _roundtrip_real(x: np.ndarray, p: float) -> np.ndarray:
+    """The official YCbCr round trip (chroma scaled by `p` about 0.5) in exact arithmetic on float64 RGB rows:
+    an affine map, whose float32 evaluation OpenCV's arithmetic follows to a few ulps."""
+    c = [float(F32(v)) for v in (0.299, 0.587, 0.114, 0.713, 0.564, 1.403, -0.714, -0.344, 1.773)]
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    y = c[0] * r + c[1] * g + c[2] * b
+    scaled = [(d * k * 224 + 0.5 * 224 + 16) / 255 for d, k in ((r - y, c[3]), (b - y, c[4]))]
+    cr, cb = (((0.5 + (v - 0.5) * p) * 255 - 16) / 224 - 0.5 for v in scaled)
+    return np.stack([y + c[5] * cr, y + c[6] * cr + c[7] * cb, y + c[8] * cb], axis=1)
+
+
+@lru_cache(maxsize=16)
+def _affine(p: float, channels: str) -> tuple[np.ndarray, np.ndarray]:
+    """(M, c) with `pixels @ M + c` == `_roundtrip_real` for pixels in `channels` order (float32)."""
+    order = [0, 1, 2] if channels == "rgb" else [2, 1, 0]
+    v = _roundtrip_real(np.eye(4, 3, -1)[:, order], p)[:, order]  # rows: 0, then each unit colour
+    return (v[1:] - v[0]).astype(F32), v[0].astype(F32)
+
+
+def _apply_affine(pixels: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """`pixels @ matrix + offset` in float32 for N x 3 pixels (the offset added along rows of 64 pixels:
+    numpy is slow on a last axis of length 3)."""
+    with resample.one_blas_thread():
+        values = pixels.astype(F32) @ matrix
+    flat = values.reshape(-1)
+    body = len(flat) - len(flat) % 192
+    flat[:body].reshape(-1, 192)[...] += np.tile(offset, 64)
+    flat[body:].reshape(-1, 3)[...] += offset
+    return values
+
+
+NEAR_INTEGER = 1e-3  # float32 affine vs OpenCV's arithmetic: at most 6.1e-5 apart over all 2**24 colours
+
+
+KNOWN = np.uint32(1 << 24)
+
+
+def _distinct(ordered: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array (cheaper than np.unique's hashing for millions of repeats)."""
+    if ordered.size < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
+@lru_cache(maxsize=2)
+def _colour_memo(p: np.float32, channels: str) -> np.ndarray:
+    """Exact CS outputs by packed input colour (RGBX as uint32; bit 24 marks an entry as known), filled as
+    colours are met. 64 MB of address space, of which only the pages of the colours met become resident."""
+    return np.zeros(1 << 24, dtype=np.uint32)
+
+
+def _exact_colours(colours: np.ndarray, p: np.float32, channels: str) -> np.ndarray:
+    """CS through OpenCV's exact arithmetic for N x 3 colours, each distinct colour computed once per level."""
+    packed = np.zeros((len(colours), 4), dtype=np.uint8)
+    packed[:, :3] = colours
+    keys = packed.view(np.uint32)[:, 0]
+    memo = _colour_memo(p, channels)
+    found = memo[keys]
+    missing = _distinct(np.sort(keys[found == 0]))
+    if missing.size:
+        exact = _color_saturation_exact(missing.view(np.uint8).reshape(1, -1, 4)[..., :3], p, channels)[0]
+        result = np.zeros((missing.size, 4), dtype=np.uint8)
+        result[:, :3] = exact
+        memo[missing] = result.view(np.uint32)[:, 0] | KNOWN
+        found = memo[keys]
+    return found.view(np.uint8).reshape(-1, 4)[:, :3]
+
+
+def _color_saturation_exact(frame: np.ndarray, p: np.float32, channels: str) -> np.ndarray:
+    y, cb, cr = _to_ycbcr(frame, channels)
     cb = F32(0.5) + (cb - F32(0.5)) * p
     cr = F32(0.5) + (cr - F32(0.5)) * p
     return _from_ycbcr(y, cb, cr, channels).astype(np.uint8)
 
 
+def color_saturation(frame: np.ndarray, level: int, channels: str = "rgb") -> np.ndarray:
+    """CS: scale Cb and Cr towards 0.5 by 0.4/0.3/0.2/0.1/0.0.
+
+    Bit-exact and fast: the round trip is affine, so one float32 matrix product gives every value to within
+    6.1e-5 of OpenCV's float result (checked on all 2**24 colours); truncation can only differ where a value
+    lies within `NEAR_INTEGER` of an integer, and those pixels (distinct colours only) take the exact path."""
+    p = F32(parameter("CS", level))
+    frame, channels = _check_frame(frame), _channels(channels)
+    matrix, offset = _affine(float(p), channels)
+    pixels = frame.reshape(-1, 3)
+    values = _apply_affine(pixels, matrix, offset + F32(NEAR_INTEGER))  # v + eps: one truncation serves twice
+    out = values.astype(np.uint8)  # == trunc(v) unless v is within eps of an integer: then frac(v + eps) < 2 eps
+    np.subtract(values, out, out=values)
+    near = _distinct(np.flatnonzero(values < F32(2 * NEAR_INTEGER)) // 3)
+    if near.size:
+        out[near] = _exact_colours(pixels[near], p, channels)
+    return out.reshape(frame.shape)
+
+
 @lru_cache(maxsize=8)
-def _contrast_table(level: int) -> np.ndarray:
-    return (np.arange(256, dtype=F32) * F32(parameter("CC", level))).astype(np.uint8)
+def _contrast_multiplier(level: int) -> tuple[int, int]:
+    """(m, s) with `(x * m) >> s` == the official `uint8(float32(x) * factor)` for every x in 0..255."""
+    factor = F32(parameter("CC", level))
+    table = (np.arange(256, dtype=F32) * factor).astype(np.uint8)
+    x = np.arange(256, dtype=np.uint32)
+    for shift in range(8, 24):
+        base = int(float(factor) * (1 << shift))
+        for m in (base, base + 1, base - 1, base + 2):
+            if np.array_equal((x * m) >> shift, table):
+                return m, shift
+    raise AssertionError(f"no multiply-shift form for CC level {level}")
 
 
 def color_contrast(frame: np.ndarray, level: int) -> np.ndarray:
-    """CC: every value times 0.85/0.725/0.6/0.475/0.35, truncated (a 256-entry table)."""
-    return _contrast_table(check_level(level))[_check_frame(frame)]
+    """CC: every value times 0.85/0.725/0.6/0.475/0.35, truncated (as an exact integer multiply-shift)."""
+    m, shift = _contrast_multiplier(check_level(level))
+    out = np.multiply(_check_frame(frame), np.uint32(m), dtype=np.uint32)
+    out >>= shift
+    return out.astype(np.uint8)
 
 
 def block_count(height: int, width: int, level: int) -> int:
@@ -161,105 +265,64 @@ def block_wise(frame: np.ndarray, level: int, rng: random.Random) -> np.ndarray:
 
 def gnc_noise(rng: np.random.RandomState | np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Standard normal noise for one frame, (H, W, 3) in (Y, Cb, Cr) order: float64 from a RandomState
-    (the official `np.random.randn` stream), float32 from a Generator (faster)."""
+    (the official `np.random.randn` stream), float32 from a Generator (Box-Muller on 24-bit uniforms, so
+    tails end at 5.8 sigma; several times faster than numpy's float32 normals here)."""
     if isinstance(rng, np.random.RandomState):
         return rng.randn(*shape)
-    return rng.standard_normal(shape, dtype=F32)
+    count = math.prod(shape)
+    half = (count + 1) // 2
+    radius = rng.random(half, dtype=F32)
+    np.subtract(F32(1), radius, out=radius)  # (0, 1]
+    np.log(radius, out=radius)
+    radius *= F32(-2)
+    np.sqrt(radius, out=radius)
+    angle = rng.random(half, dtype=F32)
+    angle *= F32(2 * math.pi)
+    noise = np.empty(2 * half, dtype=F32)
+    np.cos(angle, out=noise[:half])
+    np.sin(angle, out=noise[half:])
+    noise[:half] *= radius
+    noise[half:] *= radius
+    return noise[:count].reshape(shape)
+
+
+@lru_cache(maxsize=16)
+def _noise_matrix(level: int, channels: str) -> np.ndarray:
+    """How unit noise in (Y, Cb, Cr) moves the output pixel (3 x 3, rows: Y, Cb, Cr), in exact arithmetic."""
+    std = math.sqrt(parameter("GNC", level))
+    y, cb, cr = 255 * 255 / 219 * std, 255 * 255 / 224 * std, 255 * 255 / 224 * std
+    c = [float(F32(v)) for v in (1.403, -0.714, -0.344, 1.773)]
+    rgb = np.array([[y, y, y], [0, c[2] * cb, c[3] * cb], [c[0] * cr, c[1] * cr, 0]])
+    return (rgb if channels == "rgb" else rgb[:, ::-1]).astype(F32)
 
 
 def gaussian_noise_color(frame: np.ndarray, level: int, rng: np.random.RandomState | np.random.Generator | None = None,
                          channels: str = "rgb", noise: np.ndarray | None = None) -> np.ndarray:
     """GNC: N(0, 0.001/0.002/0.005/0.01/0.05) added to Y, Cb and Cr (scaled to [0, 1]), back to RGB, clipped.
 
-    The noise comes from `rng` (see `gnc_noise`) or is given as `noise` (H, W, 3), Y/Cb/Cr order."""
-    frame = _check_frame(frame)
+    The noise comes from `rng` (see `gnc_noise`) or is given as `noise` (H, W, 3), Y/Cb/Cr order. float64
+    noise (the official stream) takes OpenCV's exact arithmetic; float32 noise the same affine map in float32
+    (one matrix product: what differs is float rounding, far below the noise)."""
+    frame, channels = _check_frame(frame), _channels(channels)
     if noise is None:
         if rng is None:
             raise ValueError("gaussian_noise_color needs rng or noise")
         noise = gnc_noise(rng, frame.shape)
-    wide = noise.dtype == np.float64
-    std = math.sqrt(parameter("GNC", level)) if wide else F32(math.sqrt(parameter("GNC", level)))
-    scale = 255 if wide else F32(255)
-    planes = [((p / F32(255)) + std * noise[..., i]) * scale
-              for i, p in enumerate(_to_ycbcr(frame, _channels(channels)))]
+    if noise.dtype != np.float64:
+        out = _apply_affine(frame.reshape(-1, 3), *_affine(1.0, channels))
+        with resample.one_blas_thread():
+            out += np.asarray(noise, dtype=F32).reshape(-1, 3) @ _noise_matrix(check_level(level), channels)
+        return np.clip(out, 0, 255, out=out).astype(np.uint8).reshape(frame.shape)
+    std = math.sqrt(parameter("GNC", level))
+    planes = [((p / F32(255)) + std * noise[..., i]) * 255 for i, p in enumerate(_to_ycbcr(frame, channels))]
     out = _from_ycbcr(*(p.astype(F32) for p in planes), channels)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-@lru_cache(maxsize=16)
-def gaussian_kernel(size: int) -> np.ndarray:
-    """OpenCV's 8-bit fixed-point Gaussian kernel (sums to 256) for ksize `size` and sigma `size / 6`:
-    the normalised double kernel, then 8 fractional bits with error diffusion (centre takes the rest)."""
-    scale = -0.125 / (size * 1.0 / 6) ** 2
-    half = (size - 1) // 2
-    values = [math.exp(float(x * x) * scale) for x in range(1 - size, 0, 2)]
-    inv = 1.0 / (sum(values) * 2.0 + 1.0)
-    fixed, err = [], 0.0
-    for v in values:
-        adjusted = v * inv * 256.0 + err
-        fixed.append(int(np.rint(adjusted)))
-        err = adjusted - fixed[-1]
-    kernel = fixed + [256 - 2 * sum(fixed)] + fixed[::-1]
-    assert len(kernel) == 2 * half + 1
-    return np.array(kernel, dtype=np.int64)
-
-
-def reflect101(index: np.ndarray, size: int) -> np.ndarray:
-    """OpenCV's BORDER_REFLECT_101 (gfedcb|abcdefgh|gfedcba) for any index, also far outside."""
-    if size == 1:
-        return np.zeros_like(index)
-    period = 2 * (size - 1)
-    index = np.abs(index) % period
-    return np.where(index >= size, period - index, index)
-
-
 def gaussian_blur(frame: np.ndarray, level: int) -> np.ndarray:
-    """GB: separable Gaussian, kernel 7/9/13/17/21 with sigma k/6, reflect-101 border, exact 8-bit fixed point
-    (horizontal sums with 8 fractional bits, vertical with 16, rounded half up)."""
-    import torch
-
-    from pixforge.forensics.batch import fixed_point_blur
-
-    frame = _check_frame(frame)
-    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
-    return fixed_point_blur(x, int(parameter("GB", level)))[0].permute(1, 2, 0).to(torch.uint8).numpy()
-
-
-@lru_cache(maxsize=64)
-def resize_weights(dst: int, src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """OpenCV INTER_LINEAR taps for one axis: first source index, and the two weights in 11-bit fixed point
-    (float32 positions `(d + 0.5) * src / dst - 0.5`, rounded half to even). The second index is clamped."""
-    scale = 1.0 / (dst / src)
-    pos = ((np.arange(dst) + 0.5) * scale - 0.5).astype(F32)
-    first = np.floor(pos)
-    frac = (pos - first).astype(F32)
-    first = first.astype(np.int64)
-    return first, np.rint((F32(1) - frac) * F32(2048)).astype(np.int32), np.rint(frac * F32(2048)).astype(np.int32)
-
-
-def resize_linear(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """`cv2.resize(frame, (width, height))` (INTER_LINEAR) bit for bit on uint8 frames."""
-    h, w = frame.shape[:2]
-    if w == 2 * width and h == 2 * height:  # OpenCV switches to INTER_AREA: the mean of each 2x2 cell
-        x = frame.astype(np.int32)
-        return ((x[0::2, 0::2] + x[0::2, 1::2] + x[1::2, 0::2] + x[1::2, 1::2] + 2) >> 2).astype(np.uint8)
-    first, a0, a1 = resize_weights(width, w)
-    outside = first < 0  # left of the first pixel: weight 1 on pixel 0
-    right = first >= w - 1
-    a0, a1 = np.where(outside | right, 2048, a0), np.where(outside | right, 0, a1)
-    x0 = np.clip(first, 0, w - 1)
-    x1 = np.minimum(x0 + 1, w - 1)
-    rows, b0, b1 = resize_weights(height, h)
-    y0, y1 = np.clip(rows, 0, h - 1), np.clip(rows + 1, 0, h - 1)
-    src = frame.astype(np.int32)
-    # horizontal pass (exact integers), only on the rows the vertical pass reads; then OpenCV's SIMD vertical
-    # rounding: each product keeps its top 16 bits of (S >> 4) * beta, then (sum + 2) >> 2
-    needed = np.unique(np.concatenate([y0, y1]))
-    horiz = np.zeros((h, width, 3), dtype=np.int32)
-    horiz[needed] = (src[needed][:, x0] * a0[:, None] + src[needed][:, x1] * a1[:, None]) >> 4
-    top = (horiz[y0] * b0[:, None, None]) >> 16
-    bottom = (horiz[y1] * b1[:, None, None]) >> 16
-    return np.clip((top + bottom + 2) >> 2, 0, 255).astype(np.uint8)
+    """GB: separable Gaussian, kernel 7/9/13/17/21 with sigma k/6, reflect-101 border, OpenCV's exact 8-bit
+    fixed point (see `pixforge.forensics.resample`)."""
+    return resample.gaussian_blur(_check_frame(frame), int(parameter("GB", level)))
 
 
 def jpeg_compression(frame: np.ndarray, level: int) -> np.ndarray:
@@ -269,7 +332,7 @@ def jpeg_compression(frame: np.ndarray, level: int) -> np.ndarray:
     h, w = frame.shape[:2]
     if h // p < 1 or w // p < 1:
         raise PixforgeError(f"a {w}x{h} frame is too small for JPEG level {level} (needs at least {p} px a side)")
-    return resize_linear(resize_linear(frame, w // p, h // p), w, h)
+    return resample.resize_linear(resample.resize_linear(frame, w // p, h // p), w, h)
 
 
 def distort(frame: np.ndarray, kind: str, level: int, randomness: Randomness | None = None,

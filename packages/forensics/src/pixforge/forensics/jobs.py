@@ -48,10 +48,10 @@ def make_job(src: Path, root: Path, out: Path, steps: Steps, seed: int, prefix: 
 
 
 def _run(job: Job, options: dict) -> str:
-    if options.pop("single_thread", False):
-        import torch
+    if options.pop("single_thread", False):  # workers share the cores: one BLAS / OpenMP thread each
+        from threadpoolctl import threadpool_limits
 
-        torch.set_num_threads(1)
+        threadpool_limits(1)
     perturb_video(job.src, job.dst, list(job.steps), job.seed, **options)
     return job.key
 

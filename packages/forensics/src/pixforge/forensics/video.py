@@ -7,7 +7,8 @@ VC step in the middle of a mixture ends one encode pass and the next steps read 
 hidden temporary video beside the output, removed afterwards). Without a VC step at the end the output is
 encoded with `crf` (18: visually lossless, so the distortions, not our encoder, shape the result). With
 `via_xvid` the final pass goes through an XVID .avi first and then ffmpeg's default libx264 (CRF 23), as the
-official `--via_xvid` does to align with the released dataset.
+official `--via_xvid` does to align with the released dataset. A pass without frame steps (VC alone or first,
+the XVID re-encode) is a single plain ffmpeg transcode, as the official VC (`ffmpeg -i in -crf P out`) is.
 
 Randomness is a pure function of `(seed, key)` (the key is the video's path relative to its input root), so
 videos can be processed in any order, in shards, in parallel or again, with identical results.
@@ -21,16 +22,29 @@ import os
 import random
 import subprocess
 import tempfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from pixforge.core.cli import PixforgeError
-from pixforge.core.io import VideoReader, VideoWriter, probe_video
-from pixforge.export.video import ffmpeg_exe
+from pixforge.export.atomic import atomic_path
+
+# the torch-free video I/O that pixforge.core.io re-exports: importing torch would cost seconds and ~200 MB
+from pixforge.export.video import (
+    VideoInfo,
+    VideoReader,
+    VideoWriter,
+    ffmpeg_error,
+    ffmpeg_exe,
+    passthrough_args,
+    probe_video,
+)
 from pixforge.forensics.distortions import LEVELS, TYPES, Randomness, check_level, check_type, distort, parameter
 
 Steps = list[tuple[str, int]]
@@ -114,28 +128,60 @@ def _pix_fmt(width: int, height: int) -> str:
     return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
 
 
+def _distort_batch(frames: np.ndarray, steps: Steps, randomness: Randomness) -> np.ndarray:
+    out = np.empty_like(frames)
+    for i, frame in enumerate(frames):
+        for kind, level in steps:
+            frame = distort(frame, kind, level, randomness)
+        out[i] = frame
+    return out
+
+
 def _encode(src: Path, dst: Path, steps: Steps, randomness: Randomness, crf: int | None, preset: str,
             audio_from: Path | None, batch_size: int, codec: str = "libx264", extra: list[str] | None = None) -> int:
+    """Decode -> frame steps -> encode, overlapped: one thread reads the decoder's next batch and another feeds
+    the encoder while this one distorts (numpy and pipe I/O release the GIL); at most four batches are alive
+    at once, so memory does not depend on the video's length."""
     with VideoReader(src, batch_size) as reader:
         info = reader.info
         writer = VideoWriter(dst, info.fps_fraction, codec=codec, crf=crf, preset=preset if crf else None,
                              pix_fmt=_pix_fmt(info.width, info.height), audio_from=audio_from, extra_args=extra)
-        with writer:
-            for frames in reader:
-                out = np.empty_like(frames)
-                for i, frame in enumerate(frames):
-                    for kind, level in steps:
-                        frame = distort(frame, kind, level, randomness)
-                    out[i] = frame
-                writer.write(out)
+        with writer, ThreadPoolExecutor(1) as reads, ThreadPoolExecutor(1) as writes:
+            ahead, behind = reads.submit(next, reader, None), deque()
+            while (frames := ahead.result()) is not None:
+                ahead = reads.submit(next, reader, None)
+                behind.append(writes.submit(writer.write, _distort_batch(frames, steps, randomness)))
+                while len(behind) > 1:
+                    behind.popleft().result()
+            for pending in behind:
+                pending.result()
             if writer.frames_written == 0:
                 raise PixforgeError(f"{src} has no video frames")
     return writer.frames_written
 
 
+def _transcode(src: Path, dst: Path, info: VideoInfo, crf: int, preset: str, audio_from: Path | None) -> None:
+    """A pass without frame steps: one plain ffmpeg re-encode (what the official VC does), every frame kept
+    (`info` describes the original video), the audio of `audio_from` padded or cut to the video's length as
+    `VideoWriter` does it."""
+    exe = ffmpeg_exe()
+    cmd = [exe, "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", f"file:{src}"]
+    if audio_from is not None:
+        duration = Fraction(info.frame_count) / Fraction(info.fps_fraction)
+        cmd += ["-i", f"file:{audio_from}", "-map", "1:a:0", "-c:a", "aac", "-af", "apad",
+                "-t", f"{duration.numerator / duration.denominator:.6f}"]
+    cmd += ["-map", "0:v:0", *passthrough_args(exe), "-c:v", "libx264", "-crf", str(crf), "-preset", preset,
+            "-pix_fmt", _pix_fmt(info.width, info.height), "-fflags", "+bitexact"]
+    with atomic_path(dst) as tmp:
+        proc = subprocess.run([*cmd, f"file:{tmp}"], stdin=subprocess.DEVNULL, capture_output=True)
+        if proc.returncode != 0:
+            message = ffmpeg_error(proc.stderr.decode("utf-8", "replace")).replace(str(tmp), str(dst))
+            raise PixforgeError(f"{dst}: ffmpeg could not encode the video ({message})")
+
+
 def perturb_video(src: str | os.PathLike, dst: str | os.PathLike, steps: Steps, seed: int, *, crf: int = DEFAULT_CRF,
                   preset: str = "medium", via_xvid: bool = False, exact_random: bool = False,
-                  batch_size: int = 8) -> Path:
+                  batch_size: int = 4) -> Path:
     """Write `src` with `steps` applied to `dst` (atomic; audio kept); `seed` is this video's own seed."""
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
@@ -146,6 +192,7 @@ def perturb_video(src: str | os.PathLike, dst: str | os.PathLike, steps: Steps, 
         raise PixforgeError(f"{src} has no video frames")
     randomness = Randomness(seed, exact=exact_random)
     passes = _passes(steps, crf, via_xvid)
+    audio = src if info.has_audio else None
     with contextlib.ExitStack() as stack:
         current = src
         for i, stage in enumerate(passes):
@@ -157,7 +204,10 @@ def perturb_video(src: str | os.PathLike, dst: str | os.PathLike, steps: Steps, 
                         extra=["-vtag", "xvid", "-b:v", rate])
                 current, stage = avi, _Pass([], stage.crf)
             target = dst if last else stack.enter_context(_temp_video(dst, ".mp4"))
-            _encode(current, target, stage.steps, randomness, stage.crf, preset, src, batch_size)
+            if stage.steps or info.frame_count is None:
+                _encode(current, target, stage.steps, randomness, stage.crf, preset, audio, batch_size)
+            else:
+                _transcode(current, target, info, stage.crf, preset, audio)
             current = target
     _check_same_video(src, dst, info)
     return dst
