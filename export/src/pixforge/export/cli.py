@@ -19,6 +19,7 @@ import onnxruntime as ort
 
 from pixforge.export.command import run as run_command
 from pixforge.export.errors import PixforgeError
+from pixforge.export.images import parse_size
 from pixforge.export.jobs import execute, plan
 from pixforge.export.metadata import TensorSpec
 from pixforge.export.pipeline import Pipeline, image_channels
@@ -198,14 +199,7 @@ def _bench_size(session: Session, size: Any) -> tuple[int, int]:
         if primary.size is None and len(shape) == 4 and all(isinstance(d, int) for d in dims):
             return int(dims[0]), int(dims[1])
         return primary.size or (256, 256)
-    parts = size if isinstance(size, (list, tuple)) else str(size).lower().split("x")
-    try:
-        dims = [int(p) for p in parts]
-    except (TypeError, ValueError):
-        dims = []
-    if len(dims) not in (1, 2) or min(dims) < 1:
-        raise PixforgeError(f"--size must be an int or HxW, got {size!r}")
-    return dims[0], dims[-1]
+    return parse_size(size)
 
 
 def _describe(spec: TensorSpec) -> str:

@@ -24,6 +24,18 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
+def parse_size(size) -> tuple[int, int]:
+    """A `--size` flag: 256, "256x512" (height x width) or (256, 512) -> (H, W)."""
+    parts = list(size) if isinstance(size, (list, tuple)) else str(size).lower().split("x")
+    try:
+        dims = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        dims = []
+    if len(dims) not in (1, 2) or min(dims) < 1:
+        raise PixforgeError(f"--size must be an int or HxW, got {size!r}")
+    return dims[0], dims[-1]
+
+
 def list_images(path: str | os.PathLike, recursive: bool = True) -> list[Path]:
     """The image files under a folder (sorted, recursive, hidden files skipped), or `[path]` for one file."""
     path = Path(path)

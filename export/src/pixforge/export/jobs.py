@@ -72,6 +72,28 @@ def execute(pipe: Pipeline, items: list[Item], batch: int) -> int:
 # -- planning ------------------------------------------------------------------------------------------------
 
 
+def media_files(inputs: list[str], out: str | Path) -> list[tuple[Path, str]]:
+    """(file, output stem) for every image and video named by `inputs`, in a fixed order: inputs as given,
+    folders sorted recursively (hidden files, and anything under `out` — earlier results — skipped)."""
+    pairs, results = [], Path(out).resolve()
+    for text in inputs:
+        path = Path(text)
+        if not path.exists():
+            raise PixforgeError(f"{path} does not exist")
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and (is_image_path(p) or is_video_path(p))
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                           and results not in p.resolve().parents)
+            if not files:
+                raise PixforgeError(f"{path} holds no image or video files")
+            pairs += [(f, f.relative_to(path).with_suffix("").as_posix()) for f in files]
+        elif is_image_path(path) or is_video_path(path):
+            pairs.append((path, path.stem))
+        else:
+            raise PixforgeError(f"{path} is neither an image nor a video file (by its extension)")
+    return pairs
+
+
 def _collect(pipe: Pipeline, inputs: list[str], count: int | None, out: Path) -> list[Item]:
     """Every item, in a fixed order: the inputs as given, folders sorted recursively (hidden files and
     anything under `out`, i.e. earlier results, skipped)."""
@@ -85,23 +107,8 @@ def _collect(pipe: Pipeline, inputs: list[str], count: int | None, out: Path) ->
         raise PixforgeError("--count is for models without image inputs; this model takes images: give INPUTS")
     if not inputs:
         raise PixforgeError("no inputs: give image files, folders or videos after the model")
-    items, results = [], out.resolve()
-    for text in inputs:
-        path = Path(text)
-        if not path.exists():
-            raise PixforgeError(f"{path} does not exist")
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and (is_image_path(p) or is_video_path(p))
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                           and results not in p.resolve().parents)
-            if not files:
-                raise PixforgeError(f"{path} holds no image or video files")
-            pairs = [(f, f.relative_to(path).with_suffix("").as_posix()) for f in files]
-        elif is_image_path(path) or is_video_path(path):
-            pairs = [(path, path.stem)]
-        else:
-            raise PixforgeError(f"{path} is neither an image nor a video file (by its extension)")
-        items += [Item(len(items) + k, f, stem, video=is_video_path(f)) for k, (f, stem) in enumerate(pairs)]
+    pairs = media_files(inputs, out)
+    items = [Item(k, f, stem, video=is_video_path(f)) for k, (f, stem) in enumerate(pairs)]
     return items
 
 

@@ -27,6 +27,7 @@ from pixforge.core.nets.patchgan import MultiScaleDiscriminator
 from pixforge.core.rundir import RunDir
 from pixforge.core.runtime import autocast, autocast_dtype, configure, grad_scaler, resolve_device, seed_everything
 from pixforge.export.errors import PixforgeError
+from pixforge.export.images import parse_size
 from pixforge.tsit import data as tdata
 from pixforge.tsit.model import TASKS, build_encoder, build_generator, make_arch
 from pixforge.tsit.nets import init_weights, kl_divergence
@@ -35,18 +36,6 @@ from pixforge.tsit.nets import init_weights, kl_divergence
 # Cityscapes / ADE20K 20, 10 with the VAE (lambda_kld 0.05)
 TASK_WEIGHTS = {"ast": (1.0, 1.0), "mmis": (1.0, 1.0), "sis": (20.0, 10.0)}
 SAMPLES = 4
-
-
-def parse_size(size) -> tuple[int, int]:
-    """--size 256 or 256x512 (height x width) -> (H, W)."""
-    parts = list(size) if isinstance(size, (list, tuple)) else str(size).lower().split("x")
-    try:
-        dims = [int(p) for p in parts]
-    except (TypeError, ValueError):
-        dims = []
-    if len(dims) not in (1, 2) or min(dims) < 1:
-        raise PixforgeError(f"--size must be an int or HxW, got {size!r}")
-    return dims[0], dims[-1]
 
 
 def check_size(size: tuple[int, int], levels: int, what: str = "--size") -> None:

@@ -26,7 +26,8 @@ from pixforge.core.io import VideoReader, VideoWriter, image_to_tensor, probe_vi
 from pixforge.core.io import write_image as _write_image
 from pixforge.core.loop import progress
 from pixforge.export.errors import PixforgeError
-from pixforge.export.images import is_image_path, probe_image
+from pixforge.export.images import probe_image
+from pixforge.export.jobs import media_files
 from pixforge.export.video import is_video_path
 from pixforge.tsit import data as tdata
 from pixforge.tsit.model import Trained, load
@@ -112,28 +113,10 @@ class Translator:
 
 
 def collect(inputs: list[str], out: Path) -> list[Item]:
-    """Every item in pixforge-run's order: inputs as given, folders sorted recursively (hidden files, and anything
-    under `out`, skipped)."""
+    """Every item in pixforge-run's order (the same file list: `pixforge.export.jobs.media_files`)."""
     if not inputs:
         raise PixforgeError("no inputs: give image files, folders or videos to translate")
-    items, results = [], out.resolve()
-    for text in inputs:
-        path = Path(text)
-        if not path.exists():
-            raise PixforgeError(f"{path} does not exist")
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and (is_image_path(p) or is_video_path(p))
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                           and results not in p.resolve().parents)
-            if not files:
-                raise PixforgeError(f"{path} holds no image or video files")
-            pairs = [(f, f.relative_to(path).with_suffix("").as_posix()) for f in files]
-        elif is_image_path(path) or is_video_path(path):
-            pairs = [(path, path.stem)]
-        else:
-            raise PixforgeError(f"{path} is neither an image nor a video file (by its extension)")
-        items += [Item(len(items) + k, f, stem, is_video_path(f)) for k, (f, stem) in enumerate(pairs)]
-    return items
+    return [Item(k, f, stem, is_video_path(f)) for k, (f, stem) in enumerate(media_files(inputs, out))]
 
 
 def translate(run: str, inputs: list[str], out: str, style: str | None = None, alpha: float = 1.0, batch: int = 4,
