@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import median_time
 
 from pixforge.export.video import ffmpeg_exe
 from pixforge.forensics import batch
@@ -85,18 +86,6 @@ def _official(kind: str):
             "GB": lambda img: cv2.GaussianBlur(img, (p, p), p / 6), "JPEG": jpeg}[kind]
 
 
-def _median(fn, iters: int, sync=lambda: None) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _emit(**row) -> None:
     print(json.dumps(dict(row, load=round(os.getloadavg()[0], 2))), flush=True)
 
@@ -109,8 +98,8 @@ def frame_cases(iters: int, kinds: list[str], torch_path: bool) -> None:
         tiles = np.tile(data.astronaut(), (h // 512 + 1, w // 512 + 1, 1))[:h, :w]
         frame = np.ascontiguousarray(tiles ^ rng.integers(0, 8, tiles.shape, dtype=np.uint8))
         for kind in kinds:
-            official = _median(lambda k=kind, f=frame: _official(k)(f[..., ::-1].copy()), iters)
-            ours = _median(lambda k=kind, f=frame: distort(f, k, 3, Randomness(0, exact=False)), iters)
+            official = median_time(lambda k=kind, f=frame: _official(k)(f[..., ::-1].copy()), iters)
+            ours = median_time(lambda k=kind, f=frame: distort(f, k, 3, Randomness(0, exact=False)), iters)
             base = dict(size=label, reference="official (OpenCV, per frame)", reference_median_s=official)
             _emit(name=f"frame/{kind}/reference-path", device="cpu", median_s=ours, fps=1 / ours,
                   ratio=official / ours, **base)
@@ -118,7 +107,7 @@ def frame_cases(iters: int, kinds: list[str], torch_path: bool) -> None:
             for device in devices:
                 x = torch.from_numpy(frame).permute(2, 0, 1)[None].float().repeat(8, 1, 1, 1).to(device)
                 sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-                t = _median(lambda k=kind, x=x: batch.distort_batch(x, k, 3), iters, sync) / 8
+                t = median_time(lambda k=kind, x=x: batch.distort_batch(x, k, 3), iters, sync=sync) / 8
                 _emit(name=f"frame/{kind}/torch-batch8", device=device, median_s=t, fps=1 / t, ratio=official / t,
                       **base)
 

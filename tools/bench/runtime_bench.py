@@ -13,31 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import median_time
 
 from pixforge.core.checkpoint import save_release
 from pixforge.core.toy import Denoiser, export
 from pixforge.export.session import open_session
-
-
-def _median_time(fn, warmup: int, iters: int, sync=lambda: None) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _eager(net: torch.nn.Module, x: torch.Tensor) -> None:
@@ -73,8 +59,8 @@ def main() -> None:
                 feeds = {"image": x.numpy()}
                 xd = x.to(device)
 
-                ref = _median_time(lambda n=net, x=xd: _eager(n, x), args.warmup, args.iters, sync)
-                got = _median_time(lambda s=session, f=feeds: s.run(f), args.warmup, args.iters)
+                ref = median_time(lambda n=net, x=xd: _eager(n, x), args.iters, args.warmup, sync)
+                got = median_time(lambda s=session, f=feeds: s.run(f), args.iters, args.warmup)
                 print(json.dumps({"name": "denoiser_forward", "device": device, "provider": session.provider,
                                   "size": args.size, "batch": batch, "median_s": round(got, 6),
                                   "throughput": round(batch / got, 2), "reference": "torch eager",

@@ -16,11 +16,11 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import median_time
 
 from pixforge.core.checkpoint import save_release
 from pixforge.core.io import embedded_images, write_image
@@ -32,19 +32,6 @@ from pixforge.tsit.model import build_generator, load, make_arch
 from pixforge.tsit.nets import init_weights
 from pixforge.tsit.train import train
 from pixforge.tsit.translate import Translator
-
-
-def _median_time(fn, warmup: int, iters: int, sync) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _emit(name, device, size, median, items, reference=None, reference_median=None) -> None:
@@ -83,13 +70,13 @@ def bench_translate(root: Path, size: int, ngf: int, iters: int, device: str) ->
     images = list(rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8))
     style = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    eager = _median_time(lambda: translator.run(images, style, [0, 1]).cpu(), 2, iters, sync)
+    eager = median_time(lambda: translator.run(images, style, [0, 1]).cpu(), iters, 2, sync)
     _emit(f"translate_torch_fp32_ngf{ngf}", device, size, eager, 2)
     fp16 = dev.type == "cuda"
     model = export(run, root / f"tsit{size}.onnx", fp16=fp16, check=False)
     pipe = Pipeline(open_session(str(model), device), images={"style": style})
     feeds = pipe.feeds(images, [0, 1])
-    runtime = _median_time(lambda: pipe.session.run(feeds), 2, iters, lambda: None)
+    runtime = median_time(lambda: pipe.session.run(feeds), iters, 2, lambda: None)
     _emit(f"translate_pixforge_run_{'fp16' if fp16 else 'fp32'}_ngf{ngf}", device, size, runtime, 2,
           f"translate_torch_fp32_ngf{ngf}", eager)
 
