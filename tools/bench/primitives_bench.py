@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import median_time
 
 from pixforge.core.datagen import generate
 from pixforge.primitives import NAMES, get
@@ -49,16 +49,6 @@ def _official(path: Path):
     return run
 
 
-def _per_image(fn, images: int) -> float:
-    fn()
-    times = []
-    for _ in range(images):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _emit(**fields) -> None:
     print(json.dumps(fields), flush=True)
 
@@ -79,10 +69,10 @@ def main() -> None:
         for name in NAMES:
             model = get(name)
             counter = iter(range(10**9))
-            ours = _per_image(lambda m=model, c=counter, s=size: m.sample(0, [next(c)], s, cpu), args.images)
+            ours = median_time(lambda m=model, c=counter, s=size: m.sample(0, [next(c)], s, cpu), args.images)
             ref = None
             if official is not None and size == 256 and name in OFFICIAL_FUNCTIONS:
-                ref = _per_image(official(name), args.images)
+                ref = median_time(official(name), args.images)
             base = dict(size=size, reference="official noise_dataset.py (NumPy + OpenCV, 1 process)",
                         reference_images_per_s=round(1 / ref, 2) if ref else None)
             _emit(name=f"{name}/1-process", device="cpu", median_s=round(ours, 5), images_per_s=round(1 / ours, 2),

@@ -17,13 +17,13 @@ import argparse
 import ast
 import json
 import random
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import median_time
 
 from pixforge.core.datagen import generate
 from pixforge.spectra import NAMES, get
@@ -52,16 +52,6 @@ def _official(path: Path):
     return run
 
 
-def _per_image(fn, images: int) -> float:
-    fn()
-    times = []
-    for _ in range(images):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, default=None, help="checkout of mbaradad/learning_with_noise")
@@ -80,8 +70,8 @@ def main() -> None:
             model = get(name, texture_pool=16) if name == "dead-leaves-textured" else get(name)
             model.sample(0, [0], size, cpu)  # builds the texture pool once
             counter = iter(range(1, 10**9))
-            ours = _per_image(lambda m=model, c=counter, s=size: m.sample(0, [next(c)], s, cpu), args.images)
-            ref = _per_image(official(name, size), args.images) if official and name in OFFICIAL_SHAPES else None
+            ours = median_time(lambda m=model, c=counter, s=size: m.sample(0, [next(c)], s, cpu), args.images)
+            ref = median_time(official(name, size), args.images) if official and name in OFFICIAL_SHAPES else None
             base = dict(size=size, reference="official generator (NumPy + OpenCV, 1 process)",
                         reference_images_per_s=round(1 / ref, 3) if ref else None)
             print(json.dumps(dict(name=f"{name}/1-process", device="cpu", median_s=round(ours, 4),
