@@ -49,6 +49,18 @@ def test_passes_without_frame_steps_are_plain_transcodes_that_keep_audio_and_fra
     assert sorted(p.name for p in dst.parent.iterdir()) == ["clip.mp4"]
 
 
+def test_via_xvid_goes_through_an_mpeg4_pass_and_keeps_audio_size_and_frames(video_factory, tmp_path):
+    src = video_factory(frames=14, size="96x64")
+    plain = perturb_video(src, tmp_path / "plain" / "clip.mp4", [("CC", 1)], seed=0)
+    xvid = perturb_video(src, tmp_path / "xvid" / "clip.mp4", [("CC", 1)], seed=0, via_xvid=True)
+    info = probe_video(xvid)
+    assert (info.width, info.height, info.fps_fraction, info.frame_count, info.has_audio) == (96, 64, "12/1", 14, True)
+    assert sorted(p.name for p in xvid.parent.iterdir()) == ["clip.mp4"]  # the .avi stage is gone
+    original = _frames(src).astype(float)
+    error = [np.abs(_frames(v).astype(float) - original * 0.85).mean() for v in (plain, xvid)]
+    assert error[1] > error[0]  # MPEG-4 at qmin 3 then CRF 23 loses more than one CRF 18 pass
+
+
 def test_same_seed_and_path_give_the_same_video(video_factory, tmp_path):
     src = video_factory(frames=6, audio=False)
     steps = [("GNC", 4), ("JPEG", 2)]

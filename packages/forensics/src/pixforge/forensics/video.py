@@ -99,6 +99,17 @@ class _Pass:
     xvid: bool = False
 
 
+def xvid_args(width: int, height: int, fps: float) -> list[str]:
+    """The MPEG-4 Part 2 settings OpenCV's FFmpeg writer uses for fourcc XVID (videoio cap_ffmpeg_impl.hpp): bit
+    rate and tolerance `fps*w*h` plus half of it added twice (so 2 x w*h*fps), qmin 3, an I-frame every 12
+    frames, tag XVID. Fed the same YUV frames, ffmpeg's CLI with these gives OpenCV 4.13's file size within 0.5%
+    and its PSNR within 0.01 dB; what still differs is the RGB -> YUV conversion (OpenCV's own swscale context,
+    another FFmpeg version), ~1 dB either way depending on content."""
+    rate = int(fps * width * height + 0.5)
+    rate = str(min(rate + rate // 2 + rate // 2, 2**31 - 1))
+    return ["-vtag", "XVID", "-b:v", rate, "-bt", rate, "-qmin", "3", "-g", "12"]
+
+
 def _passes(steps: Steps, crf: int, via_xvid: bool) -> list[_Pass]:
     passes, current = [], []
     for kind, level in steps:
@@ -197,11 +208,10 @@ def perturb_video(src: str | os.PathLike, dst: str | os.PathLike, steps: Steps, 
         current = src
         for i, stage in enumerate(passes):
             last = i == len(passes) - 1
-            if stage.xvid:  # official --via_xvid: XVID .avi (OpenCV's bit rate: w*h*fps), then ffmpeg's default
+            if stage.xvid:  # official --via_xvid: cv2.VideoWriter's XVID .avi, then ffmpeg's default libx264
                 avi = stack.enter_context(_temp_video(dst, ".avi"))
-                rate = str(int(info.width * info.height * info.fps))
                 _encode(current, avi, stage.steps, randomness, None, preset, None, batch_size, codec="mpeg4",
-                        extra=["-vtag", "xvid", "-b:v", rate])
+                        extra=xvid_args(info.width, info.height, info.fps))
                 current, stage = avi, _Pass([], stage.crf)
             target = dst if last else stack.enter_context(_temp_video(dst, ".mp4"))
             if stage.steps or info.frame_count is None:
