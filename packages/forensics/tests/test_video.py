@@ -103,6 +103,27 @@ def test_folder_with_workers_meta_resume_and_shards(video_factory, tmp_path):
     assert (shard_out / "m.1-of-2.txt").read_text().splitlines() == lines[:1]
 
 
+def test_plan_measures_output_sizes_on_a_sample(video_factory, tmp_path):
+    from pixforge.forensics.estimate import size_ratios
+
+    src = video_factory(frames=12, size="128x96", audio=False)
+    ratios = size_ratios(src, [((("GNC", 5),), 18), ((("GB", 5),), 18), ((), 40), ((), 18)], "veryfast")
+    assert ratios[((("GNC", 5),), 18)] > 2 * ratios[((), 18)] > 2 * ratios[((("GB", 5),), 18)]
+    assert ratios[((), 40)] < ratios[((), 18)]
+    folder = tmp_path / "manip"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        video_factory(name=name, frames=12, size="128x96", audio=False).rename(folder / name)
+    out = tmp_path / "df"
+    variants = ("--variants", "end_to_end_level_4,end_to_end_mix_2_distortions", "--preset", "veryfast")
+    r = _cli("make-variants", folder, "--out", out, "--plan", *variants)
+    assert r.returncode == 0, r.stderr
+    estimate = float(r.stdout.split("total ~")[1].split(" kB")[0]) * 1e3
+    assert _cli("make-variants", folder, "--out", out, *variants).returncode == 0
+    written = sum(p.stat().st_size for p in out.rglob("*.mp4"))
+    assert 0.7 < estimate / written < 1.4  # the sample is the whole clip here: only the random draws differ
+
+
 def test_make_variants_plan_and_run(video_factory, tmp_path):
     src = tmp_path / "manip"
     src.mkdir()

@@ -84,7 +84,8 @@ class Forensics:
         if out_dir.resolve() == src.resolve():
             raise PixforgeError(f"--out {out_dir} is the input folder: choose another one")
         if plan:
-            return describe_plan(*plan_jobs(src, out_dir, names, seed), out_dir)
+            return describe_plan(*plan_jobs(src, out_dir, names, seed), out_dir, crf=crf, preset=preset,
+                                 via_xvid=via_xvid)
         return make_variants(src, out_dir, names, seed, shard=shard, workers=workers, overwrite=overwrite,
                              crf=crf, preset=preset, via_xvid=via_xvid, batch_size=batch_size)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from pixforge.core.cli import PixforgeError
 from pixforge.core.distributed import parse_shard, shard_indices
 from pixforge.export.atomic import atomic_path
+from pixforge.forensics.estimate import SAMPLE_FRAMES, signature, size_ratios
 from pixforge.forensics.jobs import Job, list_videos, make_job, run_jobs, write_meta
 from pixforge.forensics.video import draw_steps
 
@@ -67,19 +68,31 @@ def meta_path(out: Path, variant: str) -> Path:
     return out / "lists" / "manipulated_videos_distortions_meta" / f"manipulated_videos_{variant}_meta.txt"
 
 
-def describe_plan(videos: list[Path], jobs: dict[str, list[Job]], out: Path) -> str:
-    """What `make-variants` would write and about how much disk it takes (outputs estimated at their input's
-    size: a distorted re-encode is usually within a factor of ~2 of it; VC levels are smaller)."""
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e3:.1f} kB"
+
+
+def describe_plan(videos: list[Path], jobs: dict[str, list[Job]], out: Path, *, crf: int = 18,
+                  preset: str = "medium", via_xvid: bool = False) -> str:
+    """What `make-variants` would write and how much disk it takes: raw copies at their size, perturbed
+    outputs at their source's size times the output/source ratio measured on a sample (see `estimate`)."""
     size = sum(v.stat().st_size for v in videos)
-    lines = [f"{len(videos)} source video(s), {size / 1e6:.1f} MB; under {out}:"]
-    total = 0
+    todo = {variant: [j for j in items if not j.dst.exists()] for variant, items in jobs.items()}
+    sigs = {j: signature(j.steps, crf, via_xvid) for variant, items in todo.items() if variant != RAW for j in items}
+    sample = sorted(videos, key=lambda v: v.stat().st_size)[len(videos) // 2]
+    ratios = size_ratios(sample, sigs.values(), preset) if sigs else {}
+    lines = [f"{len(videos)} source video(s), {_size(size)}; under {out}:"]
+    total = 0.0
     for variant, items in jobs.items():
-        todo = [j for j in items if not j.dst.exists()]
-        need = sum(j.src.stat().st_size for j in todo)
+        need = sum(j.src.stat().st_size * (ratios[sigs[j]] if variant != RAW else 1.0) for j in todo[variant])
         total += need
-        lines.append(f"  manipulated_videos/{variant}: {len(items)} video(s), {len(items) - len(todo)} done, "
-                     f"~{need / 1e6:.1f} MB to write; meta {meta_path(out, variant).relative_to(out)}")
-    lines.append(f"total ~{total / 1e6:.1f} MB to write")
+        lines.append(f"  manipulated_videos/{variant}: {len(items)} video(s), {len(items) - len(todo[variant])} "
+                     f"done, ~{_size(need)} to write; meta {meta_path(out, variant).relative_to(out)}")
+    lines.append(f"total ~{_size(total)} to write (perturbed sizes measured on the first {SAMPLE_FRAMES} "
+                 f"frames of {sample.name}: {len(set(sigs.values()))} distinct final passes)")
     return "\n".join(lines)
 
 
