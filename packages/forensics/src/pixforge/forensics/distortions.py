@@ -18,16 +18,17 @@ official script draws after `random.seed(seed); np.random.seed(seed)`; `exact=Fa
 numpy's `Generator` and adds it in float32 (same distribution, different numbers, several times faster: what
 videos use by default). Successive frames continue the streams.
 
-Speed: numpy only (no torch, no OpenCV). CS and GNC are one float32 matrix product per frame (the YCbCr round
-trip is affine); CS stays bit-exact by redoing, in OpenCV's arithmetic, the few colours whose value lies near
-an integer. GB and JPEG are OpenCV's fixed-point integer arithmetic arranged in blocks
-(`pixforge.forensics.resample`), CC an exact integer multiply-shift.
+Speed: numpy only (no torch, no OpenCV), on blocks of rows whose temporaries stay in the CPU cache. CS and GNC
+are float32 matrix products (the YCbCr round trip is affine); CS stays bit-exact by redoing, in OpenCV's
+arithmetic, the few colours whose value lies near an integer. GB and JPEG are OpenCV's fixed-point integer
+arithmetic (`pixforge.forensics.resample`), CC an exact integer multiply-shift.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -150,16 +151,33 @@ def _affine(p: float, channels: str) -> tuple[np.ndarray, np.ndarray]:
     return (v[1:] - v[0]).astype(F32), v[0].astype(F32)
 
 
-def _apply_affine(pixels: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """`pixels @ matrix + offset` in float32 for N x 3 pixels (the offset added along rows of 64 pixels:
-    numpy is slow on a last axis of length 3)."""
+ROWS = 8  # frame rows per block of the colour maps: at 1080p a block's float32 temporaries (180 KB) stay in L2
+
+
+def _affine_rows(frame: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+    """`pixels @ matrix + offset` in float32 for successive blocks of `ROWS` rows of an H x W x 3 frame: yields
+    (first row, end row, the block's values, flat). The buffers are reused: use a block before the next.
+    Four pixels share a row of a 12-wide product (BLAS is slow on rows of 3); the offset is added along rows of
+    64 pixels (numpy is slow on a last axis of length 3)."""
+    h, w, _ = frame.shape
+    size = min(h, ROWS) * w * 3
+    pixels, values = np.empty(size, dtype=F32), np.empty(size, dtype=F32)
+    quad = np.kron(np.eye(4, dtype=F32), matrix)
+    tiled = np.tile(offset.astype(F32), 64)
     with resample.one_blas_thread():
-        values = pixels.astype(F32) @ matrix
-    flat = values.reshape(-1)
-    body = len(flat) - len(flat) % 192
-    flat[:body].reshape(-1, 192)[...] += np.tile(offset, 64)
-    flat[body:].reshape(-1, 3)[...] += offset
-    return values
+        for r0 in range(0, h, ROWS):
+            r1 = min(h, r0 + ROWS)
+            n = (r1 - r0) * w * 3
+            x, v = pixels[:n], values[:n]
+            x[...] = frame[r0:r1].reshape(-1)
+            if n % 12 == 0:
+                np.matmul(x.reshape(-1, 12), quad, out=v.reshape(-1, 12))
+            else:
+                np.matmul(x.reshape(-1, 3), matrix, out=v.reshape(-1, 3))
+            body = n - n % 192
+            v[:body].reshape(-1, 192)[...] += tiled
+            v[body:].reshape(-1, 3)[...] += tiled[:3]
+            yield r0, r1, v
 
 
 NEAR_INTEGER = 1e-3  # float32 affine vs OpenCV's arithmetic: at most 6.1e-5 apart over all 2**24 colours
@@ -215,14 +233,20 @@ def color_saturation(frame: np.ndarray, level: int, channels: str = "rgb") -> np
     p = F32(parameter("CS", level))
     frame, channels = _check_frame(frame), _channels(channels)
     matrix, offset = _affine(float(p), channels)
-    pixels = frame.reshape(-1, 3)
-    values = _apply_affine(pixels, matrix, offset + F32(NEAR_INTEGER))  # v + eps: one truncation serves twice
-    out = values.astype(np.uint8)  # == trunc(v) unless v is within eps of an integer: then frac(v + eps) < 2 eps
-    np.subtract(values, out, out=values)
-    near = _distinct(np.flatnonzero(values < F32(2 * NEAR_INTEGER)) // 3)
-    if near.size:
-        out[near] = _exact_colours(pixels[near], p, channels)
-    return out.reshape(frame.shape)
+    out = np.empty(frame.shape, dtype=np.uint8)
+    flat, row = out.reshape(-1), frame.shape[1] * 3
+    near = []
+    for r0, r1, values in _affine_rows(frame, matrix, offset + F32(NEAR_INTEGER)):  # v + eps: one truncation
+        block = flat[r0 * row:r1 * row]
+        block[...] = values  # == trunc(v) unless v is within eps of an integer: then frac(v + eps) < 2 eps
+        np.subtract(values, block, out=values)
+        close = np.flatnonzero(values < F32(2 * NEAR_INTEGER))
+        if close.size:
+            near.append(close // 3 + r0 * frame.shape[1])
+    if near:
+        pixels = _distinct(np.concatenate(near))
+        out.reshape(-1, 3)[pixels] = _exact_colours(frame.reshape(-1, 3)[pixels], p, channels)
+    return out
 
 
 @lru_cache(maxsize=8)
@@ -242,9 +266,16 @@ def _contrast_multiplier(level: int) -> tuple[int, int]:
 def color_contrast(frame: np.ndarray, level: int) -> np.ndarray:
     """CC: every value times 0.85/0.725/0.6/0.475/0.35, truncated (as an exact integer multiply-shift)."""
     m, shift = _contrast_multiplier(check_level(level))
-    out = np.multiply(_check_frame(frame), np.uint32(m), dtype=np.uint32)
-    out >>= shift
-    return out.astype(np.uint8)
+    frame = _check_frame(frame)
+    out = np.empty(frame.shape, dtype=np.uint8)
+    rows = 4 * ROWS  # the uint32 products of a block stay in cache
+    product = np.empty((min(rows, frame.shape[0]), *frame.shape[1:]), dtype=np.uint32)
+    for r0 in range(0, frame.shape[0], rows):
+        block = product[:min(rows, frame.shape[0] - r0)]
+        np.multiply(frame[r0:r0 + rows], np.uint32(m), out=block, dtype=np.uint32)
+        block >>= shift
+        out[r0:r0 + rows] = block
+    return out
 
 
 def block_count(height: int, width: int, level: int) -> int:
@@ -304,15 +335,23 @@ def gaussian_noise_color(frame: np.ndarray, level: int, rng: np.random.RandomSta
     noise (the official stream) takes OpenCV's exact arithmetic; float32 noise the same affine map in float32
     (one matrix product: what differs is float rounding, far below the noise)."""
     frame, channels = _check_frame(frame), _channels(channels)
-    if noise is None:
-        if rng is None:
-            raise ValueError("gaussian_noise_color needs rng or noise")
+    if noise is None and rng is None:
+        raise ValueError("gaussian_noise_color needs rng or noise")
+    if noise is None and isinstance(rng, np.random.RandomState):
         noise = gnc_noise(rng, frame.shape)
-    if noise.dtype != np.float64:
-        out = _apply_affine(frame.reshape(-1, 3), *_affine(1.0, channels))
-        with resample.one_blas_thread():
-            out += np.asarray(noise, dtype=F32).reshape(-1, 3) @ _noise_matrix(check_level(level), channels)
-        return np.clip(out, 0, 255, out=out).astype(np.uint8).reshape(frame.shape)
+    if noise is None or noise.dtype != np.float64:
+        mix = _noise_matrix(check_level(level), channels)
+        quad = np.kron(np.eye(4, dtype=F32), mix)
+        out = np.empty(frame.shape, dtype=np.uint8)
+        flat, row = out.reshape(-1), frame.shape[1] * 3
+        for r0, r1, values in _affine_rows(frame, *_affine(1.0, channels)):
+            n = len(values)  # a Generator's noise is drawn block by block, in order: deterministic per seed
+            draws = gnc_noise(rng, (n,)) if noise is None else np.asarray(noise[r0:r1], dtype=F32).reshape(-1)
+            width = 12 if n % 12 == 0 else 3
+            values.reshape(-1, width)[...] += draws.reshape(-1, width) @ (quad if width == 12 else mix)
+            np.clip(values, 0, 255, out=values)
+            flat[r0 * row:r1 * row] = values
+        return out
     std = math.sqrt(parameter("GNC", level))
     planes = [((p / F32(255)) + std * noise[..., i]) * 255 for i, p in enumerate(_to_ycbcr(frame, channels))]
     out = _from_ycbcr(*(p.astype(F32) for p in planes), channels)
