@@ -197,3 +197,19 @@ def test_shapes_agree_with_opencv():
         ref = ref > 0
         iou = (ours & ref).sum() / (ours | ref).sum()
         assert iou > (0.8 if kind == shapes.LINE and t == 1 else 0.93), (kind, g, iou)
+
+
+def test_painting_all_shapes_at_once_equals_painting_them_one_by_one():
+    size = 96
+    kinds, geom, _ = shapes.sample_particles(rng(3, 0), size, 60, any_direction=True)
+    together = shapes.paint_labels(np.full((size, size), -1, np.int16), kinds, geom)
+    alone = np.full((size, size), -1, np.int16)
+    for k in range(60):
+        shapes.paint_labels(alone, kinds[k:k + 1], geom[k:k + 1], first_label=k)
+    np.testing.assert_array_equal(together, alone)
+    ys = np.arange(size, dtype=np.float64)
+    for k in range(60):  # the vectorised spans equal the one-shape (scalar) spans
+        lo, hi = shapes.spans(int(kinds[k]), geom[k], ys)
+        vlo, vhi = shapes.spans(int(kinds[k]), geom[k:k + 2].T[:, :, None], ys[None, :])
+        np.testing.assert_array_equal(vlo[0], lo)
+        np.testing.assert_array_equal(vhi[0], hi)

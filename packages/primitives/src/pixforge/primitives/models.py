@@ -93,12 +93,10 @@ class Synthesizer:
         for k, (r, lab) in enumerate(zip(recipes, labels, strict=True)):
             salient = r["salient"][2] if "salient" in r else np.zeros((0, 3), np.uint8)
             palette = np.concatenate([r.get("background", np.zeros(3, np.uint8))[None], r["colors"], salient])
-            images[k] = palette[lab.astype(np.int32) + 1]
-            if patterns is not None:
-                background = lab < 0
-                images[k][background] = patterns[k][background]
-                inside = lab == self.shapes
-                images[k][inside] = patterns[len(recipes) + k][inside]
+            images[k] = np.take(palette, lab + 1, axis=0)
+            if patterns is not None:  # background and salient shape show their patterns
+                np.copyto(images[k], patterns[k], where=(lab < 0)[..., None])
+                np.copyto(images[k], patterns[len(recipes) + k], where=(lab == self.shapes)[..., None])
         return images
 
     def labels(self, recipes: list[dict], size: int, device: torch.device) -> np.ndarray:

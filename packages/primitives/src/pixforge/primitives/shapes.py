@@ -101,39 +101,37 @@ INSIDE = (_line, _circle, _ellipse, _rectangle)
 
 
 def _line_radius(t):
-    return t / 2 + 0.5 if t > 1 else 0.5
+    return np.where(t > 1, t / 2 + 0.5, 0.5)
 
 
-def _rows(kind: int, g: np.ndarray) -> tuple[float, float]:
-    """The rows a shape can touch."""
-    if kind == LINE:
-        r = _line_radius(g[4])
-        return min(g[1], g[3]) - r, max(g[1], g[3]) + r
-    if kind == CIRCLE:
-        return g[1] - g[2], g[1] + g[2]
-    if kind == ELLIPSE:
-        r = max(g[2], g[3]) + 1
-        return g[1] - r, g[1] + r
-    return g[1], g[3]
+def _rows(kinds: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows each shape (K x 5 geometry) can touch."""
+    r, ellipse = _line_radius(g[:, 4]), np.maximum(g[:, 2], g[:, 3]) + 1
+    which = [kinds == LINE, kinds == CIRCLE, kinds == ELLIPSE]
+    top = np.select(which, [np.minimum(g[:, 1], g[:, 3]) - r, g[:, 1] - g[:, 2], g[:, 1] - ellipse], g[:, 1])
+    bottom = np.select(which, [np.maximum(g[:, 1], g[:, 3]) + r, g[:, 1] + g[:, 2], g[:, 1] + ellipse], g[:, 3])
+    return top, bottom
 
 
-def _slab(coef: float, offset: np.ndarray, lo: float, hi: float):
+def _slab(coef, offset, lo, hi):
     """Columns x of each row with lo <= coef * x + offset <= hi (offset per row)."""
-    if abs(coef) < 1e-12:
-        ok = (offset >= lo) & (offset <= hi)
-        return np.where(ok, -np.inf, np.inf), np.where(ok, np.inf, -np.inf)
-    a, b = (lo - offset) / coef, (hi - offset) / coef
-    return np.minimum(a, b), np.maximum(a, b)
+    flat = np.abs(coef) < 1e-12
+    ok = (offset >= lo) & (offset <= hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a, b = (lo - offset) / coef, (hi - offset) / coef
+    return (np.where(flat, np.where(ok, -np.inf, np.inf), np.minimum(a, b)),
+            np.where(flat, np.where(ok, np.inf, -np.inf), np.maximum(a, b)))
 
 
-def _disc(cx: float, cy: float, r2: float, ys: np.ndarray):
+def _disc(cx, cy, r2, ys):
     d2 = r2 - (ys - cy) ** 2
     half = np.sqrt(np.maximum(d2, 0.0))
     return np.where(d2 >= 0, cx - half, np.inf), np.where(d2 >= 0, cx + half, -np.inf)
 
 
 def spans(kind: int, g: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row `ys`, the closed column interval [lo, hi] a shape covers (lo > hi: none); the same sets as INSIDE."""
+    """Per row `ys`, the closed column interval [lo, hi] shapes of one `kind` cover (lo > hi: none); the same sets
+    as INSIDE. `g`: 5 numbers, or 5 x K x 1 for K shapes (then K x len(ys) intervals)."""
     if kind == CIRCLE:
         return _disc(g[0], g[1], g[2] * g[2], ys)
     if kind == RECTANGLE:
@@ -155,40 +153,50 @@ def spans(kind: int, g: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndar
     lo1, hi1 = _disc(x1, y1, r * r, ys)
     lo2, hi2 = _disc(x2, y2, r * r, ys)
     lo, hi = np.minimum(lo1, lo2), np.maximum(hi1, hi2)
-    length = float(np.hypot(x2 - x1, y2 - y1))
-    if length > 0:  # the band: |n.(p - p1)| <= r and 0 <= d.(p - p1) <= length
+    length = np.hypot(x2 - x1, y2 - y1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the band: |n.(p - p1)| <= r and 0 <= d.(p - p1) <= length
         dx, dy = (x2 - x1) / length, (y2 - y1) / length
-        alo, ahi = _slab(-dy, dx * (ys - y1) + dy * x1, -r, r)
-        blo, bhi = _slab(dx, dy * (ys - y1) - dx * x1, 0.0, length)
-        blo, bhi = np.maximum(alo, blo), np.minimum(ahi, bhi)
-        band = blo <= bhi
-        lo, hi = np.where(band, np.minimum(lo, blo), lo), np.where(band, np.maximum(hi, bhi), hi)
-    return lo, hi
+    alo, ahi = _slab(-dy, dx * (ys - y1) + dy * x1, -r, r)
+    blo, bhi = _slab(dx, dy * (ys - y1) - dx * x1, 0.0, length)
+    blo, bhi = np.maximum(alo, blo), np.minimum(ahi, bhi)
+    band = (blo <= bhi) & (length > 0)
+    return np.where(band, np.minimum(lo, blo), lo), np.where(band, np.maximum(hi, bhi), hi)
+
+
+def column_spans(kinds: np.ndarray, geom: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last covered column of every shape on every row (int64 K x S, clipped to the canvas;
+    first > last: none), all shapes of a kind at once."""
+    ys = np.arange(size, dtype=np.float64)
+    lo, hi = np.full((len(kinds), size), np.inf), np.full((len(kinds), size), -np.inf)
+    for kind in np.unique(kinds):
+        sel = kinds == kind
+        lo[sel], hi[sel] = spans(int(kind), geom[sel].T[:, :, None], ys[None, :])
+    top, bottom = _rows(kinds, geom)
+    rows = (ys >= np.floor(top)[:, None]) & (ys <= np.ceil(bottom)[:, None])
+    first = np.where(rows, np.clip(np.ceil(lo), 0, size), size).astype(np.int64)
+    last = np.where(rows, np.clip(np.floor(hi), -1, size - 1), -1).astype(np.int64)
+    return first, last
 
 
 def paint_labels(labels: np.ndarray, kinds: np.ndarray, geom: np.ndarray, first_label: int = 0) -> np.ndarray:
     """Paint shapes in order into an int16 S x S label map (later shapes on top): pixel = first_label + k."""
     size = labels.shape[0]
-    for k, (kind, g) in enumerate(zip(kinds, geom, strict=True)):
-        kind = int(kind)
-        top, bottom = _rows(kind, g)
-        y0, y1 = max(int(np.floor(top)), 0), min(int(np.ceil(bottom)), size - 1)
-        if y1 < y0:
+    first, last = column_spans(np.asarray(kinds), np.asarray(geom, dtype=np.float64), size)
+    covered = first <= last
+    any_row = covered.any(axis=1)
+    y0s, y1s = covered.argmax(axis=1), size - 1 - covered[:, ::-1].argmax(axis=1)
+    x0s = np.where(covered, first, size).min(axis=1)
+    x1s = np.where(covered, last, -1).max(axis=1)
+    for k, (ok, kind, y0, y1, x0, x1) in enumerate(zip(any_row.tolist(), np.asarray(kinds).tolist(), y0s.tolist(),
+                                                       y1s.tolist(), x0s.tolist(), x1s.tolist(), strict=True)):
+        if not ok:
             continue
-        if kind == RECTANGLE:
-            x0, x1 = max(int(g[0]), 0), min(int(g[2]), size - 1)
-            labels[max(int(g[1]), 0):min(int(g[3]), size - 1) + 1, x0:x1 + 1] = first_label + k
+        region = labels[y0:y1 + 1, x0:x1 + 1]
+        if kind == RECTANGLE:  # full rows of one width
+            region[...] = first_label + k
             continue
-        lo, hi = spans(kind, g, np.arange(y0, y1 + 1, dtype=np.float64))
-        rows = lo <= hi
-        if not rows.any():
-            continue
-        x0, x1 = max(int(np.ceil(lo[rows].min())), 0), min(int(np.floor(hi[rows].max())), size - 1)
-        if x1 < x0:
-            continue
-        xs = np.arange(x0, x1 + 1, dtype=np.float64)[None, :]
-        mask = (xs >= lo[:, None]) & (xs <= hi[:, None])
-        labels[y0:y1 + 1, x0:x1 + 1][mask] = first_label + k
+        xs = np.arange(x0, x1 + 1)[None, :]
+        region[(xs >= first[k, y0:y1 + 1, None]) & (xs <= last[k, y0:y1 + 1, None])] = first_label + k
     return labels
 
 
