@@ -22,7 +22,7 @@ def _crops(names, side):
     return out
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny():
     """Options of a tiny network: 32 px, ngf 4, 4 levels (stride 8), on the CPU."""
     return dict(TINY)

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from pixforge.export.atomic import atomic_path, write_text
 from pixforge.export.errors import PixforgeError
-from pixforge.export.images import is_image_path, probe_image, read_image, write_image
-from pixforge.export.pipeline import MODES, Pipeline, convert, image_channels
+from pixforge.export.images import is_image_path, probe_image, write_image
+from pixforge.export.pipeline import Pipeline, convert, image_channels
 from pixforge.export.session import PROG
 from pixforge.export.video import VideoReader, VideoWriter, is_video_path, probe_video
 
@@ -171,7 +171,7 @@ def _check_existing(items: list[Item], overwrite: bool, skip_existing: bool) -> 
 def _run_stills(pipe: Pipeline, chunk: list[Item]) -> None:
     sources = None
     if pipe.primary is not None:
-        sources = [read_image(it.source, MODES[image_channels(pipe.primary)]) for it in chunk]
+        sources = [pipe.read_source(it.source) for it in chunk]
     names = [str(it.source or it.stem) for it in chunk]
     results = pipe.run(sources, [it.index for it in chunk], names)
     for item, result in zip(chunk, results, strict=True):

@@ -17,10 +17,14 @@ rounded. `multiple` asks that H and W be multiples of it (the runtime reflect-pa
 `size` = (H, W) fixes the size (the runtime resizes, and resizes outputs back). `mean` / `std` are per
 network channel, in the network's channel order (BGR for BGR models). `channels` follows `color` (1 for
 GRAY, 3 for RGB/BGR; 4 means RGBA). Non-image inputs: `noise` (standard normal, shape from `shape`, where
-the first entry may be `"N"` and others `"H/k"` or `"W/k"` relative to the first image input) and
-`scalar` (a float with a `default`, set with `--set name=value`); `tensor` inputs cannot be fed by the
-runtime. Every output has a leading batch dimension. `dtype` records the exported precision; the runtime
-follows the graph's declared types.
+the first entry may be `"N"` and others `"H/k"` or `"W/k"` relative to the first image input),
+`scalar` (a float with a `default`, set with `--set name=value`) and `labels` (a label map: one channel of class
+ids read from a PNG's pixel values or palette indices, fed as float32 ids exactly as stored; `num_classes` K says
+which ids are valid, 0..K-1, plus the `dontcare` id when one is set, which the model maps to its extra class K,
+with the ids above `dontcare` moving down by one, e.g. `dontcare` 255 for SPADE's datasets, 0 for ADE20K's; the
+runtime resizes label maps with nearest-neighbour and one-hot encoding, if any, happens inside the graph);
+`tensor` inputs cannot be fed by the runtime. Every output has a leading batch dimension. `dtype` records the
+exported precision; the runtime follows the graph's declared types.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from pixforge.export.errors import PixforgeError
 SCHEMA_VERSION = "1"
 KEYS = ("pixforge.schema", "pixforge.package", "pixforge.version", "pixforge.task",
         "pixforge.inputs", "pixforge.outputs")
-KINDS = ("image", "noise", "scalar", "tensor")
+KINDS = ("image", "labels", "noise", "scalar", "tensor")
+PIXEL_KINDS = ("image", "labels")  # inputs read from picture files
 COLORS = ("RGB", "BGR", "GRAY")
 
 
@@ -56,11 +61,21 @@ class TensorSpec:
     default: float | None = None
     dtype: str = "float32"
     description: str = ""
+    num_classes: int | None = None
+    dontcare: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"TensorSpec {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        if self.kind == "image":
+        if self.kind == "labels":
+            if not isinstance(self.num_classes, int) or self.num_classes < 1:
+                raise ValueError(f"TensorSpec {self.name!r}: a labels input needs num_classes >= 1")
+            if self.dontcare is not None and not 0 <= self.dontcare <= 65535:
+                raise ValueError(f"TensorSpec {self.name!r}: dontcare must be a label id 0..65535")
+            if self.channels not in (None, 1):
+                raise ValueError(f"TensorSpec {self.name!r}: a labels input has one channel")
+            self.channels, self.color = 1, "GRAY"
+        if self.kind in PIXEL_KINDS:
             if self.layout not in ("NCHW", "NHWC"):
                 raise ValueError(f"TensorSpec {self.name!r}: layout must be NCHW or NHWC, got {self.layout!r}")
             if self.color not in COLORS:
@@ -70,6 +85,7 @@ class TensorSpec:
                 raise ValueError(f"TensorSpec {self.name!r}: range must be (low, high) with high > low")
             if self.multiple < 1:
                 raise ValueError(f"TensorSpec {self.name!r}: multiple must be >= 1")
+        if self.kind == "image":
             implied = 1 if self.color == "GRAY" else 3
             if self.channels is None:
                 self.channels = implied
@@ -111,7 +127,8 @@ class ModelMeta:
 
     @property
     def image_inputs(self) -> list[TensorSpec]:
-        return [s for s in self.inputs if s.kind == "image"]
+        """The inputs read from picture files (kinds image and labels); the first is the primary one."""
+        return [s for s in self.inputs if s.kind in PIXEL_KINDS]
 
 
 def _by_name(specs: list[TensorSpec], name: str) -> TensorSpec:

@@ -5,9 +5,12 @@
   outputs go back the same way; `size` resizes to that (H, W) and the outputs are resized back; `multiple`
   reflect-pads the bottom and right edges and the outputs are cropped back, scaled by the output/input size
   ratio (an x2 model gives x2 crops);
-* the first image input is the primary one: it comes from the files being processed and fixes the geometry
-  ("H/k" in noise shapes); any other image input holds one image for every item, resized to its own `size`
-  or to the primary input's network size;
+* label-map inputs (kind `labels`): one channel of ids read from the file as stored (pixel values of an L / I
+  image, palette indices of a P image; never converted from colour), checked against `num_classes` / `dontcare`
+  before anything runs, resized with nearest-neighbour only, fed as float32 ids (the graph one-hot encodes them);
+* the first image or label-map input is the primary one: it comes from the files being processed and fixes the
+  geometry ("H/k" in noise shapes); any other one holds one image for every item, resized to its own `size` or
+  to the primary input's network size;
 * noise inputs: standard normal from `numpy.random.default_rng([seed, item index, input position])`, so an
   item's noise does not depend on the batch it runs in; a shape without a leading "N" is one tensor per batch;
 * scalar inputs: their `default`, or an override; image outputs go back to uint8, tensor outputs stay float.
@@ -21,12 +24,14 @@ import numpy as np
 from PIL import Image
 
 from pixforge.export.errors import PixforgeError
+from pixforge.export.images import DECODE_ERRORS, probe_image, read_image
 from pixforge.export.images import MODES as PIL_MODES
-from pixforge.export.images import probe_image, read_image
 from pixforge.export.metadata import TensorSpec, resolve_shape
 from pixforge.export.session import Session
+from pixforge.export.video import is_video_path
 
 MODES = {1: "GRAY", 3: "RGB", 4: "RGBA"}  # channel count -> `read_image` mode
+LABEL_MODES = ("L", "P", "I", "I;16", "I;16L", "I;16B")  # one-channel PIL modes a label map may use
 
 
 def image_channels(spec: TensorSpec) -> int:
@@ -62,6 +67,61 @@ def from_network(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if spec.color == "BGR":
         pixels = np.concatenate([pixels[..., 2::-1], pixels[..., 3:]], axis=-1)
     return pixels
+
+
+def read_labels(path) -> np.ndarray:
+    """A label-map file as int32 H x W x 1 ids: the pixel values of a one-channel image (8 or 16 bit, or 32-bit
+    integer as Cityscapes' instance maps), the palette indices of a palette (P) image; a colour image is an error."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode, ids = img.mode, np.asarray(img)
+    except FileNotFoundError:
+        raise PixforgeError(f"label map {path} does not exist") from None
+    except DECODE_ERRORS as err:
+        raise PixforgeError(f"label map {path} is not a readable image ({err.__class__.__name__}: {err})") from None
+    if mode not in LABEL_MODES or ids.ndim != 2:
+        raise PixforgeError(f"label map {path} is a {mode} image; label maps are one-channel PNGs of class ids "
+                            "(grey L/I or palette P), not colour pictures")
+    return ids.astype(np.int32)[..., None]
+
+
+def label_classes(ids: np.ndarray, num_classes: int, dontcare: int | None = None) -> np.ndarray:
+    """The class of every label id (int64, same shape): ids 0..num_classes-1 are their own class; `dontcare` is class
+    num_classes and the ids above it move down by one (so 255 -> K as SPADE's datasets, or, for ADE20K's 0 =
+    unknown, 0 -> K and 1..K -> 0..K-1); any other id gives -1."""
+    ids = np.asarray(ids).astype(np.int64)
+    if dontcare is None:
+        classes = ids
+    else:
+        classes = np.where(ids == dontcare, num_classes, ids - (ids > dontcare))
+    ok = (classes >= 0) & ((classes < num_classes) | (ids == dontcare))
+    return np.where(ok, classes, -1)
+
+
+def check_labels(ids: np.ndarray, spec: TensorSpec, name: str) -> None:
+    """Raise `PixforgeError` naming `name` when a label map holds an id outside the spec's classes."""
+    bad = label_classes(ids, spec.num_classes, spec.dontcare) < 0
+    if bad.any():
+        first = int(np.asarray(ids)[bad].flat[0])
+        allowed = f"0..{spec.num_classes - 1}" + (f" and {spec.dontcare} (don't care)" if spec.dontcare is not None
+                                                   else "")
+        raise PixforgeError(f"label map {name} holds class id {first}, outside the model's {spec.num_classes} "
+                            f"classes (ids {allowed})")
+
+
+def resize_labels(ids: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of H x W x 1 label ids to (H, W) with PIL (ids are never blended)."""
+    if ids.shape[:2] == tuple(hw):
+        return ids
+    out = np.asarray(Image.fromarray(ids[..., 0].astype(np.int32)).resize((hw[1], hw[0]), Image.NEAREST))
+    return out.astype(ids.dtype)[..., None]
+
+
+def labels_to_network(ids: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """(N, H, W, 1) label ids -> float32 ids in the spec's layout."""
+    x = ids.astype(np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if spec.layout == "NCHW" else x)
 
 
 def resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -132,6 +192,10 @@ class Pipeline:
             if isinstance(path, np.ndarray):
                 extra[name] = path
                 continue
+            if wanted[name].kind == "labels":
+                extra[name] = read_labels(path)
+                check_labels(extra[name], wanted[name], path)
+                continue
             self.check_channels(path, wanted[name], probe_image(path)[2])
             extra[name] = read_image(path, MODES[image_channels(wanted[name])])
         return extra
@@ -146,7 +210,12 @@ class Pipeline:
         return math.ceil(hw[0] / m) * m, math.ceil(hw[1] / m) * m
 
     def check_item(self, name: str, hw: tuple[int, int], has_alpha: bool) -> None:
-        """Raise `PixforgeError` naming `name` when a source of this size (and alpha or not) cannot be fed."""
+        """Raise `PixforgeError` naming `name` when a source of this size (and alpha or not) cannot be fed; a label
+        map (the file `name`) is read and its ids checked."""
+        if self.primary.kind == "labels":
+            if is_video_path(name):
+                raise PixforgeError(f"{name} is a video; {self.session.path} takes label maps (PNG images)")
+            check_labels(read_labels(name), self.primary, name)
         self.check_channels(name, self.primary, has_alpha)
         shape = self.session.inputs[self.primary.name].shape
         fixed = shape[2:4] if self.primary.layout == "NCHW" else shape[1:3]
@@ -162,6 +231,12 @@ class Pipeline:
             raise PixforgeError(f"{name} has no alpha channel but model input '{spec.name}' takes 4 channels "
                                 "(RGBA): give an image with transparency")
 
+    def read_source(self, path) -> np.ndarray:
+        """A source file decoded for the primary input: label ids, or uint8 pixels in the input's colour mode."""
+        if self.primary.kind == "labels":
+            return read_labels(path)
+        return read_image(path, MODES[image_channels(self.primary)])
+
     # -- running -------------------------------------------------------------------------------------------
 
     def feeds(self, sources: list[np.ndarray] | None, indices: list[int]) -> dict[str, np.ndarray]:
@@ -172,7 +247,11 @@ class Pipeline:
         feeds = {}
         for k, spec in enumerate(self.meta.inputs):
             if spec is self.primary:
-                feeds[spec.name] = to_network(np.stack([self._fit(image, net) for image in sources]), spec)
+                batch = np.stack([self._fit(image, net) for image in sources])
+                feeds[spec.name] = labels_to_network(batch, spec) if spec.kind == "labels" else to_network(batch, spec)
+            elif spec.kind == "labels":
+                extra = resize_labels(self.extra[spec.name], spec.size or net)
+                feeds[spec.name] = np.repeat(labels_to_network(extra[None], spec), n, axis=0)
             elif spec.kind == "image":
                 extra = resize(self.extra[spec.name], spec.size or net)
                 feeds[spec.name] = np.repeat(to_network(extra[None], spec), n, axis=0)
@@ -215,7 +294,7 @@ class Pipeline:
 
     def _fit(self, image: np.ndarray, net: tuple[int, int]) -> np.ndarray:
         if self.primary.size is not None:
-            return resize(image, net)
+            return resize_labels(image, net) if self.primary.kind == "labels" else resize(image, net)
         h, w = image.shape[:2]
         if (h, w) == net:
             return image

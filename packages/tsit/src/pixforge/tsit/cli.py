@@ -11,7 +11,8 @@ class TSIT:
     def train(self, out: str, task: str = "ast", content: str | None = None, style: str | None = None, size=256,
               batch: int = 1, steps: int | None = None, kimg: float | None = None, ngf: int = 64, levels: int = 8,
               ndf: int = 64, num_d: int = 2, n_layers_d: int | None = None, num_classes: int | None = None,
-              vae: bool | None = None, z_dim: int = 256, enc_size: int = 256, lambda_vgg: float | None = None,
+              dontcare: int | None = None, instances: str | None = None, vae: bool | None = None, z_dim: int = 256,
+              enc_size: int = 256, lambda_vgg: float | None = None,
               lambda_feat: float | None = None, lambda_kld: float = 0.05, lr_g: float = 1e-4, lr_d: float = 4e-4,
               beta1: float = 0.0, beta2: float = 0.9, decay_steps: int = 0, vgg_weights: str | None = None,
               vgg_imagenet_norm: bool = False, preprocess: str = "fixed", load_size: int | None = None,
@@ -24,42 +25,40 @@ class TSIT:
 
         Tasks: ast = arbitrary style transfer (--content and --style: unpaired image folders); mmis = multi-modal
         synthesis (--style holds one subfolder per condition); sis = semantic synthesis (--content: label-map PNGs
-        of class ids, --style: the matching images by relative name, --num-classes K; VAE encoder on by default).
+        of class ids, --style: the matching images by relative name, --num-classes K; VAE encoder on by default;
+        --dontcare 255 adds the "don't care" class for that id (official contain_dontcare_label; ADE20K: --dontcare 0
+        --num-classes 150, its ids above 0 move down by one); --instances DIR adds the instance maps' boundary channel
+        (official default for Cityscapes, whose *_instanceIds.png go there, renamed to the label maps' names)).
         Network: --ngf 64 and --levels 8 are the official model (~398M parameters, stride 128: sizes must be
         multiples of 2^(levels-1)); --num-d 2 scales of --n-layers-d 3 (4 for sis) PatchGANs.
         Losses: hinge GAN + --lambda-feat feature matching + --lambda-vgg VGG19 perceptual (defaults per task as the
         official scripts: ast/mmis 1/1, sis 20/10, + --lambda-kld 0.05 with the VAE); --vgg-weights PATH|URL is
         torchvision's vgg19 file (without it the perceptual term is off, with a warning).
         Optimiser: Adam(--beta1 0, --beta2 0.9), --lr-g 1e-4 / --lr-d 4e-4, --decay-steps N = linear decay to 0 over
-        the last N steps. Length: --steps N or --kimg K (thousands of images). --size 256 or HxW; --preprocess
-        fixed (resize) or crop (--load-size, random crop); --amp (bf16/fp16 on GPU); --ema 0.999 keeps an EMA
-        generator; --fid-every N with --inception-weights logs FID against the style images. --resume continues."""
+        the last N steps. Length: --steps N or --kimg K (thousands of images). --size 256 or HxW (the crop);
+        --preprocess fixed (resize to --size; Cityscapes, style transfer), resize_and_crop (--load-size square, then a
+        random crop; ADE20K 286), crop, scale_width_and_crop or scale_shortside_and_crop (to --load-size); --amp
+        (bf16/fp16 on GPU); --ema 0.999 keeps an EMA generator; --fid-every N with --inception-weights logs FID
+        against the style images. --resume continues."""
+        options = {k: v for k, v in locals().items() if k != "self"}
         from pixforge.tsit.train import train
 
-        path = train(out, task=task, content=content, style=style, size=size, batch=batch, steps=steps, kimg=kimg,
-                     ngf=ngf, levels=levels, ndf=ndf, num_d=num_d, n_layers_d=n_layers_d, num_classes=num_classes,
-                     vae=vae, z_dim=z_dim, enc_size=enc_size, lambda_vgg=lambda_vgg, lambda_feat=lambda_feat,
-                     lambda_kld=lambda_kld, lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2, decay_steps=decay_steps,
-                     vgg_weights=vgg_weights, vgg_imagenet_norm=vgg_imagenet_norm, preprocess=preprocess,
-                     load_size=load_size, hflip=hflip, ema=ema, seed=seed, workers=workers, ckpt_every=ckpt_every,
-                     sample_every=sample_every, keep_last=keep_last, fid_every=fid_every, fid_images=fid_images,
-                     inception_weights=inception_weights, device=device, amp=amp, threads=threads, resume=resume,
-                     overwrite=overwrite, quiet=quiet)
-        return str(path)
+        return str(train(**options))
 
     def translate(self, *inputs: str, run: str | None = None, style: str | None = None, out: str | None = None,
-                  alpha: float = 1.0, batch: int = 4, seed: int = 0, device: str = "auto", overwrite: bool = False,
-                  quiet: bool = False) -> str:
+                  alpha: float = 1.0, batch: int = 4, seed: int = 0, instances: str | None = None,
+                  device: str = "auto", overwrite: bool = False, quiet: bool = False) -> str:
         """Translate INPUTS (images, folders, videos; label maps for semantic synthesis) with the model in --run (a run
         directory, a checkpoint file or release folder) and the style image --style (a folder: every style in it,
         results in OUT/<style name>/); results in --out at each input's own size (padded to the network's stride
-        and cropped back). --alpha sets FAdaIN's strength; --seed the noise (one noise map per video)."""
+        and cropped back). --alpha sets FAdaIN's strength; --seed the noise (one noise map per video); --instances DIR
+        the instance maps (by relative name) for a semantic-synthesis model trained with them."""
         from pixforge.tsit.translate import translate
 
         if run is None or out is None:
             raise PixforgeError("--run and --out are required")
         written = translate(run, list(inputs), out, style=style, alpha=alpha, batch=batch, seed=seed, device=device,
-                            overwrite=overwrite, quiet=quiet)
+                            overwrite=overwrite, quiet=quiet, instances=instances)
         return f"wrote {len(written)} file(s) under {out}"
 
     def export(self, run: str, out: str = "model.onnx", alpha: float = 1.0, fp16: bool = False,
@@ -70,6 +69,21 @@ class TSIT:
         from pixforge.tsit.export import export
 
         return str(export(run, out, alpha=alpha, fp16=fp16, overwrite=overwrite))
+
+    def convert(self, weights: str, out: str | None = None, encoder: str | None = None, task: str | None = None,
+                size="256", num_classes: int | None = None, dontcare: int | None = None, instance: bool = False,
+                enc_size: int = 256, overwrite: bool = False) -> str:
+        """Turn an official TSIT generator (EndlessSora/TSIT latest_net_G.pth; + --encoder latest_net_E.pth for a VAE
+        model) into a release folder OUT that translate and export take as --run. The width and the kind of start
+        come from the weights; --task (ast/mmis; sis when it has no style stream), --size HxW (the training size,
+        which a VAE model's start map fixes) and, for semantic synthesis, --num-classes (label_nc), --dontcare 255
+        (contain_dontcare_label) and --instance (instance maps used) from the official options."""
+        from pixforge.tsit.official import convert
+
+        if out is None:
+            raise PixforgeError("--out is required: the release folder to write")
+        return str(convert(weights, out, encoder=encoder, task=task, size=size, num_classes=num_classes,
+                           dontcare=dontcare, instance=instance, enc_size=enc_size, overwrite=overwrite))
 
     def demo(self, out: str = "tsit-demo", steps: int = 150, overwrite: bool = False) -> str:
         """A few-minute CPU run on scikit-image's photos (content) and textures (style): train a small TSIT, translate,

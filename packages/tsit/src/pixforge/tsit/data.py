@@ -9,8 +9,15 @@ flipped. So a run draws the same batches whether it was interrupted and resumed 
 * `PairedData` (semantic synthesis): label maps (PNG, one class index per pixel) matched to images by relative path
   without extension; both get the same geometry (nearest resampling for labels).
 
-Preprocessing: "fixed" resizes to the training size (the official setting for its style-transfer datasets);
-"crop" resizes to cover `load_size` (shorter side of the crop box scaled up) and takes a random crop.
+Preprocessing (`--preprocess`, the official `preprocess_mode`s that give one training size; --size is the crop,
+HxW): "fixed" resizes to the size (the official setting for Cityscapes and the style-transfer sets);
+"resize_and_crop" resizes to load_size x load_size then crops at a random place (ADE20K: 286 -> 256); "crop" crops
+without resizing (zero fill where the image is smaller, as PIL's crop); "scale_width_and_crop" and
+"scale_shortside_and_crop" scale the width / the shorter side to load_size (aspect kept) and crop.
+
+Label maps follow SPADE's conventions: pixel value = class id, or the "don't care" id (`dontcare`, 255 in SPADE's
+datasets, 0 in ADE20K's) that becomes the extra class K (`pixforge.export.pipeline.label_classes`); an optional
+instance map (same name in its own folder) adds one channel, its boundary map (official `get_edges`).
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ from PIL import Image
 
 from pixforge.core.io import image_to_tensor, list_images, read_image
 from pixforge.export.errors import PixforgeError
-from pixforge.export.images import DECODE_ERRORS, probe_image
+from pixforge.export.images import probe_image
+from pixforge.export.pipeline import label_classes
+from pixforge.export.pipeline import read_labels as read_label_ids
 
-PREPROCESS = ("fixed", "crop")
+PREPROCESS = ("fixed", "resize_and_crop", "crop", "scale_width_and_crop", "scale_shortside_and_crop")
 
 
 @dataclass(frozen=True)
@@ -48,18 +57,37 @@ class Geometry:
 
     def apply(self, image: np.ndarray, resample: int) -> np.ndarray:
         th, tw = self.size
+        h, w = image.shape[:2]
         if self.preprocess == "fixed":
             out = resize(image, (th, tw), resample)
         else:
-            scale = self.load_size / min(th, tw)
-            ch, cw = max(th, round(th * scale)), max(tw, round(tw * scale))
-            h, w = image.shape[:2]
-            cover = max(ch / h, cw / w)
-            image = resize(image, (max(ch, round(h * cover)), max(cw, round(w * cover))), resample)
-            h, w = image.shape[:2]
-            y, x = int(self.top * (h - th + 1)), int(self.left * (w - tw + 1))
-            out = image[y:y + th, x:x + tw]
+            load = self.load_size
+            if self.preprocess == "resize_and_crop":
+                image = resize(image, (load, load), resample)
+            elif self.preprocess == "scale_width_and_crop":
+                image = resize(image, (load * h // w, load), resample)
+            elif self.preprocess == "scale_shortside_and_crop":
+                long = int(load * max(h, w) / min(h, w))
+                image = resize(image, (long, load) if w <= h else (load, long), resample)
+            out = crop(image, int(self.top * (max(0, image.shape[0] - th) + 1)),
+                       int(self.left * (max(0, image.shape[1] - tw) + 1)), (th, tw))
         return np.ascontiguousarray(out[:, ::-1] if self.flip else out)
+
+
+def crop(image: np.ndarray, y: int, x: int, hw: tuple[int, int]) -> np.ndarray:
+    """image[y:y+h, x:x+w], zero-filled where it runs past the image (as PIL's crop)."""
+    out = np.zeros((*hw, *image.shape[2:]), image.dtype)
+    part = image[y:y + hw[0], x:x + hw[1]]
+    out[: part.shape[0], : part.shape[1]] = part
+    return out
+
+
+def check_preprocess(preprocess: str, load_size: int | None, size: tuple[int, int]) -> None:
+    if preprocess not in PREPROCESS:
+        raise PixforgeError(f"--preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r} (modes that "
+                            "give images of varying size, such as scale_width or none, do not batch)")
+    if preprocess == "resize_and_crop" and load_size is not None and load_size < max(size):
+        raise PixforgeError(f"--load-size {load_size} is smaller than the {size[0]}x{size[1]} crop (--size)")
 
 
 def resize(image: np.ndarray, hw: tuple[int, int], resample: int) -> np.ndarray:
@@ -96,8 +124,7 @@ class UnpairedData(torch.utils.data.Dataset):
 
     def __init__(self, content: list[Path], style: list[Path], size: tuple[int, int], *, seed: int = 0,
                  preprocess: str = "fixed", load_size: int | None = None, hflip: bool = True):
-        if preprocess not in PREPROCESS:
-            raise PixforgeError(f"--preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}")
+        check_preprocess(preprocess, load_size, size)
         self.content, self.style, self.size, self.seed = list(content), list(style), tuple(size), seed
         self.preprocess, self.load_size, self.hflip = preprocess, load_size or max(size), hflip
 
@@ -115,25 +142,43 @@ class UnpairedData(torch.utils.data.Dataset):
         return {"content": self._image(content, rng), "style": self._image(style, rng)}
 
 
-def read_labels(path: Path, num_classes: int) -> np.ndarray:
-    """A label map as uint8 H x W x 1 class indices (the pixel values of an L image, the palette indices of a P
-    image); an index >= num_classes, or a colour image, is a PixforgeError naming the file."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            mode, labels = img.mode, np.asarray(img)
-    except DECODE_ERRORS as err:
-        raise PixforgeError(f"label map {path} is not a readable image ({err.__class__.__name__}: {err})") from None
-    if mode not in ("L", "P", "I", "I;16") or labels.ndim != 2:
-        raise PixforgeError(f"label map {path} is a {mode} image; label maps are one-channel PNGs of class indices "
-                            "(mode L or P)")
-    top = int(labels.max())
-    if top >= num_classes or int(labels.min()) < 0:
-        raise PixforgeError(f"label map {path} holds class id {top}, outside --num-classes {num_classes} "
-                            f"(ids must be 0..{num_classes - 1})")
-    if top > 255:
-        raise PixforgeError(f"label map {path}: class ids above 255 are not supported")
-    return labels.astype(np.uint8)[..., None]
+def read_labels(path: Path, num_classes: int, dontcare: int | None = None) -> np.ndarray:
+    """A label map as uint8 H x W x 1 class indices (0..num_classes, the last for `dontcare`); a colour image or an
+    id outside the classes is a PixforgeError naming the file."""
+    classes = label_classes(read_label_ids(path), num_classes, dontcare)
+    if (classes < 0).any():
+        ids = read_label_ids(path)
+        bad = int(ids[classes < 0].flat[0])
+        extra = f" and the don't-care id {dontcare}" if dontcare is not None else ""
+        raise PixforgeError(f"label map {path} holds class id {bad}, outside --num-classes {num_classes} "
+                            f"(ids must be 0..{num_classes - 1}{extra})")
+    if num_classes > 255:
+        raise PixforgeError(f"--num-classes {num_classes}: at most 255 classes are supported")
+    return classes.astype(np.uint8)
+
+
+def read_instances(path: Path) -> np.ndarray:
+    """An instance map (any one-channel integer PNG, e.g. Cityscapes' *_instanceIds.png) as int32 H x W x 1."""
+    return read_label_ids(path)
+
+
+def edges(instances: torch.Tensor) -> torch.Tensor:
+    """N x H x W instance ids -> N x 1 x H x W float boundary map: 1 where a pixel differs from its left, right,
+    upper or lower neighbour (the official `get_edges`)."""
+    t = instances[:, None]
+    edge = torch.zeros_like(t, dtype=torch.bool)
+    dx, dy = t[..., :, 1:] != t[..., :, :-1], t[..., 1:, :] != t[..., :-1, :]
+    edge[..., :, 1:] |= dx
+    edge[..., :, :-1] |= dx
+    edge[..., 1:, :] |= dy
+    edge[..., :-1, :] |= dy
+    return edge.float()
+
+
+def semantics(classes: torch.Tensor, channels: int, instances: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator's content input: one-hot class maps (+ the instance boundary map)."""
+    out = one_hot(classes, channels)
+    return out if instances is None else torch.cat([out, edges(instances).to(out.dtype)], 1)
 
 
 def pair_files(labels_dir: str | Path, images_dir: str | Path) -> list[tuple[Path, Path]]:
@@ -150,25 +195,32 @@ def pair_files(labels_dir: str | Path, images_dir: str | Path) -> list[tuple[Pat
 
 
 class PairedData(torch.utils.data.Dataset):
-    """Item i: {"content": H x W int64 labels, "style": 3 x H x W image in [-1, 1]}, one geometry for both."""
+    """Item i: {"content": H x W int64 classes, "style": 3 x H x W image in [-1, 1] (, "instance": H x W int64
+    instance ids)}, one geometry for all."""
 
     def __init__(self, pairs: list[tuple[Path, Path]], num_classes: int, size: tuple[int, int], *, seed: int = 0,
-                 preprocess: str = "fixed", load_size: int | None = None, hflip: bool = True):
-        if preprocess not in PREPROCESS:
-            raise PixforgeError(f"--preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}")
+                 preprocess: str = "fixed", load_size: int | None = None, hflip: bool = True,
+                 dontcare: int | None = None, instances: list[Path] | None = None):
+        check_preprocess(preprocess, load_size, size)
         self.pairs, self.num_classes, self.size, self.seed = list(pairs), num_classes, tuple(size), seed
         self.preprocess, self.load_size, self.hflip = preprocess, load_size or max(size), hflip
+        self.dontcare, self.instances = dontcare, instances
 
     def __len__(self) -> int:
         return 2**62
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, index))
-        label_path, image_path = self.pairs[int(rng.integers(len(self.pairs)))]
+        k = int(rng.integers(len(self.pairs)))
+        label_path, image_path = self.pairs[k]
         geo = Geometry.draw(rng, self.size, self.preprocess, self.load_size, self.hflip)
-        labels = geo.apply(read_labels(label_path, self.num_classes), Image.Resampling.NEAREST)
+        labels = geo.apply(read_labels(label_path, self.num_classes, self.dontcare), Image.Resampling.NEAREST)
         image = geo.apply(read_image(image_path), Image.Resampling.BICUBIC)
-        return {"content": torch.from_numpy(labels[..., 0].astype(np.int64)), "style": image_to_tensor(image)}
+        item = {"content": torch.from_numpy(labels[..., 0].astype(np.int64)), "style": image_to_tensor(image)}
+        if self.instances is not None:
+            inst = geo.apply(read_instances(self.instances[k]), Image.Resampling.NEAREST)
+            item["instance"] = torch.from_numpy(inst[..., 0].astype(np.int64))
+        return item
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -6,8 +6,10 @@ W/stride standard normal) and the scalar `alpha` (FAdaIN strength, `--set alpha=
 
     pixforge-run run model.onnx CONTENT --input style=STYLE.png --out DIR
 
-Semantic-synthesis models take `content` as a one-channel label map (pixel value = class id; one-hot inside the
-graph) and, with a VAE encoder, the `style` image whose code sets the appearance (fixed size: the training size).
+Semantic-synthesis models take `content` as a label map (pixforge kind `labels`: one channel of the ids as stored
+in the PNG, read and checked by the runtime, resized nearest; the don't-care mapping and the one-hot encoding happen
+inside the graph, so the host sends one channel, not K) and, with a VAE encoder, the `style` image whose code sets
+the appearance (fixed size: the training size). Models trained with instance maps are not exported yet.
 Spectral norms are folded into plain weights; FADE's batch norm uses its running statistics (eval mode).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,16 +38,24 @@ class StyleGraph(nn.Module):
 
 
 class LabelGraph(nn.Module):
-    """(label map [, style]) -> image: semantic synthesis; the label map's values are class ids."""
+    """(label ids [, style]) -> image: semantic synthesis. Ids map to classes as
+    `pixforge.export.pipeline.label_classes` (the don't-care id to the extra class K, the ids above it down by one),
+    then one-hot."""
 
-    def __init__(self, generator: TSITGenerator, encoder: ConvEncoder | None, num_classes: int):
+    def __init__(self, generator: TSITGenerator, encoder: ConvEncoder | None, num_classes: int,
+                 dontcare: int | None = None):
         super().__init__()
-        self.generator, self.encoder, self.num_classes = generator, encoder, num_classes
-        self.register_buffer("classes", torch.arange(num_classes, dtype=torch.float32).view(1, -1, 1, 1),
+        self.generator, self.encoder, self.num_classes, self.dontcare = generator, encoder, num_classes, dontcare
+        channels = num_classes + (dontcare is not None)
+        self.register_buffer("classes", torch.arange(channels, dtype=torch.float32).view(1, -1, 1, 1),
                              persistent=False)
 
     def forward(self, content, style=None):
-        one_hot = (content.round() == self.classes).to(content.dtype)
+        ids = content.round()
+        if self.dontcare is not None:
+            d = float(self.dontcare)
+            ids = torch.where(ids == d, torch.full_like(ids, self.num_classes), ids - (ids > d).to(ids.dtype))
+        one_hot = (ids == self.classes).to(content.dtype)
         code = self.encoder(style)[0] if self.encoder is not None else None
         return self.generator(one_hot, None, code)
 
@@ -86,14 +97,19 @@ def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = Fa
         checks = [torch.rand(1, 3, stride, 2 * stride) * 2 - 1, torch.rand(1, 3, stride, 2 * stride) * 2 - 1,
                   torch.randn(1, 3, 1, 2), torch.tensor(0.5)]
     else:
-        module = LabelGraph(generator, encoder, arch["num_classes"])
+        if arch.get("instance"):
+            raise PixforgeError(f"{run}: exporting a model trained with instance maps (--instances) is not supported "
+                                "yet; translate it with pixforge-tsit translate --instances DIR")
+        dontcare = arch.get("dontcare")
+        module = LabelGraph(generator, encoder, arch["num_classes"], dontcare)
         fixed = encoder is not None
         ex_h, ex_w = size if fixed else (2 * stride, 3 * stride)
-        labels = torch.randint(0, arch["num_classes"], (2, 1, ex_h, ex_w)).float()
-        specs = [TensorSpec("content", kind="image", color="GRAY", range=(0.0, 255.0), multiple=stride,
-                            size=size if fixed else None, description="label map: pixel value = class id")]
-        example, dynamic = (labels,), ({0: batch} if fixed else {0: batch, 2: stride * h, 3: stride * w},)
-        checks = [torch.randint(0, arch["num_classes"], (1, 1, *(size if fixed else (stride, 2 * stride)))).float()]
+        specs = [TensorSpec("content", kind="labels", num_classes=arch["num_classes"], dontcare=dontcare,
+                            multiple=stride, size=size if fixed else None,
+                            description="label map: pixel value (or palette index) = class id")]
+        example = (_label_ids(arch, (2, 1, ex_h, ex_w)),)
+        dynamic = ({0: batch} if fixed else {0: batch, 2: stride * h, 3: stride * w},)
+        checks = [_label_ids(arch, (1, 1, *(size if fixed else (stride, 2 * stride))))]
         if fixed:
             example += (torch.rand(2, 3, *size) * 2 - 1,)
             specs.append(TensorSpec("style", **image, size=size, description="style image (appearance code)"))
@@ -108,3 +124,12 @@ def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = Fa
         verify_onnx(path, module.half() if fp16 else module, [c.half() if fp16 else c for c in checks],
                     atol=tolerance, rtol=tolerance)
     return path
+
+
+def _label_ids(arch: dict, shape: tuple[int, ...]) -> torch.Tensor:
+    """Random valid label ids (the don't-care id included) as the float tensor the runtime feeds."""
+    from pixforge.export.pipeline import label_classes
+
+    ids = np.arange(max(arch["num_classes"], arch.get("dontcare") or 0) + 1)
+    valid = ids[label_classes(ids, arch["num_classes"], arch.get("dontcare")) >= 0].tolist()
+    return torch.tensor(valid, dtype=torch.float32)[torch.randint(0, len(valid), shape)]

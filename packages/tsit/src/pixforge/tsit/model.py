@@ -21,13 +21,19 @@ TASKS = ("ast", "sis", "mmis")
 
 
 def make_arch(task: str, *, ngf: int, levels: int, size: tuple[int, int], num_classes: int | None = None,
-              vae: bool = False, z_dim: int = 256, enc_size: int = 256, conditions: list[str] | None = None) -> dict:
-    """The architecture record of a TSIT model for `task` (see `build`)."""
+              dontcare: int | None = None, instance: bool = False, vae: bool = False, z_dim: int = 256,
+              enc_size: int = 256, conditions: list[str] | None = None) -> dict:
+    """The architecture record of a TSIT model for `task` (see `build`). Semantic synthesis: the content stream takes
+    num_classes one-hot maps, + 1 for the don't-care class when `dontcare` is set (official contain_dontcare_label),
+    + 1 for the instance boundary map when `instance` (official no_instance off)."""
     stride = 2 ** (levels - 1)
     sis = task == "sis"
+    dontcare = dontcare if sis else None
+    instance = bool(instance and sis)
+    channels = (num_classes + (dontcare is not None) + instance) if sis else 3
     return {"tool": TOOL, "format": ARCH_FORMAT, "task": task, "ngf": ngf, "levels": levels, "stride": stride,
-            "size": list(size), "content_channels": num_classes if sis else 3,
-            "num_classes": num_classes if sis else None,
+            "size": list(size), "content_channels": channels,
+            "num_classes": num_classes if sis else None, "dontcare": dontcare, "instance": instance,
             "style_stream": not sis, "start": ("vae" if vae else "content") if sis else "noise", "z_dim": z_dim,
             "enc_size": enc_size if (sis and vae) else None,
             "latent_hw": [size[0] // stride, size[1] // stride] if (sis and vae) else None,
@@ -41,6 +47,11 @@ def check_arch(arch: dict, source: str | Path) -> dict:
         raise PixforgeError(f"{source} uses pixforge-tsit model format {arch.get('format')!r}; this version reads "
                             f"format {ARCH_FORMAT}: use the pixforge-tsit version that trained it")
     return arch
+
+
+def classes(arch: dict) -> int:
+    """The number of one-hot class maps of a semantic-synthesis model (num_classes, + 1 with a don't-care id)."""
+    return arch["num_classes"] + (arch.get("dontcare") is not None)
 
 
 def build_generator(arch: dict) -> TSITGenerator:

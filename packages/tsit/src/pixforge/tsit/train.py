@@ -29,7 +29,7 @@ from pixforge.core.runtime import autocast, autocast_dtype, configure, grad_scal
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import parse_size
 from pixforge.tsit import data as tdata
-from pixforge.tsit.model import TASKS, build_encoder, build_generator, make_arch
+from pixforge.tsit.model import TASKS, build_encoder, build_generator, classes, make_arch
 from pixforge.tsit.nets import init_weights, kl_divergence
 
 # (lambda_vgg, lambda_feat) of the official train scripts: summer2winter / mmis 1, 1 (day2night 2, 1; photo2art 1, 2);
@@ -78,7 +78,8 @@ def palette(num_classes: int) -> torch.Tensor:
 def train(out: str, task: str = "ast", content: str | None = None, style: str | None = None, size=256,
           batch: int = 1, steps: int | None = None, kimg: float | None = None, ngf: int = 64, levels: int = 8,
           ndf: int = 64, num_d: int = 2, n_layers_d: int | None = None, num_classes: int | None = None,
-          vae: bool | None = None, z_dim: int = 256, enc_size: int = 256, lambda_vgg: float | None = None,
+          dontcare: int | None = None, instances: str | None = None, vae: bool | None = None, z_dim: int = 256,
+          enc_size: int = 256, lambda_vgg: float | None = None,
           lambda_feat: float | None = None, lambda_kld: float = 0.05, lr_g: float = 1e-4, lr_d: float = 4e-4,
           beta1: float = 0.0, beta2: float = 0.9, decay_steps: int = 0, vgg_weights: str | None = None,
           vgg_imagenet_norm: bool = False, preprocess: str = "fixed", load_size: int | None = None,
@@ -109,9 +110,13 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
     default_vgg, default_feat = TASK_WEIGHTS[task]
     lambda_vgg = default_vgg if lambda_vgg is None else lambda_vgg
     lambda_feat = default_feat if lambda_feat is None else lambda_feat
-    dataset, conditions = _dataset(task, content, style, size, num_classes, seed, preprocess, load_size, hflip)
-    arch = make_arch(task, ngf=ngf, levels=levels, size=size, num_classes=num_classes, vae=vae, z_dim=z_dim,
-                     enc_size=enc_size, conditions=conditions)
+    if not sis and (dontcare is not None or instances is not None):
+        raise PixforgeError("--dontcare and --instances are for semantic synthesis (--task sis) only")
+    dataset, conditions = _dataset(task, content, style, size, num_classes, seed, preprocess, load_size, hflip,
+                                   dontcare, instances)
+    arch = make_arch(task, ngf=ngf, levels=levels, size=size, num_classes=num_classes, dontcare=dontcare,
+                     instance=instances is not None, vae=vae, z_dim=z_dim, enc_size=enc_size, conditions=conditions)
+    n_classes = classes(arch) if sis else None
     config.update(size=list(size), steps=steps, vae=vae, lambda_vgg=lambda_vgg, lambda_feat=lambda_feat, arch=arch)
     perceptual = VGGPerceptualLoss(vgg_weights, imagenet_norm=vgg_imagenet_norm).to(dev) if lambda_vgg > 0 else None
     fid = _fid_metric(inception_weights, style, dev) if fid_every > 0 else None
@@ -122,7 +127,7 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
     seed_everything(seed)
     G, E = init_weights(build_generator(arch)).to(dev), build_encoder(arch)
     E = init_weights(E).to(dev) if E is not None else None
-    d_in = 3 + (num_classes if sis else 0)
+    d_in = 3 + (arch["content_channels"] if sis else 0)  # D sees (label maps [+ edges], image) for sis
     D = init_weights(MultiScaleDiscriminator(d_in, num_d, ndf, n_layers_d or (4 if sis else 3))).to(dev)
     if dist.enabled and dev.type == "cuda":
         G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)  # FADE's batch norm spans all GPUs, as SyncBN upstream
@@ -148,7 +153,8 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
 
     def prepare(item: dict) -> tuple[torch.Tensor, torch.Tensor]:
         c, s = item["content"].to(dev, non_blocking=True), item["style"].to(dev, non_blocking=True)
-        return (tdata.one_hot(c, num_classes) if sis else c), s
+        inst = item["instance"].to(dev, non_blocking=True) if "instance" in item else None
+        return (tdata.semantics(c, n_classes, inst) if sis else c), s
 
     def generate(gen, enc, c, s, step: int, salt: int, with_kld: bool):
         n, kld = c.shape[0], None
@@ -217,9 +223,9 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
             bar.update()
             final = G_ema.module if G_ema is not None else G
             if dist.is_main and (step % sample_every == 0 or step == steps):
-                _sample(final, E, fixed, run.sample_path(step), sis, num_classes, seed, dev)
+                _sample(final, E, fixed, run.sample_path(step), sis, n_classes, seed, dev)
             if fid is not None and (step % fid_every == 0 or step == steps):
-                metrics.log(step, fid=_fid(fid, final, E, dataset, fid_images, sis, num_classes, seed, dev))
+                metrics.log(step, fid=_fid(fid, final, E, dataset, fid_images, sis, n_classes, seed, dev))
             if step % ckpt_every == 0 or step == steps or stop.requested:
                 save(step)
     if stop.requested or step < steps:
@@ -234,7 +240,7 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
     return run.path
 
 
-def _dataset(task, content, style, size, num_classes, seed, preprocess, load_size, hflip):
+def _dataset(task, content, style, size, num_classes, seed, preprocess, load_size, hflip, dontcare, instances):
     """The training set for `task`, with every file checked before anything is written; (dataset, conditions)."""
     if task == "sis":
         if not num_classes or num_classes < 1:
@@ -242,9 +248,15 @@ def _dataset(task, content, style, size, num_classes, seed, preprocess, load_siz
         pairs = tdata.pair_files(content, style)
         tdata.check_images([img for _, img in pairs])
         for label, _ in pairs:
-            tdata.read_labels(label, num_classes)
+            tdata.read_labels(label, num_classes, dontcare)
+        inst = None
+        if instances is not None:
+            matched = dict(tdata.pair_files(content, instances))
+            inst = [matched[label] for label, _ in pairs]
+            for path in inst:
+                tdata.read_instances(path)
         return tdata.PairedData(pairs, num_classes, size, seed=seed, preprocess=preprocess, load_size=load_size,
-                                hflip=hflip), []
+                                hflip=hflip, dontcare=dontcare, instances=inst), []
     content_files = tdata.list_images(content)
     groups = tdata.style_conditions(style)
     style_files = [f for files in groups.values() for f in files]
@@ -269,7 +281,7 @@ def _sample(G, E, fixed, path: Path, sis: bool, num_classes: int | None, seed: i
     was = G.training
     G.eval()
     c, s = fixed["content"], fixed["style"]
-    net_c = tdata.one_hot(c, num_classes) if sis else c
+    net_c = tdata.semantics(c, num_classes, fixed.get("instance")) if sis else c
     noise = draw(G.noise_shape(len(c), *c.shape[-2:]), seed, -1, 0, 7, dev)
     if E is not None:
         E.eval()
@@ -302,9 +314,10 @@ def _fid(fid: dict, G, E, dataset, count: int, sis: bool, num_classes, seed: int
         items = [dataset[2**60 + k] for k in range(start, min(count, start + 8))]
         c = torch.stack([it["content"] for it in items]).to(dev)
         s = torch.stack([it["style"] for it in items]).to(dev)
+        inst = torch.stack([it["instance"] for it in items]).to(dev) if "instance" in items[0] else None
         noise = E.eval()(s)[0] if E is not None else draw(G.noise_shape(len(c), *c.shape[-2:]), seed, -2, start, 0,
                                                           dev)
-        out = G(tdata.one_hot(c, num_classes) if sis else c, None if sis else s, noise).float()
+        out = G(tdata.semantics(c, num_classes, inst) if sis else c, None if sis else s, noise).float()
         if not fid["real"]:
             metric.update(((s + 1) / 2).clamp(0, 1), real=True)
         metric.update(((out + 1) / 2).clamp(0, 1), real=False)

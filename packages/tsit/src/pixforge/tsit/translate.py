@@ -7,8 +7,10 @@ image is resized (bicubic) to the padded content size; the noise map of item i i
 video shares one noise map (temporal stability) and results do not depend on the batch size. Items are numbered as
 `pixforge-run` numbers them: the inputs in order, folders sorted recursively.
 
-Semantic-synthesis models take label maps (PNG class indices) as content; with a VAE encoder the style image sets
-the code (its mean), without one the code is drawn from the noise seed.
+Semantic-synthesis models take label maps (PNG class ids, read as `pixforge-run` reads them: pixel values or palette
+indices, the don't-care id mapped to the extra class, nearest resizing) as content, and for a model trained with
+instance maps the instance map of the same relative name from `--instances DIR`; with a VAE encoder the style image
+sets the code (its mean), without one the code is drawn from the noise seed.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from pixforge.core.io import VideoReader, VideoWriter, image_to_tensor, probe_vi
 from pixforge.core.io import write_image as _write_image
 from pixforge.core.loop import progress
 from pixforge.export.errors import PixforgeError
-from pixforge.export.images import probe_image
+from pixforge.export.images import IMAGE_SUFFIXES, probe_image
 from pixforge.export.jobs import media_files
+from pixforge.export.pipeline import label_classes, read_labels, resize_labels
 from pixforge.export.video import is_video_path
 from pixforge.tsit import data as tdata
-from pixforge.tsit.model import Trained, load
+from pixforge.tsit.model import Trained, classes, load
 from pixforge.tsit.nets import fold_spectral_norm
 
 NOISE_POSITION = 2  # content, style, noise, alpha: the noise input's index in the exported graph
@@ -78,20 +81,30 @@ class Translator:
 
     def _fit(self, image: np.ndarray, net: tuple[int, int], resample: int) -> np.ndarray:
         if self.fixed is not None:
-            return tdata.resize(image, net, resample)
+            return resize_labels(image, net) if self.sis else tdata.resize(image, net, resample)
         h, w = image.shape[:2]
         return image if (h, w) == net else np.pad(image, ((0, net[0] - h), (0, net[1] - w), (0, 0)), mode="reflect")
 
     @torch.no_grad()
-    def run(self, contents: list[np.ndarray], style: np.ndarray | None, indices: list[int]) -> torch.Tensor:
-        """Network output (N x 3 x Hn x Wn, float in [-1, 1]) for uint8 contents sharing one network size."""
+    def run(self, contents: list[np.ndarray], style: np.ndarray | None, indices: list[int],
+            instances: list[np.ndarray] | None = None) -> torch.Tensor:
+        """Network output (N x 3 x Hn x Wn, float in [-1, 1]) for contents sharing one network size: uint8 RGB
+        images, or (semantic synthesis) label-map ids as `pixforge.export.pipeline.read_labels` gives them, with
+        instance maps alike when the model was trained with them."""
         net = self.network_size(contents[0].shape[:2])
         if self.sis:
-            labels = np.stack([self._fit(c, net, Image.Resampling.NEAREST)[..., 0] for c in contents])
-            if labels.max() >= self.arch["num_classes"]:
-                raise PixforgeError(f"a label map holds class id {int(labels.max())}, outside the model's "
+            ids = np.stack([self._fit(c, net, Image.Resampling.NEAREST)[..., 0] for c in contents])
+            cls = label_classes(ids, self.arch["num_classes"], self.arch.get("dontcare"))
+            if (cls < 0).any():
+                raise PixforgeError(f"a label map holds class id {int(ids[cls < 0].flat[0])}, outside the model's "
                                     f"{self.arch['num_classes']} classes")
-            content = tdata.one_hot(torch.from_numpy(labels.astype(np.int64)), self.arch["num_classes"])
+            inst = None
+            if self.arch.get("instance"):
+                if instances is None:
+                    raise PixforgeError("this model was trained with instance maps: give them with --instances DIR")
+                inst = torch.from_numpy(np.stack([self._fit(i, net, Image.Resampling.NEAREST)[..., 0]
+                                                  for i in instances]).astype(np.int64))
+            content = tdata.semantics(torch.from_numpy(cls), classes(self.arch), inst)
         else:
             content = image_to_tensor(np.stack([self._fit(c, net, Image.Resampling.BICUBIC) for c in contents]))
         n = len(contents)
@@ -105,9 +118,10 @@ class Translator:
         out = self.generator(content.to(self.device), None if self.sis else style_t, noise, self.alpha)
         return out.float()
 
-    def translate(self, contents: list[np.ndarray], style: np.ndarray | None, indices: list[int]) -> list[np.ndarray]:
+    def translate(self, contents: list[np.ndarray], style: np.ndarray | None, indices: list[int],
+                  instances: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """uint8 H x W x 3 results at each content's own size."""
-        pixels = tensor_to_image(self.run(contents, style, indices))
+        pixels = tensor_to_image(self.run(contents, style, indices, instances))
         return [p[: c.shape[0], : c.shape[1]] if self.fixed is None else
                 tdata.resize(p, c.shape[:2], Image.Resampling.BICUBIC) for p, c in zip(pixels, contents, strict=True)]
 
@@ -120,7 +134,8 @@ def collect(inputs: list[str], out: Path) -> list[Item]:
 
 
 def translate(run: str, inputs: list[str], out: str, style: str | None = None, alpha: float = 1.0, batch: int = 4,
-              seed: int = 0, device: str = "auto", overwrite: bool = False, quiet: bool = False) -> list[Path]:
+              seed: int = 0, device: str = "auto", overwrite: bool = False, quiet: bool = False,
+              instances: str | None = None) -> list[Path]:
     """Translate images / folders / videos; returns the files written (OUT/<name>.png|.mp4, or
     OUT/<style name>/<name>... when --style is a folder of several styles)."""
     from pixforge.core.runtime import resolve_device
@@ -131,6 +146,7 @@ def translate(run: str, inputs: list[str], out: str, style: str | None = None, a
     translator = Translator(load(run), resolve_device(device), alpha, seed)
     styles = _styles(style, translator)
     items = collect(inputs, out_dir)
+    inst_files = _instance_files(items, instances, translator)
     for item in items:  # every input is opened and checked before anything is written
         if item.video:
             info = probe_video(item.source)
@@ -138,14 +154,13 @@ def translate(run: str, inputs: list[str], out: str, style: str | None = None, a
         else:
             item.hw = probe_image(item.source)[:2]
             if translator.sis:
-                tdata.read_labels(item.source, translator.arch["num_classes"])
+                tdata.read_labels(item.source, translator.arch["num_classes"], translator.arch.get("dontcare"))
         translator.check(str(item.source), item.hw)
     plan = {(name, item.index): out_dir / (name if len(styles) > 1 else "") / (item.stem + _suffix(item))
             for name in styles for item in items}
     existing = [p for p in plan.values() if p.exists()]
     if existing and not overwrite:
         raise PixforgeError(f"{existing[0]} already exists: pass --overwrite to replace it")
-    mode = "GRAY" if translator.sis else "RGB"
     written = []
     total = len(styles) * sum(it.frames for it in items)
     with progress(total, desc="translate", unit="image", disable=quiet) as bar:
@@ -155,9 +170,10 @@ def translate(run: str, inputs: list[str], out: str, style: str | None = None, a
                 group = list(group)
                 for k in range(0, len(group), batch):
                     chunk = group[k:k + batch]
-                    images = [_labels_or_rgb(it.source, mode, translator) for it in chunk]
-                    for it, result in zip(chunk, translator.translate(images, style_image, [it.index for it in chunk]),
-                                          strict=True):
+                    images = [read_labels(it.source) if translator.sis else read_image(it.source) for it in chunk]
+                    inst = [read_labels(inst_files[it.index]) for it in chunk] if inst_files else None
+                    results = translator.translate(images, style_image, [it.index for it in chunk], inst)
+                    for it, result in zip(chunk, results, strict=True):
                         written.append(_write_image(plan[(name, it.index)], result))
                     bar.update(len(chunk))
             for it in (it for it in items if it.video):
@@ -169,10 +185,23 @@ def _suffix(item: Item) -> str:
     return ".mp4" if item.video else ".png"
 
 
-def _labels_or_rgb(path: Path, mode: str, translator: Translator) -> np.ndarray:
-    if mode == "GRAY":
-        return tdata.read_labels(path, translator.arch["num_classes"])
-    return read_image(path)
+def _instance_files(items: list[Item], instances: str | None, translator: Translator) -> dict[int, Path]:
+    """{item index: instance map}: the file of each item's relative name (any image suffix) under `instances`."""
+    if not translator.arch.get("instance"):
+        if instances is not None:
+            raise PixforgeError("--instances is for semantic-synthesis models trained with instance maps")
+        return {}
+    if instances is None:
+        raise PixforgeError("this model was trained with instance maps: give them with --instances DIR")
+    found = {}
+    for item in items:
+        matches = [p for p in (Path(instances) / (item.stem + s) for s in IMAGE_SUFFIXES) if p.is_file()]
+        if not matches:
+            raise PixforgeError(f"{item.source} has no instance map {Path(instances) / item.stem}.png (--instances "
+                                "maps are matched to label maps by relative name)")
+        read_labels(matches[0])
+        found[item.index] = matches[0]
+    return found
 
 
 def _styles(style: str | None, translator: Translator) -> dict[str, np.ndarray | None]:

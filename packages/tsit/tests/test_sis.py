@@ -1,0 +1,155 @@
+"""Semantic image synthesis end to end: label conventions (don't care, instance edges), translate, export and
+pixforge-run."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from pixforge.core.io import read_image, write_image
+from pixforge.export.cli import Runtime
+from pixforge.export.errors import PixforgeError
+from pixforge.export.metadata import parse_metadata
+from pixforge.export.pipeline import Pipeline, label_classes, read_labels
+from pixforge.export.session import open_session
+from pixforge.tsit import data as tdata
+from pixforge.tsit.export import LabelGraph, export
+from pixforge.tsit.model import load
+from pixforge.tsit.train import train
+from pixforge.tsit.translate import Translator, translate
+
+
+def palette_png(path, ids):
+    """A P-mode PNG whose colours are not the ids as grey levels (a grey conversion would break them)."""
+    img = Image.fromarray(np.asarray(ids, np.uint8), mode="P")
+    img.putpalette([v for k in range(256) for v in ((53 * k) % 256, (101 * k + 7) % 256, (29 * k + 90) % 256)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+@pytest.fixture(scope="session")
+def sis_data(tmp_path_factory, labels):
+    """labels/ as palette PNGs with don't-care (255) pixels, images/, instances/, and odd-sized maps in odd/."""
+    root = tmp_path_factory.mktemp("sis_dc")
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        ids = read_labels(labels / "labels" / f"x{i}.png")[..., 0].copy()
+        ids[:4, :4] = 255
+        palette_png(root / "labels" / f"x{i}.png", ids)
+        write_image(root / "images" / f"x{i}.png", read_image(labels / "images" / f"x{i}.jpg"))
+        inst = (np.arange(32)[:, None] // 8 * 1000 + np.arange(32)[None] // 16 + i).astype(np.uint16)
+        (root / "instances").mkdir(exist_ok=True)
+        Image.fromarray(inst).save(root / "instances" / f"x{i}.png")  # 16-bit, as Cityscapes' *_instanceIds.png
+    palette_png(root / "odd" / "a.png", rng.choice([0, 1, 2, 3, 255], (24, 40)))
+    palette_png(root / "odd" / "b.png", rng.choice([0, 1, 2, 3, 255], (17, 30)))
+    return root
+
+
+class Identity(torch.nn.Module):
+    def forward(self, content, style=None, noise=None, alpha=1.0):
+        return content
+
+
+@pytest.mark.parametrize("dontcare", [None, 255, 0, 2])
+def test_label_graph_maps_ids_like_the_runtime(dontcare):
+    k = 4
+    ids = torch.tensor([0, 1, 2, 3, 4, 255], dtype=torch.float32)
+    classes = label_classes(ids.numpy(), k, dontcare)
+    keep = classes >= 0
+    one_hot = LabelGraph(Identity(), None, k, dontcare)(ids[keep].view(1, 1, 1, -1))
+    expected = np.eye(k + (dontcare is not None))[classes[keep]].T
+    assert np.array_equal(one_hot[0, :, 0].numpy(), expected)
+
+
+def test_edges_are_the_official_boundary_map():
+    inst = torch.tensor([[[1, 1, 2], [1, 1, 2], [3, 3, 3]]])
+    t = inst[:, None]
+    ref = torch.zeros_like(t, dtype=torch.bool)  # the official get_edges, written out
+    ref[:, :, :, 1:] = ref[:, :, :, 1:] | (t[:, :, :, 1:] != t[:, :, :, :-1])
+    ref[:, :, :, :-1] = ref[:, :, :, :-1] | (t[:, :, :, 1:] != t[:, :, :, :-1])
+    ref[:, :, 1:, :] = ref[:, :, 1:, :] | (t[:, :, 1:, :] != t[:, :, :-1, :])
+    ref[:, :, :-1, :] = ref[:, :, :-1, :] | (t[:, :, 1:, :] != t[:, :, :-1, :])
+    out = tdata.edges(inst)
+    assert torch.equal(out, ref.float()) and out[0, 0].tolist() == [[0, 1, 1], [1, 1, 1], [1, 1, 1]]
+    sem = tdata.semantics(torch.tensor([[[0, 1, 2]]]), 3, torch.tensor([[[5, 5, 6]]]))
+    assert sem.shape == (1, 4, 1, 3) and sem[0, :, 0, 0].tolist() == [1, 0, 0, 0] and sem[0, 3, 0].tolist() == [0, 1, 1]
+
+
+def test_dontcare_ids_and_errors(tmp_path, sis_data):
+    classes = tdata.read_labels(sis_data / "labels" / "x0.png", 4, 255)
+    assert classes[:4, :4].max() == 4 and classes.max() == 4  # 255 -> the extra class K
+    with pytest.raises(PixforgeError, match=r"x0\.png holds class id 255, outside --num-classes 4"):
+        tdata.read_labels(sis_data / "labels" / "x0.png", 4)  # without --dontcare, 255 is an error
+    write_image(tmp_path / "rgb.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(PixforgeError, match=r"rgb\.png is a RGB image"):
+        tdata.read_labels(tmp_path / "rgb.png", 4)
+
+
+def _sis_run(tmp_path, sis_data, tiny, **kw):
+    return train(str(tmp_path / "sis"), task="sis", content=str(sis_data / "labels"), style=str(sis_data / "images"),
+                 num_classes=4, dontcare=255, batch=1, steps=1, sample_every=1, enc_size=32, **kw, **tiny)
+
+
+@pytest.fixture(scope="module")
+def sis_runs(tmp_path_factory, sis_data, tiny):
+    """One-step semantic-synthesis runs (4 classes + don't care 255), {vae: run directory}."""
+    return {vae: _sis_run(tmp_path_factory.mktemp(f"vae{vae}"), sis_data, tiny, vae=vae) for vae in (False, True)}
+
+
+@pytest.mark.parametrize("vae", [False, True])
+def test_sis_translate_export_and_pixforge_run_agree(tmp_path, sis_data, sis_runs, vae):
+    run = sis_runs[vae]
+    arch = load(run).arch
+    assert arch["content_channels"] == 5 and arch["dontcare"] == 255 and arch["start"] == ("vae" if vae else "content")
+    model = export(run, tmp_path / "sis.onnx")  # verify_onnx inside: ids -> classes -> one-hot in the graph
+    meta = parse_metadata(ort.InferenceSession(str(model)).get_modelmeta().custom_metadata_map, str(model))
+    spec = meta.input("content")
+    assert (spec.kind, spec.num_classes, spec.dontcare, spec.size) == ("labels", 4, 255, (32, 32) if vae else None)
+    style = sis_data / "images" / "x1.png"
+    extra = {"images": {"style": str(style)}} if vae else {}
+    # float outputs: pixforge-run's feeds through onnxruntime vs Translator.run in PyTorch (odd-sized label maps)
+    translator = Translator(load(run), torch.device("cpu"))
+    ids = [read_labels(sis_data / "odd" / "a.png")] * 2
+    pipe = Pipeline(open_session(str(model), "cpu"), **extra)
+    got = pipe.session.run(pipe.feeds(ids, [0, 1]))["image"]
+    expected = translator.run(ids, read_image(style) if vae else None, [0, 1]).numpy()
+    assert got.shape == expected.shape == ((2, 3, 32, 32) if vae else (2, 3, 24, 40))
+    assert np.abs(got - expected).max() < 1e-3
+    # pictures: every item, pixforge-run vs pixforge-tsit translate
+    inputs = [str(sis_data / "labels"), str(sis_data / "odd")]
+    Runtime().run(str(model), *inputs, out=str(tmp_path / "rt"), device="cpu", input=f"style={style}" if vae else None)
+    translate(str(run), inputs, str(tmp_path / "tr"), style=str(style) if vae else None, quiet=True, device="cpu")
+    for name, hw in (("x0.png", (32, 32)), ("x1.png", (32, 32)), ("a.png", (24, 40)), ("b.png", (17, 30))):
+        a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
+        assert a.shape == b.shape == (*hw, 3) and np.abs(a - b).max() <= 1, name
+
+
+def test_vae_code_follows_the_style_image(sis_data, sis_runs):
+    translator = Translator(load(sis_runs[True]), torch.device("cpu"))
+    ids = [read_labels(sis_data / "labels" / "x0.png")]
+    a = translator.run(ids, read_image(sis_data / "images" / "x0.png"), [0])
+    b = translator.run(ids, read_image(sis_data / "images" / "x1.png"), [0])
+    assert (a - b).abs().max() > 0
+
+
+def test_instance_maps(tmp_path, sis_data, tiny):
+    run = _sis_run(tmp_path, sis_data, tiny, vae=False, instances=str(sis_data / "instances"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["arch"]["instance"] and config["arch"]["content_channels"] == 4 + 1 + 1
+    d = torch.load(run / "checkpoints" / "step-000000001.pt", weights_only=True)["models"]["D"]
+    assert d["scales.0.blocks.0.0.weight"].shape[1] == 3 + 6  # D sees one-hot + don't care + edges + image
+    written = translate(str(run), [str(sis_data / "labels")], str(tmp_path / "tr"), instances=str(sis_data /
+                                                                                               "instances"),
+                        quiet=True, device="cpu")
+    assert [p.name for p in written] == ["x0.png", "x1.png"]
+    with pytest.raises(PixforgeError, match="--instances DIR"):
+        translate(str(run), [str(sis_data / "labels")], str(tmp_path / "no"), quiet=True, device="cpu")
+    with pytest.raises(PixforgeError, match=r"a\.png has no instance map"):
+        translate(str(run), [str(sis_data / "odd")], str(tmp_path / "no"), instances=str(sis_data / "instances"),
+                  quiet=True, device="cpu")
+    with pytest.raises(PixforgeError, match="instance maps .* not supported"):
+        export(run, tmp_path / "inst.onnx")
+    assert not (tmp_path / "no").exists() and not (tmp_path / "inst.onnx").exists()
