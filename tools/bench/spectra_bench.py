@@ -1,14 +1,17 @@
 """pixforge-spectra generation speed vs the official "Learning to See by Looking at Noise" code, same run.
 
 For each model and size: pixforge in one process (one thread, `sample` per image, no encoding), pixforge
-`generate` with 2 worker processes writing PNG files, CUDA batches (statistical models) when a GPU is present,
-and the official dead-leaves generator (`generate_datasets/dead_leaves/generate_dataset.py` of
-mbaradad/learning_with_noise: its `dead_leaves` function read from the file and run with NumPy + OpenCV, one
-process) when `--official PATH` points at a checkout. The official statistical models need pyrtools and the
-textured dead leaves a folder of pre-generated textures: their columns are skipped. One JSON line per case:
-name, device, size, median_s (per image), images_per_s, reference images_per_s, ratio, projected hours for 1.3M.
+`generate` with 2 worker processes writing PNG files, the batched torch path (`sample_batched` for dead leaves and
+StyleGANs, `sample` with `batch` indices for the statistical models) on `--device` (default: cuda when present,
+else cpu: torch-CPU, one thread), and the official dead-leaves generator
+(`generate_datasets/dead_leaves/generate_dataset.py` of mbaradad/learning_with_noise: its `dead_leaves` function
+read from the file and run with NumPy + OpenCV, one process) when `--official PATH` points at a checkout. The
+official statistical models need pyrtools and the textured dead leaves a folder of pre-generated textures: their
+columns are skipped. One JSON line per case: name, device, size, median_s (per image), images_per_s, reference
+images_per_s, ratio, projected hours for 1.3M.
 
     python tools/bench/spectra_bench.py [--official ~/learning_with_noise] [--sizes 128 256] [--images 5]
+        [--device cuda] [--batch 32] [--batches 4]
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import ast
 import json
 import random
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,15 @@ def _official(path: Path):
     return run
 
 
+def _batched(model, size: int, dev: torch.device, batch: int, batches: int) -> float:
+    """Seconds per image of the batched torch path: whole batches, after one warm-up batch (median of calls)."""
+    run = getattr(model, "sample_batched", model.sample)
+    blocks = iter(range(1, 10**9))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    return median_time(lambda: run(0, [batch * b + k for b in [next(blocks)] for k in range(batch)], size, dev),
+                       batches, sync=sync) / batch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, default=None, help="checkout of mbaradad/learning_with_noise")
@@ -59,6 +70,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--workers-images", type=int, default=40)
     parser.add_argument("--models", nargs="+", default=list(NAMES))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="device of the batched torch path")
+    parser.add_argument("--batch", type=int, default=None, help="images per batched call (cuda 32, cpu 4)")
+    parser.add_argument("--batches", type=int, default=4, help="timed batched calls (after one warm-up call)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     official = None
@@ -67,7 +82,8 @@ def main() -> None:
     cpu = torch.device("cpu")
     for size in args.sizes:
         for name in args.models:
-            model = get(name, texture_pool=16) if name == "dead-leaves-textured" else get(name)
+            options = {"texture_pool": 16} if name == "dead-leaves-textured" else {}
+            model = get(name, **options)
             model.sample(0, [0], size, cpu)  # builds the texture pool once
             counter = iter(range(1, 10**9))
             ours = median_time(lambda m=model, c=counter, s=size: m.sample(0, [next(c)], s, cpu), args.images)
@@ -83,19 +99,13 @@ def main() -> None:
             print(json.dumps(dict(name=f"{name}/generate-2-workers-png", device="cpu", median_s=round(1 / rate, 4),
                                   images_per_s=rate, ratio=round(rate * ref, 2) if ref else None,
                                   hours_for_1_3M=round(1.3e6 / rate / 3600, 1), **base)), flush=True)
-            if torch.cuda.is_available() and name not in OFFICIAL_SHAPES and "dead-leaves" not in name:
-                gpu = torch.device("cuda")
-                batched = get(name, batch=32)
-                batched.sample(0, range(32), size, gpu)
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                for k in range(4):
-                    batched.sample(0, range(32 * k, 32 * (k + 1)), size, gpu)
-                torch.cuda.synchronize()
-                per = (time.perf_counter() - start) / 128
-                print(json.dumps(dict(name=f"{name}/cuda-batch-32", device="cuda", median_s=round(per, 6),
-                                      images_per_s=round(1 / per, 1), ratio=None,
-                                      hours_for_1_3M=round(1.3e6 * per / 3600, 2), **base)), flush=True)
+            dev = torch.device(args.device)
+            batch = args.batch or (32 if dev.type == "cuda" else 4)
+            per = _batched(get(name, batch=batch, **options), size, dev, batch, args.batches)
+            ratio = round(ref / per, 2) if ref else None
+            print(json.dumps(dict(name=f"{name}/torch-batch-{batch}", device=str(dev), median_s=round(per, 6),
+                                  images_per_s=round(1 / per, 1), ratio=ratio,
+                                  hours_for_1_3M=round(1.3e6 * per / 3600, 2), **base)), flush=True)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def model(name, **options):
     return get(name, **(SMALL_TEXTURES | options if "textured" in name else options))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if not n.startswith("featurevis")])  # see test_featurevis
 def test_golden_checksums_and_determinism(name):
     m = model(name)
     images = m.sample(7, [0, 1], 32, CPU)

@@ -5,9 +5,17 @@ import pytest
 import torch
 
 from pixforge.core.datagen import generate, read_images, rng
+from pixforge.core.nets.stylegan2 import modulated_conv2d
 from pixforge.export.errors import PixforgeError
 from pixforge.spectra import analysis, get
-from pixforge.spectra.stylegan import VARIANTS, pink_noise, wavelet_bank
+from pixforge.spectra.stylegan import (
+    VARIANTS,
+    normalize_colors,
+    normalize_colors_torch,
+    pair_modulated_conv2d,
+    pink_noise,
+    wavelet_bank,
+)
 
 CPU = torch.device("cpu")
 SMALL = {"channel_max": 32}
@@ -80,3 +88,45 @@ def test_bad_sizes_and_options():
     with pytest.raises(PixforgeError, match="multiple of 2"):
         get("stylegan-random", images_per_network=3).check_size(32)
     assert get("stylegan-random", batch=1).batch == 2 and get("stylegan-random", batch=5).batch == 6
+
+
+@pytest.mark.parametrize("up", [1, 2])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_pair_modulated_conv_equals_core_modulated_conv_per_pair(up, demodulate):
+    g = torch.Generator().manual_seed(0)
+    x, styles = torch.randn(6, 5, 8, 8, generator=g), torch.randn(6, 5, generator=g)
+    weight, f = torch.randn(3, 4, 5, 3, 3, generator=g), torch.outer(*[torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8] * 2)
+    out = pair_modulated_conv2d(x, weight, styles, up=up, padding=1, resample_filter=f, demodulate=demodulate)
+    for p in range(3):
+        ref = modulated_conv2d(x[2 * p: 2 * p + 2], weight[p], styles[2 * p: 2 * p + 2], up=up, padding=1,
+                               resample_filter=f, demodulate=demodulate)
+        torch.testing.assert_close(out[2 * p: 2 * p + 2], ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_batched_forward_equals_the_pairwise_reference(name):
+    m = get(name, images_per_network=4, batch=6, paper_filters=name == "stylegan-oriented", **SMALL)  # blocks of 3
+    ref = m.sample(0, range(12), 32, CPU)  # pairs straddle blocks and networks
+    batched = m.sample_batched(0, range(12), 32, CPU)
+    diff = np.abs(ref.astype(int) - batched.astype(int))
+    assert batched.shape == ref.shape and batched.dtype == np.uint8
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # float rounding only
+    np.testing.assert_array_equal(m.sample_batched(0, [9, 2], 32, CPU), batched[[9, 2]])  # not the batch's mix
+    assert not np.array_equal(batched[4], batched[6])
+
+
+def test_batched_colour_normalisation_equals_the_numpy_one():
+    images = torch.randn(3, 3, 16, 16, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.1])[:, None, None]
+    got = normalize_colors_torch(images, [rng(0, i, 2) for i in range(3)]).numpy()
+    for i in range(3):
+        np.testing.assert_array_equal(got[i], normalize_colors(images[i].numpy(), rng(0, i, 2)))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", VARIANTS)
+def test_cuda_batches_agree_with_the_cpu_reference(name):
+    m = get(name, batch=8, **SMALL)
+    cpu = m.sample(0, range(8), 64, CPU).astype(int)
+    cuda = m.sample(0, range(8), 64, torch.device("cuda")).astype(int)  # TF32 convolutions: a few levels
+    assert np.abs(cuda - cpu).mean() < 1.0 and np.percentile(np.abs(cuda - cpu), 99) <= 4
+    np.testing.assert_array_equal(m.sample(0, [5], 64, torch.device("cuda"))[0], cuda[5].astype(np.uint8))

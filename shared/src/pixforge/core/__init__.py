@@ -3,8 +3,8 @@
 Modules: `runtime` (device, precision, seeding), `distributed` (torchrun/DDP, sharding), `checkpoint`
 (atomic save, resume, release weights), `loop` (EMA, progress, metric logs, sample grids, graceful stop),
 `rundir` (the run-directory convention), `io` (images, grids, datasets, video), `onnx` (export + parity),
-`metrics` (PSNR/SSIM/FID/KID), `lpips`, `losses` (GAN and perceptual losses), `nets` (shared networks), `datagen` (deterministic sharded dataset
-generation), `cli` (the Fire runner) and `umbrella` (`pixforge`).
+`metrics` (PSNR/SSIM/FID/KID), `lpips`, `losses` (GAN and perceptual losses), `nets` (shared networks),
+`datagen` (deterministic sharded dataset generation), `cli` (the Fire runner) and `umbrella` (`pixforge`).
 """
 
 from importlib.metadata import PackageNotFoundError, version

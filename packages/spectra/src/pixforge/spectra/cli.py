@@ -36,7 +36,10 @@ class Spectra:
                  texture_pool: int | None = None, texture_size: int | None = None,
                  images_per_network: int | None = None, paper_alpha: bool | None = None,
                  paper_filters: bool | None = None, channel_base: int | None = None, channel_max: int | None = None,
-                 overwrite: bool = False, quiet: bool = False) -> str:
+                 encoder: str | None = None, arch: str | None = None, layer: str | None = None,
+                 units: str | None = None, steps: int | None = None, lr: float | None = None,
+                 init_std: float | None = None, fft: bool | None = None, decorrelate: bool | None = None,
+                 transforms: bool | None = None, overwrite: bool = False, quiet: bool = False) -> str:
         """Generate images 0..N-1 of MODEL at SIZE x SIZE under OUT: png/jpg files (1,000 per folder), npz-shards
         or webdataset-tar (--per-shard images each), plus manifest.json. Image i is a pure function of (--seed, i,
         --size, options): re-runs, --shard K/N splits and resumed runs give the same bytes on one device type.
@@ -44,7 +47,10 @@ class Spectra:
         --batch, default 32). Model options (defaults = the official code): statistical --iterations,
         --paper-spectrum, --correlate-channels; dead leaves --paper-shapes, --texture-model, --texture-pool,
         --texture-size; StyleGAN --images-per-network, --paper-alpha, --paper-filters, --channel-base,
-        --channel-max. Prints a JSON summary."""
+        --channel-max; feature visualisation --encoder PATH (featurevis-deadleaves: a MoCo v2 / torchvision ResNet
+        checkpoint), --arch, --layer, --units sorted|single|pair|random, --steps, --lr, --init-std, --fft,
+        --decorrelate, --transforms (a GPU job: 128 Adam steps through a ResNet50 per image, --batch images at
+        once). Prints a JSON summary."""
         from pixforge.core.datagen import generate
         from pixforge.spectra import __version__
 
@@ -53,7 +59,9 @@ class Spectra:
                    "correlate_channels": correlate_channels, "paper_shapes": paper_shapes,
                    "texture_model": texture_model, "texture_pool": texture_pool, "texture_size": texture_size,
                    "images_per_network": images_per_network, "paper_alpha": paper_alpha,
-                   "paper_filters": paper_filters, "channel_base": channel_base, "channel_max": channel_max}
+                   "paper_filters": paper_filters, "channel_base": channel_base, "channel_max": channel_max,
+                   "encoder": encoder, "arch": arch, "layer": layer, "units": units, "steps": steps, "lr": lr,
+                   "init_std": init_std, "fft": fft, "decorrelate": decorrelate, "transforms": transforms}
         synth = _model(model, options, batch)
         summary = generate(synth, out, n=n, size=size, seed=seed, shard=shard, workers=workers, device=device,
                            fmt=format, per_shard=per_shard, encoding=encoding, quality=quality, overwrite=overwrite,
@@ -61,10 +69,14 @@ class Spectra:
         return json.dumps(summary)
 
     def preview(self, out: str = "spectra-preview.png", size: int = 128, per_model: int = 8, seed: int = 0,
-                device: str = "cpu", texture_pool: int = 16, overwrite: bool = False) -> str:
-        """A grid with one row of PER_MODEL images per model, written to OUT (a .png file)."""
+                device: str = "cpu", texture_pool: int = 16, featurevis_steps: int = 32, encoder: str | None = None,
+                overwrite: bool = False) -> str:
+        """A grid with one row of PER_MODEL images per model, written to OUT (a .png file). Feature visualisation
+        runs --featurevis-steps Adam steps (official: 128, too slow for a preview on a CPU); featurevis-deadleaves
+        is shown only with --encoder PATH (its MoCo v2 checkpoint)."""
         from pixforge.core.datagen import preview_grid
         from pixforge.core.io import write_image
+        from pixforge.spectra.featurevis import ENCODERS
         from pixforge.spectra.models import DEAD_LEAVES, NAMES, get
 
         path = Path(out)
@@ -72,7 +84,17 @@ class Spectra:
             raise PixforgeError(f"--out {path} exists: choose another file or pass --overwrite")
         if per_model < 1:
             raise PixforgeError(f"--per-model must be at least 1, got {per_model}")
-        models = [get(n, texture_pool=texture_pool) if DEAD_LEAVES.get(n) == "textured" else get(n) for n in NAMES]
+        models = []
+        for name in NAMES:
+            if DEAD_LEAVES.get(name) == "textured":
+                models.append(get(name, texture_pool=texture_pool))
+            elif name == "featurevis-random":
+                models.append(get(name, steps=featurevis_steps, batch=per_model))
+            elif ENCODERS.get(name) == "deadleaves":
+                if encoder is not None:
+                    models.append(get(name, steps=featurevis_steps, encoder=encoder, batch=per_model))
+            else:
+                models.append(get(name))
         return str(write_image(path, preview_grid(models, seed=seed, size=size, per_model=per_model, device=device)))
 
     def analyze(self, source: str, out: str | None = None, n: int = 200, size: int = 128, seed: int = 0,
@@ -114,14 +136,16 @@ class Spectra:
 
     def demo(self, out: str = "demo-out/spectra", n: int = 1000, size: int = 128, workers: int = 2,
              overwrite: bool = True) -> str:
-        """Preview of every model, 1,000 dead-leaves-shapes images (2 workers), and their statistics compared
-        with scikit-image's photos, under OUT."""
+        """Preview of every model (feature visualisation: 16 steps, featurevis-deadleaves left out: it needs a
+        trained encoder), 1,000 dead-leaves-shapes images (2 workers), and their statistics compared with
+        scikit-image's photos, under OUT."""
         import numpy as np
 
         from pixforge.core.io import embedded_images, write_image
 
         out_dir = output_dir(out, overwrite=overwrite)
-        grid = self.preview(out=str(out_dir / "preview.png"), size=size, per_model=6, texture_pool=6, overwrite=True)
+        grid = self.preview(out=str(out_dir / "preview.png"), size=size, per_model=6, texture_pool=6,
+                            featurevis_steps=16, overwrite=True)
         summary = json.loads(self.generate("dead-leaves-shapes", n=n, size=size, out=str(out_dir / "dead-leaves"),
                                            workers=workers, overwrite=True, quiet=True))
         photos = out_dir / "photos"

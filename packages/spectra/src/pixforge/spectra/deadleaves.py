@@ -37,12 +37,19 @@ def _radius_cdf() -> tuple[np.ndarray, np.ndarray]:
 R_LIST, R_CDF = _radius_cdf()
 
 
+def _nearest_radius(u: np.ndarray) -> np.ndarray:
+    """Index of the CDF value nearest to each `u` (the lower index on ties): `argmin |R_CDF - u|`, in O(log n)."""
+    j = np.searchsorted(R_CDF, u)
+    below = np.maximum(j - 1, 0)
+    return np.where((j > 0) & (u - R_CDF[below] <= R_CDF[np.minimum(j, R_STEPS - 1)] - u), below, j)
+
+
 def sample_leaves(rng: np.random.Generator, size: int, kinds: tuple[int, ...], count: int = CHUNK,
                   textures: int = 0) -> dict:
     """`count` leaves: kind, radius, centre, colour, polygon (4 x 2, x = column; circles unused) and texture id."""
     kind = np.asarray(kinds)[rng.integers(len(kinds), size=count)]
     color = (rng.uniform(0, 1, (count, 3)) * 255).astype(np.uint8)
-    r_i = np.abs(R_CDF[None, :] - rng.uniform(0, 1, count)[:, None]).argmin(axis=1)
+    r_i = _nearest_radius(rng.uniform(0, 1, count))
     radius = np.maximum((R_LIST[r_i] * size).astype(np.int64), 1).astype(np.float64)
     centre = rng.uniform(0, size, (count, 2)).astype(np.int32).astype(np.float64)
     theta = rng.uniform(0, 2 * np.pi, count)

@@ -10,7 +10,8 @@ import torch
 
 from pixforge.core.datagen import rng
 from pixforge.export.errors import PixforgeError
-from pixforge.spectra import deadleaves, statistical
+from pixforge.spectra import deadleaves, deadleaves_torch, statistical
+from pixforge.spectra.featurevis import ENCODERS, FeatureVis
 from pixforge.spectra.stylegan import VARIANTS, RandomStyleGAN
 
 STATISTICAL = {  # name: (spectrum, wmm, colour)
@@ -36,6 +37,8 @@ SUMMARIES = {
     "stylegan-highfreq": "untrained StyleGAN2, wavelet filters, 1/f^alpha noise maps (Fig. 2n)",
     "stylegan-sparse": "High-freq + Laplacian noise envelopes + random biases (Fig. 2o)",
     "stylegan-oriented": "Sparse with one noise map shared by all layers (Fig. 2p)",
+    "featurevis-random": "images optimised to excite 1-2 avgpool units of a random ResNet50 (Fig. 2q)",
+    "featurevis-deadleaves": "the same for a MoCo v2 ResNet50 trained on dead leaves, --encoder PATH (Fig. 2r)",
 }
 NAMES = tuple(SUMMARIES)
 _TEXTURES: dict = {}  # texture pools, per process
@@ -141,6 +144,9 @@ class DeadLeaves:
         return _TEXTURES[key]
 
     def sample(self, seed: int, indices: Sequence[int], size: int, device: torch.device) -> np.ndarray:
+        """On the CPU the NumPy rasteriser (the reference), elsewhere `sample_batched` (equal images)."""
+        if device.type != "cpu":
+            return self.sample_batched(seed, indices, size, device)
         textured = DEAD_LEAVES[self.name] == "textured"
         pool = self.textures(seed, size) if textured else None
         out = []
@@ -148,6 +154,14 @@ class DeadLeaves:
             labels, leaves = deadleaves.paint(size, rng(seed, i), self.kinds(), self.texture_pool if textured else 0)
             out.append(deadleaves.render(labels, leaves, pool))
         return np.stack(out)
+
+    def sample_batched(self, seed: int, indices: Sequence[int], size: int, device: torch.device) -> np.ndarray:
+        """The images of `indices` painted together by the torch rasteriser on `device`: equal to `sample`."""
+        textured = DEAD_LEAVES[self.name] == "textured"
+        labels, leaves = deadleaves_torch.paint(size, [rng(seed, i) for i in indices], self.kinds(),
+                                                self.texture_pool if textured else 0, device)
+        pool = torch.from_numpy(self.textures(seed, size)).to(device) if textured else None
+        return deadleaves_torch.render(labels, leaves, pool).cpu().numpy()
 
 
 def get(name: str, **options):
@@ -159,6 +173,8 @@ def get(name: str, **options):
         cls = DeadLeaves
     elif key in VARIANTS:
         cls = RandomStyleGAN
+    elif key in ENCODERS:
+        cls = FeatureVis
     else:
         raise PixforgeError(f"unknown model {name!r}: choose one of {', '.join(NAMES)}")
     fields = cls.__dataclass_fields__

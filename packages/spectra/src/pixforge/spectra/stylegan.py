@@ -21,6 +21,10 @@ defaults here:
 
 Images are normalised per channel to a random mean / std (N(0.483, 0.145) / N(0.219, 0.063), ... for R, G, B),
 clipped and truncated to uint8, as `tensor_to_uint8_norm` does.
+
+On the CPU every pair is its own forward pass (the reference); on other devices (`sample_batched`) the pairs of
+a block of `batch` images that share a network run as one forward pass, their per-pair weights as one grouped
+convolution (`pair_modulated_conv2d`), with the same random draws, so only float rounding differs.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pixforge.core.datagen import rng
-from pixforge.core.nets.stylegan2 import SynthesisNetwork, bias_act, modulated_conv2d, upsample2d
+from pixforge.core.nets.stylegan2 import SynthesisNetwork, bias_act, upfirdn2d, upsample2d
 from pixforge.export.errors import PixforgeError
 
 VARIANTS = {"stylegan-random": "random", "stylegan-highfreq": "highfreq", "stylegan-sparse": "sparse",
@@ -160,28 +164,54 @@ class RandomStyleGAN:
         return float(r.uniform(0.5, 2.0 if self.paper_alpha else 1.5))
 
     def sample(self, seed: int, indices: Sequence[int], size: int, device: torch.device) -> np.ndarray:
+        """On the CPU one forward pass per pair of images (the reference); elsewhere `sample_batched`."""
         self.check_size(size)
+        if device.type != "cpu":
+            return self.sample_batched(seed, indices, size, device)
         out: dict[int, np.ndarray] = {}
         for pair in sorted({int(i) // PER_FORWARD for i in indices}):
             first = pair * PER_FORWARD
             synthesis, pools = self.network(seed, first // self.images_per_network, size)
-            synthesis = synthesis.to(device)
             with torch.no_grad():
-                images = self.forward(synthesis, pools, seed, pair, device)
+                images = self.forward(synthesis.to(device), pools, seed, [pair], device).numpy()
             for k in range(PER_FORWARD):
                 out[first + k] = normalize_colors(images[k], rng(seed, first + k, 2))
         return np.stack([out[int(i)] for i in indices])
 
-    def forward(self, synthesis: SynthesisNetwork, pools: list[np.ndarray], seed: int, pair: int,
-                device: torch.device) -> np.ndarray:
-        ws = np.stack([rng(seed, pair * PER_FORWARD + k, 0).standard_normal((synthesis.num_ws, W_DIM))
-                       for k in range(PER_FORWARD)])
+    def sample_batched(self, seed: int, indices: Sequence[int], size: int, device: torch.device) -> np.ndarray:
+        """The pairs of a block (`batch` images aligned to multiples of `batch`, within one network) in one forward
+        pass on `device`, colours normalised there: image `i` depends on (seed, i, batch, device type) only, never
+        on which other indices are asked for. Equal to `sample` on the CPU up to float rounding."""
+        self.check_size(size)
+        per_block, per_net = self.batch // PER_FORWARD, self.images_per_network // PER_FORWARD
+        out: dict[int, np.ndarray] = {}
+        for pair in sorted({int(i) // PER_FORWARD for i in indices}):
+            if pair * PER_FORWARD in out:
+                continue
+            block, net = pair // per_block, pair // per_net
+            pairs = range(max(block * per_block, net * per_net), min((block + 1) * per_block, (net + 1) * per_net))
+            synthesis, pools = self.network(seed, net, size)
+            with torch.no_grad():
+                images = self.forward(synthesis.to(device), pools, seed, pairs, device)
+                first = pairs[0] * PER_FORWARD
+                rngs = [rng(seed, first + k, 2) for k in range(len(images))]
+                for k, image in enumerate(normalize_colors_torch(images, rngs).cpu().numpy()):
+                    out[first + k] = image
+        return np.stack([out[int(i)] for i in indices])
+
+    def forward(self, synthesis: SynthesisNetwork, pools: list[np.ndarray], seed: int, pairs: Sequence[int],
+                device: torch.device) -> torch.Tensor:
+        """Images (2P x 3 x S x S on `device`) of `pairs`; each pair has its own random layer weights and noise."""
+        ws = np.stack([rng(seed, p * PER_FORWARD + k, 0).standard_normal((synthesis.num_ws, W_DIM))
+                       for p in pairs for k in range(PER_FORWARD)])
         ws = F.leaky_relu(torch.from_numpy(ws).float().to(device), 0.2)
         if self.variant == "random":
-            return synthesis(ws, noise_mode="none").cpu().numpy()
-        r = rng(seed, pair, 1)
-        shared = pink_noise(r, 512, self.alpha(r), True) if self.variant == "oriented" else None
-        bank = wavelet_bank(self.variant)
+            return synthesis(ws, noise_mode="none")
+        rs = [rng(seed, p, 1) for p in pairs]
+        shared = None
+        if self.variant == "oriented":
+            shared = torch.from_numpy(np.stack([pink_noise(r, 512, self.alpha(r), True) for r in rs]))[:, None]
+        bank = torch.from_numpy(wavelet_bank(self.variant)).to(device)
         layer_index = 0
         x = img = None
         w_idx = 0
@@ -190,44 +220,83 @@ class RandomStyleGAN:
             w_iter = iter(ws[:, w_idx: w_idx + block.num_conv + block.num_torgb].unbind(dim=1))
             w_idx += block.num_conv
             if block.in_channels == 0:
-                x = block.const.unsqueeze(0).repeat([PER_FORWARD, 1, 1, 1])
+                x = block.const.unsqueeze(0).repeat([len(ws), 1, 1, 1])
             for layer in ([block.conv0] if block.in_channels else []) + [block.conv1]:
                 pool = pools[layer_index] if pools else None
-                x = self.layer(layer, x, next(w_iter), r, bank, pool, shared)
+                x = self.layer(layer, x, next(w_iter), rs, bank, pool, shared)
                 layer_index += 1
             if img is not None:
                 img = upsample2d(img, block.resample_filter)
-            y = self.torgb(block.torgb, x, next(w_iter), r)
+            y = self.torgb(block.torgb, x, next(w_iter), rs)
             img = y if img is None else img + y
-        return img.cpu().numpy()
+        return img
 
-    def layer(self, layer, x: torch.Tensor, w: torch.Tensor, r: np.random.Generator, bank: np.ndarray,
-              pool: np.ndarray | None, shared: np.ndarray | None) -> torch.Tensor:
+    def layer(self, layer, x: torch.Tensor, w: torch.Tensor, rs: list[np.random.Generator], bank: torch.Tensor,
+              pool: np.ndarray | None, shared: torch.Tensor | None) -> torch.Tensor:
         dev = x.device
         chout, chin = layer.weight.shape[:2]
-        if self.variant != "highfreq":
-            bank = bank[r.permutation(len(bank))[:r.integers(5, len(bank) + 1)]]
-        if self.paper_filters:
-            wavelets = bank[r.integers(len(bank), size=chin if self.variant == "oriented" else (chout, chin))]
-            amplitude = r.standard_normal((chout, chin))
-        else:
-            wavelets = bank[r.integers(len(bank), size=chin)]
-            amplitude = r.standard_normal((chout, 1))
-        weight = torch.from_numpy(np.broadcast_to(wavelets, (chout, chin, 3, 3)) * amplitude[..., None, None])
-        strength = torch.from_numpy(r.uniform(0, 0.3, PER_FORWARD)).float().to(dev).reshape(-1, 1, 1, 1)
+        picks, amplitudes, strengths, maps, biases = [], [], [], [], []
+        for r in rs:  # each pair's generator, in the official order of draws
+            subset = np.arange(len(bank))
+            if self.variant != "highfreq":
+                subset = r.permutation(len(bank))[:r.integers(5, len(bank) + 1)]
+            if self.paper_filters:
+                shape = chin if self.variant == "oriented" else (chout, chin)
+                picks.append(subset[r.integers(len(subset), size=shape)])
+                amplitudes.append(r.standard_normal((chout, chin)))
+            else:
+                picks.append(subset[r.integers(len(subset), size=chin)])
+                amplitudes.append(r.standard_normal((chout, 1)))
+            strengths.append(r.uniform(0, 0.3, PER_FORWARD))
+            if shared is None:
+                maps.append(pool[r.integers(NOISE_POOL, size=PER_FORWARD)])
+            if self.variant != "highfreq":
+                biases.append(r.uniform(-0.2, 0.2, chout))
+        wavelets = bank[torch.from_numpy(np.stack(picks)).to(dev)].double()  # P x (1 | O) x I x 3 x 3
+        if wavelets.ndim == 4:
+            wavelets = wavelets[:, None]
+        weight = (wavelets * torch.from_numpy(np.stack(amplitudes)).to(dev)[..., None, None]).float()
+        strength = torch.from_numpy(np.concatenate(strengths)).float().to(dev).reshape(-1, 1, 1, 1)
         if shared is not None:
-            maps = F.interpolate(torch.from_numpy(shared)[None, None].to(dev), (layer.resolution,) * 2, mode="area")
+            noise = F.interpolate(shared.to(dev), (layer.resolution,) * 2, mode="area")
+            noise = noise.repeat_interleave(PER_FORWARD, dim=0)
         else:
-            maps = torch.from_numpy(pool[r.integers(NOISE_POOL, size=PER_FORWARD)]).to(dev).unsqueeze(1)
-        bias = layer.bias if self.variant == "highfreq" else torch.from_numpy(r.uniform(-0.2, 0.2, chout)).float()
-        x = modulated_conv2d(x, weight.float().to(dev), layer.affine(w), noise=maps * strength, up=layer.up,
-                             padding=layer.padding, resample_filter=layer.resample_filter)
-        return bias_act(x, bias.to(dev), act="relu")
+            noise = torch.from_numpy(np.concatenate(maps)).to(dev).unsqueeze(1)
+        x = pair_modulated_conv2d(x, weight.expand(-1, chout, chin, -1, -1), layer.affine(w), up=layer.up,
+                                  padding=layer.padding, resample_filter=layer.resample_filter)
+        x = x + noise * strength
+        if self.variant == "highfreq":
+            return bias_act(x, layer.bias, act="relu")
+        bias = torch.from_numpy(np.stack(biases)).float().to(dev).repeat_interleave(PER_FORWARD, dim=0)
+        return bias_act(x + bias[:, :, None, None], None, act="relu")
 
-    def torgb(self, torgb, x: torch.Tensor, w: torch.Tensor, r: np.random.Generator) -> torch.Tensor:
-        weight = torch.from_numpy(r.standard_normal(tuple(torgb.weight.shape))).float().to(x.device)
-        x = modulated_conv2d(x, weight, torgb.affine(w) * torgb.weight_gain, demodulate=False)
+    def torgb(self, torgb, x: torch.Tensor, w: torch.Tensor, rs: list[np.random.Generator]) -> torch.Tensor:
+        weight = np.stack([r.standard_normal(tuple(torgb.weight.shape)) for r in rs])
+        weight = torch.from_numpy(weight).float().to(x.device)
+        x = pair_modulated_conv2d(x, weight, torgb.affine(w) * torgb.weight_gain, demodulate=False)
         return bias_act(x, torgb.bias)
+
+
+def pair_modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, up: int = 1, padding: int = 0,
+                          resample_filter: torch.Tensor | None = None, demodulate: bool = True) -> torch.Tensor:
+    """`modulated_conv2d` (no noise) with its own weight per pair of images: x N x I x H x W (N = 2P, pair-major),
+    weight P x O x I x k x k, one grouped convolution (groups = pairs); for P = 1 the very same operations."""
+    p, o, i, k = weight.shape[:4]
+    n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    x = x * styles.reshape(n, -1, 1, 1)
+    x = x.reshape(p, PER_FORWARD, i, h, w).transpose(0, 1).reshape(PER_FORWARD, p * i, h, w)
+    if up == 1:
+        x = F.conv2d(x, weight.reshape(p * o, i, k, k), padding=padding, groups=p)
+    else:  # core's conv2d_resample, grouped
+        fw = resample_filter.shape[-1]
+        p0, p1 = padding + (fw + up - 1) // 2 - (k - 1), padding + (fw - up) // 2 - (k - up)
+        x = F.conv_transpose2d(x, weight.transpose(1, 2).reshape(p * i, o, k, k), stride=up, groups=p)
+        x = upfirdn2d(x, resample_filter, padding=(p0, p1, p0, p1), gain=up * up)
+    x = x.reshape(PER_FORWARD, p, o, *x.shape[-2:]).transpose(0, 1).reshape(n, o, *x.shape[-2:])
+    if demodulate:
+        wm = (weight[:, None] * styles.reshape(p, PER_FORWARD, 1, i, 1, 1)).reshape(n, o, i, k, k)
+        x = x * (wm.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, -1, 1, 1)
+    return x
 
 
 def _layers(synthesis: SynthesisNetwork) -> list:
@@ -244,3 +313,14 @@ def normalize_colors(image: np.ndarray, r: np.random.Generator) -> np.ndarray:
         ch = image[c].astype(np.float64)
         out[..., c] = (ch - ch.mean()) / (ch.std() + 1e-12) * std + mean
     return (np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def normalize_colors_torch(images: torch.Tensor, rngs: Sequence[np.random.Generator]) -> torch.Tensor:
+    """`normalize_colors` for a batch on its device: N x 3 x H x W float -> N x H x W x 3 uint8."""
+    targets = np.array([[(r.standard_normal() * COLOR_MEAN[c][1] + COLOR_MEAN[c][0],
+                          r.standard_normal() * COLOR_STD[c][1] + COLOR_STD[c][0]) for c in range(3)] for r in rngs])
+    targets = torch.from_numpy(targets).to(images.device)[..., None, None]
+    x = images.double()
+    mean, std = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True, unbiased=False)
+    out = ((x - mean) / (std + 1e-12) * targets[:, :, 1] + targets[:, :, 0]).float()
+    return (out.clamp(0, 1) * 255).to(torch.uint8).permute(0, 2, 3, 1)
