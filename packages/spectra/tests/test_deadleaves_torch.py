@@ -79,6 +79,21 @@ def test_model_batched_sampling_equals_the_reference_on_the_cpu(name):
                                   m.sample(4, [2, 0, 7], 64, torch.device("cpu")))
 
 
+def test_texture_pool_is_copied_to_a_device_once_per_pool(monkeypatch):
+    m, cpu = get("dead-leaves-textured", **SMALL_TEXTURES), torch.device("cpu")
+    pool = m.device_textures(4, 64, cpu)
+    assert torch.equal(pool, torch.from_numpy(m.textures(4, 64)))
+    copies = []
+    from_numpy = torch.from_numpy
+    monkeypatch.setattr(torch, "from_numpy", lambda a: copies.append(a.shape) or from_numpy(a))
+    for indices in ([0, 1], [2]):
+        m.sample_batched(4, indices, 64, cpu)
+    assert m.device_textures(4, 64, cpu) is pool and pool.shape not in copies
+    other = m.device_textures(5, 64, cpu)  # another pool (seed) replaces it
+    assert copies.count(pool.shape) == 1 and not torch.equal(other, pool)
+    assert torch.equal(other, from_numpy(m.textures(5, 64)))
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("name", ["dead-leaves-shapes", "dead-leaves-textured"])
 def test_cuda_images_equal_the_cpu_reference(name):

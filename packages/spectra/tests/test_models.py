@@ -190,3 +190,11 @@ def test_leaf_rasterisation_agrees_with_opencv():
             ious.append((ours & ref).sum() / (ours | ref).sum())
         assert labels.size
     assert np.mean(ious) > 0.9 and np.min(ious) > 0.6
+
+
+def test_every_model_class_is_exported():
+    import pixforge.spectra as spectra
+
+    public = {spectra.DeadLeaves, spectra.Statistical, spectra.RandomStyleGAN, spectra.FeatureVis}
+    assert {type(get(name)) for name in NAMES if name != "featurevis-deadleaves"} == public
+    assert set(spectra.__all__) >= {cls.__name__ for cls in public}

@@ -8,11 +8,13 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from pixforge.spectra.featurevis import FeatureVis
 from pixforge.spectra.models import NAMES, DeadLeaves, Statistical, get
+from pixforge.spectra.stylegan import RandomStyleGAN
 
 try:
     __version__ = version("pixforge-spectra")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0"
 
-__all__ = ["NAMES", "DeadLeaves", "Statistical", "get", "__version__"]
+__all__ = ["NAMES", "DeadLeaves", "FeatureVis", "RandomStyleGAN", "Statistical", "get", "__version__"]

@@ -17,6 +17,8 @@ within half a pixel of OpenCV's `fillPoly` / `circle`), vectorised per leaf over
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 R_MIN, R_MAX, SIGMA, R_STEPS = 0.03, 1.0, 3.0, 200
@@ -44,28 +46,78 @@ def _nearest_radius(u: np.ndarray) -> np.ndarray:
     return np.where((j > 0) & (u - R_CDF[below] <= R_CDF[np.minimum(j, R_STEPS - 1)] - u), below, j)
 
 
+@functools.cache
+def _radius_table(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per radius step: the leaf radius in pixels (the official `int(r * size)`, at least 1) and the square's
+    half side (the official int32 corners)."""
+    radius = np.maximum((R_LIST * size).astype(np.int64), 1).astype(np.float64)
+    return radius, np.trunc(radius * np.sqrt(2) / 2)
+
+
+def _sorted4(a: np.ndarray) -> np.ndarray:
+    """Rows of 4 values sorted ascending (a sorting network: the values of `np.sort(a, axis=1)`)."""
+    a, b, c, d = a.T
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    c, d = np.minimum(c, d), np.maximum(c, d)
+    a, c = np.minimum(a, c), np.maximum(a, c)
+    b, d = np.minimum(b, d), np.maximum(b, d)
+    b, c = np.minimum(b, c), np.maximum(b, c)
+    return np.stack([a, b, c, d], 1)
+
+
+_SQUARE = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])  # corner signs (exact products)
+_RECTANGLE = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0], [-1.0, 1.0]])
+
+
+def _outline(kind: int, out: np.ndarray, radius, half, theta, corner, angles) -> None:
+    """Write into `out` (N x 4 x 2) the vertices, relative to the centre, of N leaves of one polygon kind."""
+    if kind in (SQUARE, ORIENTED):
+        square = half[:, None, None] * _SQUARE
+        if kind == SQUARE:
+            out[:] = square
+            return
+        c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
+        out[..., 0] = c * square[..., 0] - s * square[..., 1]
+        out[..., 1] = s * square[..., 0] + c * square[..., 1]
+    elif kind == RECTANGLE:
+        out[:] = np.trunc(radius * np.cos(corner))[:, None, None] * _RECTANGLE
+        out[..., 1] = np.trunc(radius * np.sin(corner))[:, None] * _RECTANGLE[:, 1]
+    else:  # on the circle at sorted angles; a triangle's last vertex is repeated
+        angles = _sorted4(angles)
+        if kind == TRIANGLE:
+            angles[:, 3] = angles[:, 2]
+        out[..., 0] = radius[:, None] * np.cos(angles)
+        out[..., 1] = radius[:, None] * np.sin(angles)
+
+
 def sample_leaves(rng: np.random.Generator, size: int, kinds: tuple[int, ...], count: int = CHUNK,
                   textures: int = 0) -> dict:
-    """`count` leaves: kind, radius, centre, colour, polygon (4 x 2, x = column; circles unused) and texture id."""
+    """`count` leaves: kind, radius, centre, colour, polygon (4 x 2 int-valued vertices, x = column; a circle's
+    is its centre, 4 times) and texture id. Every leaf draws the same numbers whatever its kind; the vertices
+    of each polygon kind are computed for its own leaves only (leaves grouped by kind)."""
     kind = np.asarray(kinds)[rng.integers(len(kinds), size=count)]
     color = (rng.uniform(0, 1, (count, 3)) * 255).astype(np.uint8)
     r_i = _nearest_radius(rng.uniform(0, 1, count))
-    radius = np.maximum((R_LIST[r_i] * size).astype(np.int64), 1).astype(np.float64)
+    radius_table, half_table = _radius_table(size)
+    radius, half = radius_table[r_i], half_table[r_i]
     centre = rng.uniform(0, size, (count, 2)).astype(np.int32).astype(np.float64)
     theta = rng.uniform(0, 2 * np.pi, count)
     corner = rng.uniform(0, 0.5 * np.pi, count)
-    angles = np.sort(rng.uniform(0, 2 * np.pi, (count, 4)), axis=1)
+    angles = rng.uniform(0, 2 * np.pi, (count, 4))
     texture = rng.integers(0, max(textures, 1), count)
-    half = np.trunc(radius * np.sqrt(2) / 2)  # the official int32 corners of the square
-    square = np.stack([-half, -half, half, -half, half, half, -half, half], 1).reshape(count, 4, 2)
-    c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
-    oriented = np.stack([c * square[..., 0] - s * square[..., 1], s * square[..., 0] + c * square[..., 1]], -1)
-    rx, ry = np.trunc(radius * np.cos(corner)), np.trunc(radius * np.sin(corner))
-    rect = np.stack([rx, ry, rx, -ry, -rx, -ry, -rx, ry], 1).reshape(count, 4, 2)
-    tri_angles = np.concatenate([np.sort(angles[:, :3], axis=1), np.sort(angles[:, :3], axis=1)[:, 2:]], 1)
-    on_circle = lambda a: np.stack([radius[:, None] * np.cos(a), radius[:, None] * np.sin(a)], -1)  # noqa: E731
-    poly = np.select([kind[:, None, None] == k for k in (SQUARE, ORIENTED, RECTANGLE, TRIANGLE)],
-                     [square, oriented, rect, on_circle(tri_angles)], on_circle(angles))
+    poly = np.zeros((count, 4, 2))
+    if len(set(kinds)) == 1:
+        if kinds[0] != CIRCLE:
+            _outline(kinds[0], poly, radius, half, theta, corner, angles)
+    else:
+        order = np.argsort(kind, kind="stable")
+        ends = np.cumsum(np.bincount(kind, minlength=len(MIXED)))
+        grouped = np.zeros_like(poly)
+        args = [a[order] for a in (radius, half, theta, corner, angles)]
+        for k in set(kinds) - {CIRCLE}:
+            at = slice(ends[k - 1] if k else 0, ends[k])
+            _outline(k, grouped[at], *(a[at] for a in args))
+        poly[order] = grouped
     poly = np.trunc(centre[:, None, :] + poly)  # fillPoly's int32 vertices
     return {"kind": kind, "radius": radius, "centre": centre, "color": color, "poly": poly, "texture": texture}
 
@@ -78,17 +130,18 @@ def _circle_spans(cx, cy, r, ys):
 
 def edges(poly: np.ndarray, tol: float = 0.5) -> dict:
     """Half-planes of convex polygons (K x 4 x 2, any winding, repeated vertices allowed), widened by `tol` px:
-    a pixel (x, y) is inside when `a x >= c - e y` for every edge (a, c, e)."""
-    x, y = poly[..., 0], poly[..., 1]
-    area = np.sum(x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y, axis=1)
-    flip = area < 0
+    a pixel (x, y) is inside when `a x >= c - e y` for every edge (a, c, e). (Per-vertex columns combined one
+    by one: NumPy's reductions over a short axis cost more than the arithmetic here.)"""
+    x, y = np.ascontiguousarray(poly[..., 0]), np.ascontiguousarray(poly[..., 1])
+    after = [*range(1, poly.shape[1]), 0]  # the next vertex
+    flip = functools.reduce(np.add, (x * y[:, after] - x[:, after] * y).T) < 0  # the sign of the area
     x, y = np.where(flip[:, None], x[:, ::-1], x), np.where(flip[:, None], y[:, ::-1], y)
-    ex, ey = np.roll(x, -1, axis=1) - x, np.roll(y, -1, axis=1) - y
+    ex, ey = x[:, after] - x, y[:, after] - y
     length = np.hypot(ex, ey)
     # inside: (ex (py - y) - ey (px - x)) / length >= -tol  <=>  -ey px >= -tol length + ex y - ey x - ex py
     return {"a": -ey, "c": -tol * length + ex * y - ey * x, "e": ex, "used": length > 0,
-            "xmin": x.min(axis=1) - tol, "xmax": x.max(axis=1) + tol,
-            "ymin": y.min(axis=1) - tol, "ymax": y.max(axis=1) + tol}
+            "xmin": functools.reduce(np.minimum, x.T) - tol, "xmax": functools.reduce(np.maximum, x.T) + tol,
+            "ymin": functools.reduce(np.minimum, y.T) - tol, "ymax": functools.reduce(np.maximum, y.T) + tol}
 
 
 def _polygon_spans(h: dict, k: int, ys: np.ndarray):

@@ -42,6 +42,7 @@ SUMMARIES = {
 }
 NAMES = tuple(SUMMARIES)
 _TEXTURES: dict = {}  # texture pools, per process
+_DEVICE_TEXTURES: dict = {}  # the current texture pool on each device (a tensor), per process
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,17 @@ class DeadLeaves:
             _TEXTURES[key] = np.ascontiguousarray(pool[:, rows][:, :, rows])
         return _TEXTURES[key]
 
+    def device_textures(self, seed: int, size: int, device: torch.device) -> torch.Tensor:
+        """`textures` as a tensor on `device`, copied once (kept until another pool is asked for on `device`)."""
+        pool = self.textures(seed, size)
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        cached = _DEVICE_TEXTURES.get(device)
+        if cached is None or cached[0] is not pool:
+            _DEVICE_TEXTURES[device] = pool, torch.from_numpy(pool).to(device)
+        return _DEVICE_TEXTURES[device][1]
+
     def sample(self, seed: int, indices: Sequence[int], size: int, device: torch.device) -> np.ndarray:
         """On the CPU the NumPy rasteriser (the reference), elsewhere `sample_batched` (equal images)."""
         if device.type != "cpu":
@@ -160,7 +172,7 @@ class DeadLeaves:
         textured = DEAD_LEAVES[self.name] == "textured"
         labels, leaves = deadleaves_torch.paint(size, [rng(seed, i) for i in indices], self.kinds(),
                                                 self.texture_pool if textured else 0, device)
-        pool = torch.from_numpy(self.textures(seed, size)).to(device) if textured else None
+        pool = self.device_textures(seed, size, device) if textured else None
         return deadleaves_torch.render(labels, leaves, pool).cpu().numpy()
 
 
