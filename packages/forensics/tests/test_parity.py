@@ -152,3 +152,17 @@ def test_cuda_matches_cpu(official, kind):
     cpu = batch.distort_batch(x, kind, 4, generator=torch.Generator().manual_seed(1))
     gpu = batch.distort_batch(x.cuda(), kind, 4, generator=torch.Generator().manual_seed(1)).cpu()
     assert (cpu - gpu).abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (9, 4095, 3), (1, 1, 3)])
+def test_row_blocks_of_any_frame_shape_give_the_same_colours(shape):
+    """CS, CC and GNC work on blocks of rows, 4 pixels to a matrix row where the block allows it and 1 where
+    it does not (odd sizes, the last block): every shape gives the whole-frame arithmetic's result."""
+    frame = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    p = np.float32(PARAMS["CS"][1])
+    assert np.array_equal(D.color_saturation(frame, 2), D._color_saturation_exact(frame, p, "rgb"))
+    factor = np.float32(PARAMS["CC"][2])
+    assert np.array_equal(D.color_contrast(frame, 3), (frame.astype(np.float32) * factor).astype(np.uint8))
+    noise = np.random.RandomState(2).randn(*shape)
+    fast = D.gaussian_noise_color(frame, 4, noise=noise.astype(np.float32))
+    assert np.abs(fast.astype(int) - D.gaussian_noise_color(frame, 4, noise=noise)).max() <= 1

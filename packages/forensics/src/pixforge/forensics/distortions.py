@@ -151,22 +151,28 @@ def _affine(p: float, channels: str) -> tuple[np.ndarray, np.ndarray]:
     return (v[1:] - v[0]).astype(F32), v[0].astype(F32)
 
 
-ROWS = 8  # frame rows per block of the colour maps: at 1080p a block's float32 temporaries (180 KB) stay in L2
+BLOCK_PIXELS = 16384  # pixels per block of the colour maps: a block's float32 temporaries (190 KB) stay in L2
+
+
+def _block_rows(width: int, scale: int = 1) -> int:
+    """Rows per block for frames `width` pixels wide (8 at 1080p, 19 at 480p)."""
+    return max(1, scale * BLOCK_PIXELS // width)
 
 
 def _affine_rows(frame: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
-    """`pixels @ matrix + offset` in float32 for successive blocks of `ROWS` rows of an H x W x 3 frame: yields
+    """`pixels @ matrix + offset` in float32 for successive blocks of rows of an H x W x 3 frame: yields
     (first row, end row, the block's values, flat). The buffers are reused: use a block before the next.
     Four pixels share a row of a 12-wide product (BLAS is slow on rows of 3); the offset is added along rows of
     64 pixels (numpy is slow on a last axis of length 3)."""
     h, w, _ = frame.shape
-    size = min(h, ROWS) * w * 3
+    rows = _block_rows(w)
+    size = min(h, rows) * w * 3
     pixels, values = np.empty(size, dtype=F32), np.empty(size, dtype=F32)
     quad = np.kron(np.eye(4, dtype=F32), matrix)
     tiled = np.tile(offset.astype(F32), 64)
     with resample.one_blas_thread():
-        for r0 in range(0, h, ROWS):
-            r1 = min(h, r0 + ROWS)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
             n = (r1 - r0) * w * 3
             x, v = pixels[:n], values[:n]
             x[...] = frame[r0:r1].reshape(-1)
@@ -268,7 +274,7 @@ def color_contrast(frame: np.ndarray, level: int) -> np.ndarray:
     m, shift = _contrast_multiplier(check_level(level))
     frame = _check_frame(frame)
     out = np.empty(frame.shape, dtype=np.uint8)
-    rows = 4 * ROWS  # the uint32 products of a block stay in cache
+    rows = _block_rows(frame.shape[1], 4)  # the uint32 products of a block stay in cache
     product = np.empty((min(rows, frame.shape[0]), *frame.shape[1:]), dtype=np.uint32)
     for r0 in range(0, frame.shape[0], rows):
         block = product[:min(rows, frame.shape[0] - r0)]
