@@ -1,4 +1,5 @@
-"""Label-map inputs (TensorSpec kind "labels"): read as stored ids, checked, resized nearest, fed as float ids.
+"""Label-map inputs (TensorSpec kind "labels"): read as stored ids, checked, resized nearest, fed as float ids; paired
+inputs (one file per item, e.g. instance maps): matched by relative name, checked up front, fitted as the primary.
 
 No torch: tiny ONNX graphs built with onnx.helper.
 """
@@ -66,8 +67,15 @@ def test_labels_spec_round_trip_and_validation():
     meta = parse_metadata(build_metadata("p", "1", "t", [spec], [TensorSpec("out")]), "m.onnx")
     assert meta.inputs == [spec] and meta.image_inputs == [spec]
     assert (spec.channels, spec.color, spec.num_classes, spec.dontcare) == (1, "GRAY", 35, 255)
-    with pytest.raises(ValueError, match="needs num_classes"):
-        TensorSpec("seg", kind="labels")
+    with pytest.raises(ValueError, match="num_classes of a labels input must be >= 1"):
+        TensorSpec("seg", kind="labels", num_classes=0)
+    with pytest.raises(ValueError, match="dontcare needs num_classes"):
+        TensorSpec("seg", kind="labels", dontcare=255)
+    ids = TensorSpec("inst", kind="labels", paired=True)  # any ids, one file per item
+    assert parse_metadata(build_metadata("p", "1", "t", [spec, ids], [TensorSpec("out")]), "m.onnx").inputs[1] == ids
+    assert (ids.num_classes, ids.paired, TensorSpec("seg", kind="labels", num_classes=2).paired) == (None, True, False)
+    with pytest.raises(ValueError, match="only image and labels inputs can be paired"):
+        TensorSpec("z", kind="noise", shape=["N", 4], paired=True)
     with pytest.raises(ValueError, match="one channel"):
         TensorSpec("seg", kind="labels", num_classes=3, channels=3)
     with pytest.raises(ValueError, match="dontcare"):
@@ -136,3 +144,89 @@ def test_bad_label_maps_fail_before_anything_is_written(tmp_path):
     assert not (tmp_path / "out").exists()
     Runtime().run(str(model), str(inputs / "a.png"), out=str(tmp_path / "ok"), device="cpu")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "ok" / "a.png")), [[0, 3], [255, 1]])
+
+
+def paired_model(path: Path, size=None) -> Path:
+    """labels (primary, 5 classes, multiple 4) + ids (paired, any ids): out = 16 * labels + ids, as a grey image."""
+    x = helper.make_tensor_value_info("labels", FLOAT, ["N", 1, "H", "W"])
+    i = helper.make_tensor_value_info("ids", FLOAT, ["N", 1, "H", "W"])
+    y = helper.make_tensor_value_info("out", FLOAT, ["N", 1, "H", "W"])
+    sixteen = helper.make_tensor("sixteen", FLOAT, [], [16.0])
+    nodes = [helper.make_node("Constant", [], ["k"], value=sixteen), helper.make_node("Mul", ["labels", "k"], ["m"]),
+             helper.make_node("Add", ["m", "ids"], ["out"])]
+    specs = [TensorSpec("labels", kind="labels", num_classes=5, multiple=4, size=size),
+             TensorSpec("ids", kind="labels", multiple=4, size=size, paired=True)]
+    return _model(path, specs, [TensorSpec("out", color="GRAY", range=(0.0, 255.0))], nodes, [x, i], [y])
+
+
+@pytest.fixture
+def paired_data(tmp_path):
+    """in/a.png (6x7), in/sub/b.png (5x9) label maps and ids/ with each one's id map (16-bit), same relative names."""
+    rng = np.random.default_rng(4)
+    labels, ids = {}, {}
+    for name, hw in (("a", (6, 7)), ("sub/b", (5, 9))):
+        labels[name] = rng.integers(0, 5, hw).astype(np.uint8)
+        ids[name] = rng.integers(0, 16, hw).astype(np.uint16) * 1  # 16-bit PNG: I;16 ids
+        palette_png(tmp_path / "in" / f"{name}.png", labels[name])
+        (tmp_path / "ids" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ids[name]).save(tmp_path / "ids" / f"{name}.png")
+    return tmp_path, labels, ids
+
+
+@pytest.mark.parametrize("size", [None, (8, 8)])
+def test_paired_input_gives_each_item_its_own_file(paired_data, size):
+    root, labels, ids = paired_data
+    model = paired_model(root / "m.onnx", size)
+    Runtime().run(str(model), str(root / "in"), out=str(root / "out"), input=f"ids={root / 'ids'}", device="cpu",
+                  batch=2)
+    for name in labels:
+        got = np.asarray(Image.open(root / "out" / f"{name}.png")).astype(int)
+        if size is None:  # both reflect-padded to multiples of 4, cropped back: exact
+            assert np.array_equal(got, 16 * labels[name].astype(int) + ids[name])
+        else:  # both resized nearest to 8x8, the output resized back (bicubic)
+            assert got.shape == labels[name].shape
+    pipe = Pipeline(open_session(str(model), "cpu"), images={"ids": str(root / "ids")})
+    a = read_labels(root / "in" / "a.png")
+    with pytest.raises(ValueError, match="'ids' is paired with the items"):
+        pipe.feeds([a], [0])
+    fed = pipe.feeds([a], [0], {"ids": [read_labels(root / "ids" / "a.png")]})["ids"]
+    assert fed.shape == (1, 1, *(size or (8, 8))) and fed.dtype == np.float32
+    if size is None:  # reflect-padded to 8x8 as the primary input
+        assert np.array_equal(fed[0, 0, :6, :7], ids["a"]) and np.array_equal(fed[0, 0, 6:, :7], ids["a"][[4, 3]])
+    else:  # resized nearest as the primary input
+        assert np.array_equal(fed[0, 0], np.asarray(Image.fromarray(ids["a"]).resize((8, 8), Image.NEAREST)))
+
+
+def test_paired_inputs_are_checked_before_anything_is_written(paired_data):
+    root, labels, ids = paired_data
+    model, out = paired_model(root / "m.onnx"), root / "out"
+
+    def fails(match, **kw):
+        with pytest.raises(PixforgeError, match=match):
+            Runtime().run(str(model), str(root / "in"), out=str(out), device="cpu", **kw)
+        assert not out.exists()
+
+    fails(r"needs the input ids, one file per item: pass --input ids=DIR")
+    fails(r"takes one 'ids' per item .* give a folder", input=f"ids={root / 'ids' / 'a.png'}")
+    (root / "ids" / "sub" / "b.png").rename(root / "b.png")
+    fails(r"in/sub/b\.png has no 'ids' file .*ids/sub/b\.\*", input=f"ids={root / 'ids'}")
+    Image.fromarray(ids["sub/b"][:4]).save(root / "ids" / "sub" / "b.png")
+    fails(r"ids/sub/b\.png is 9x4 but its item .*in/sub/b\.png is 9x5", input=f"ids={root / 'ids'}")
+    Image.fromarray(ids["sub/b"]).save(root / "ids" / "sub" / "b.png")
+    Image.fromarray(ids["sub/b"]).save(root / "ids" / "sub" / "b.tif")
+    fails(r"has more than one 'ids' file", input=f"ids={root / 'ids'}")
+    (root / "ids" / "sub" / "b.tif").unlink()
+    Image.fromarray(np.full((6, 7), 2**24, np.int32), mode="I").save(root / "ids" / "a.tif")
+    (root / "ids" / "a.png").unlink()
+    fails(r"ids/a\.tif holds id 16777216; ids are fed as float32", input=f"ids={root / 'ids'}")
+    with pytest.raises(PixforgeError, match=r"is a folder, but 'mask' is one image for every item"):
+        Pipeline(open_session(str(masked_model(root / "mask.onnx")), "cpu"), images={"mask": str(root / "ids")})
+
+
+def test_info_and_bench_know_paired_inputs(tmp_path, capsys):
+    model = paired_model(tmp_path / "m.onnx")
+    Runtime().info(str(model), device="cpu")
+    text = capsys.readouterr().out
+    assert "labels 5 classes multiple 4" in text and "labels (ids) multiple 4, one file per item" in text
+    Runtime().bench(str(model), device="cpu", batch_sizes=2, size=8, iters=1, warmup=0, json=True)
+    assert '"batch": 2' in capsys.readouterr().out

@@ -1,4 +1,11 @@
-"""Shared fixtures: tiny image folders, label maps, and one tiny trained style-transfer run."""
+"""Shared fixtures: tiny image folders, label maps, and one tiny trained style-transfer run.
+
+The networks here are tiny: intra-op threading costs more than it gains on them (about 2x slower with 2 threads on a
+busy 2-core machine), so every test and every fixture that trains runs with one torch thread (`one_thread`), restored
+afterwards so that other packages' tests in the same session keep their settings.
+"""
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -20,6 +27,28 @@ def _crops(names, side):
 
         out.append(np.asarray(Image.fromarray(crop).resize((side, side), Image.Resampling.BICUBIC)))
     return out
+
+
+@contextlib.contextmanager
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def single_thread():
+    """The `one_thread` context manager, for fixtures wider than a test (which run before `_one_thread`)."""
+    return one_thread
 
 
 @pytest.fixture(scope="session")
@@ -69,5 +98,6 @@ def ast_run(tmp_path_factory, folders):
     from pixforge.tsit.train import train
 
     out = tmp_path_factory.mktemp("runs") / "ast"
-    return train(str(out), content=str(folders / "content"), style=str(folders / "style"), batch=2, steps=3,
-                 sample_every=3, ckpt_every=3, **TINY)
+    with one_thread():
+        return train(str(out), content=str(folders / "content"), style=str(folders / "style"), batch=2, steps=3,
+                     sample_every=3, ckpt_every=3, **TINY)

@@ -1,20 +1,44 @@
-"""Bad input through the real command line: one clear line on stderr, exit code 2, nothing left behind."""
+"""Bad input through the command line: one clear line on stderr, exit code 2, nothing left behind.
 
+The error cases run the console script's own entry (`pixforge.core.cli.run(TSIT, ...)`: Fire, the error handling,
+the exit code) in this process, which saves an interpreter start and a torch import per case; one translation and
+one error go through a real `python -m pixforge.tsit.cli` process."""
+
+import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from pixforge.core.checkpoint import save_checkpoint
+from pixforge.core.cli import run
 from pixforge.core.io import write_image
+from pixforge.tsit.cli import TSIT
 
 TINY = ["--size", "32", "--ngf", "4", "--levels", "4", "--ndf", "4", "--steps", "1", "--device", "cpu", "--quiet"]
 
 
-def cli(*args):
+def process(*args):
     return subprocess.run([sys.executable, "-m", "pixforge.tsit.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})  # tiny networks: one thread
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the command line in this process: (returncode, stdout, stderr) as a finished process would give them."""
+    def call(*args):
+        capsys.readouterr()
+        try:
+            run(TSIT, name="pixforge-tsit", argv=[str(a) for a in args])
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return call
 
 
 def _one_error_line(result, *needles):
@@ -39,7 +63,7 @@ def bad(tmp_path_factory, folders):
     return root
 
 
-def test_bad_training_inputs(tmp_path, bad, folders):
+def test_bad_training_inputs(tmp_path, bad, folders, cli):
     content, style = folders / "content", folders / "style"
     cases = [
         (["--content", bad / "empty", "--style", style], ["holds no image files", "empty"]),
@@ -56,7 +80,7 @@ def test_bad_training_inputs(tmp_path, bad, folders):
         assert not out.exists()
 
 
-def test_bad_translate_and_export_inputs(tmp_path, bad, ast_run, folders):
+def test_bad_translate_and_export_inputs(tmp_path, bad, ast_run, folders, cli):
     content, style = folders / "content" / "c0.png", folders / "style" / "s0.png"
     _one_error_line(cli("translate", content, "--run", bad / "other.pt", "--style", style, "--out", tmp_path / "o"),
                     "other.pt", "not written by pixforge-tsit")
@@ -65,11 +89,16 @@ def test_bad_translate_and_export_inputs(tmp_path, bad, ast_run, folders):
     _one_error_line(cli("translate", tmp_path / "missing.png", "--run", ast_run, "--style", style, "--out",
                         tmp_path / "o"), "missing.png", "does not exist")
     _one_error_line(cli("export", bad / "other.pt", "--out", tmp_path / "m.onnx"), "not written by pixforge-tsit")
+    _one_error_line(cli("export", ast_run, "--out", tmp_path / "m.onnx", "--code", "random"),
+                    "--code random is for semantic-synthesis models with a VAE encoder")
+    _one_error_line(cli("export", ast_run, "--out", tmp_path / "m.onnx", "--code", "zero"), "--code must be one of")
     assert not (tmp_path / "o").exists() and not (tmp_path / "m.onnx").exists()
 
 
-def test_translate_through_the_cli(tmp_path, ast_run, folders):
-    result = cli("translate", folders / "content", "--run", ast_run, "--style", folders / "style" / "s0.png", "--out",
-                 tmp_path / "o", "--quiet", "--device", "cpu")
+def test_translate_through_the_cli(tmp_path, ast_run, folders, bad):
+    _one_error_line(process("export", bad / "other.pt", "--out", tmp_path / "m.onnx"), "not written by pixforge-tsit")
+    assert not (tmp_path / "m.onnx").exists()
+    result = process("translate", folders / "content", "--run", ast_run, "--style", folders / "style" / "s0.png",
+                     "--out", tmp_path / "o", "--quiet", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["c0.png", "c1.png", "c2.png"]

@@ -69,12 +69,18 @@ def test_generator_shapes_at_full_depth(hw):
     assert out.shape == (1, 3, *hw) and out.abs().max() <= 1 and torch.isfinite(out).all()
 
 
-def test_generator_shallower_and_128():
+@pytest.fixture(scope="module")
+def official():
+    """The official-size generator (ngf 64, 8 levels) on the meta device: its layout, no memory (built once: its
+    spectral norms' power iterations run through meta kernels, seconds)."""
+    with torch.device("meta"):
+        return TSITGenerator(ngf=64)
+
+
+def test_generator_shallower_and_128(official):
     g = TSITGenerator(ngf=4, levels=7).eval()
     with torch.no_grad():
         assert g(torch.rand(2, 3, 128, 128), torch.rand(2, 3, 128, 128)).shape == (2, 3, 128, 128)
-    with torch.device("meta"):
-        official = TSITGenerator(ngf=64)
     assert [b.conv_1.out_channels for b in official.blocks] == [1024, 1024, 1024, 512, 256, 128, 64]
 
 
@@ -100,13 +106,10 @@ def _official_generator_params(ngf: int) -> int:
     return 2 * stream + conv(3, 16 * ngf, 3) + decoder + conv(ngf, 3, 3)
 
 
-def test_official_parameter_count_at_ngf_64():
-    with torch.device("meta"):
-        g = TSITGenerator(ngf=64)
-    count = sum(p.numel() for p in g.parameters())
+def test_official_parameter_count_at_ngf_64(official):
+    count = sum(p.numel() for p in official.parameters())
     assert count == _official_generator_params(64) == 398_093_739  # "~398M" of the official model
-    with torch.device("meta"):
-        assert sum(p.numel() for p in TSITGenerator(ngf=8).parameters()) == _official_generator_params(8)
+    assert sum(p.numel() for p in TSITGenerator(ngf=8).parameters()) == _official_generator_params(8)
 
 
 def test_alpha_zero_skips_the_style():

@@ -16,7 +16,7 @@ from pixforge.export.metadata import parse_metadata
 from pixforge.export.pipeline import Pipeline, label_classes, read_labels
 from pixforge.export.session import open_session
 from pixforge.tsit import data as tdata
-from pixforge.tsit.export import LabelGraph, export
+from pixforge.tsit.export import LabelGraph, export, input_names
 from pixforge.tsit.model import load
 from pixforge.tsit.train import train
 from pixforge.tsit.translate import Translator, translate
@@ -32,7 +32,8 @@ def palette_png(path, ids):
 
 @pytest.fixture(scope="session")
 def sis_data(tmp_path_factory, labels):
-    """labels/ as palette PNGs with don't-care (255) pixels, images/, instances/, and odd-sized maps in odd/."""
+    """labels/ as palette PNGs with don't-care (255) pixels, images/, instances/, odd-sized maps in odd/, and
+    all_instances/ holding the instance maps of both labels/ and odd/."""
     root = tmp_path_factory.mktemp("sis_dc")
     rng = np.random.default_rng(3)
     for i in range(2):
@@ -43,8 +44,13 @@ def sis_data(tmp_path_factory, labels):
         inst = (np.arange(32)[:, None] // 8 * 1000 + np.arange(32)[None] // 16 + i).astype(np.uint16)
         (root / "instances").mkdir(exist_ok=True)
         Image.fromarray(inst).save(root / "instances" / f"x{i}.png")  # 16-bit, as Cityscapes' *_instanceIds.png
-    palette_png(root / "odd" / "a.png", rng.choice([0, 1, 2, 3, 255], (24, 40)))
-    palette_png(root / "odd" / "b.png", rng.choice([0, 1, 2, 3, 255], (17, 30)))
+    (root / "all_instances").mkdir()
+    for name, hw in (("a", (24, 40)), ("b", (17, 30))):
+        palette_png(root / "odd" / f"{name}.png", rng.choice([0, 1, 2, 3, 255], hw))
+        Image.fromarray((rng.integers(0, 4, hw) * 1000 + 24).astype(np.uint16)).save(root / "all_instances" /
+                                                                                     f"{name}.png")
+    for path in (root / "instances").iterdir():
+        (root / "all_instances" / path.name).write_bytes(path.read_bytes())
     return root
 
 
@@ -94,34 +100,51 @@ def _sis_run(tmp_path, sis_data, tiny, **kw):
 
 
 @pytest.fixture(scope="module")
-def sis_runs(tmp_path_factory, sis_data, tiny):
-    """One-step semantic-synthesis runs (4 classes + don't care 255), {vae: run directory}."""
-    return {vae: _sis_run(tmp_path_factory.mktemp(f"vae{vae}"), sis_data, tiny, vae=vae) for vae in (False, True)}
+def sis_runs(tmp_path_factory, sis_data, tiny, single_thread):
+    """One-step semantic-synthesis runs (4 classes + don't care 255), {vae: run directory}: without the VAE, and with
+    it and instance maps (as the official Cityscapes model)."""
+    with single_thread():
+        return {False: _sis_run(tmp_path_factory.mktemp("vae0"), sis_data, tiny, vae=False),
+                True: _sis_run(tmp_path_factory.mktemp("vae1"), sis_data, tiny, vae=True,
+                               instances=str(sis_data / "instances"))}
+
+
+def _meta(model):
+    return parse_metadata(ort.InferenceSession(str(model)).get_modelmeta().custom_metadata_map, str(model))
 
 
 @pytest.mark.parametrize("vae", [False, True])
 def test_sis_translate_export_and_pixforge_run_agree(tmp_path, sis_data, sis_runs, vae):
     run = sis_runs[vae]
     arch = load(run).arch
-    assert arch["content_channels"] == 5 and arch["dontcare"] == 255 and arch["start"] == ("vae" if vae else "content")
-    model = export(run, tmp_path / "sis.onnx")  # verify_onnx inside: ids -> classes -> one-hot in the graph
-    meta = parse_metadata(ort.InferenceSession(str(model)).get_modelmeta().custom_metadata_map, str(model))
+    assert arch["content_channels"] == 5 + vae and arch["dontcare"] == 255 and arch["instance"] == vae
+    assert arch["start"] == ("vae" if vae else "content")
+    model = export(run, tmp_path / "sis.onnx")  # verify_onnx inside: ids -> classes -> one-hot (+ edges) in the graph
+    meta = _meta(model)
+    assert [s.name for s in meta.inputs] == input_names(arch) == (["content", "instances", "style"] if vae else
+                                                                  ["content"])
     spec = meta.input("content")
     assert (spec.kind, spec.num_classes, spec.dontcare, spec.size) == ("labels", 4, 255, (32, 32) if vae else None)
-    style = sis_data / "images" / "x1.png"
-    extra = {"images": {"style": str(style)}} if vae else {}
+    if vae:
+        inst = meta.input("instances")
+        assert (inst.kind, inst.num_classes, inst.paired, inst.size) == ("labels", None, True, (32, 32))
+    style, instances = sis_data / "images" / "x1.png", sis_data / "all_instances"
+    extra = {"images": {"style": str(style), "instances": str(instances)}} if vae else {}
     # float outputs: pixforge-run's feeds through onnxruntime vs Translator.run in PyTorch (odd-sized label maps)
     translator = Translator(load(run), torch.device("cpu"))
     ids = [read_labels(sis_data / "odd" / "a.png")] * 2
+    inst = [read_labels(instances / "a.png")] * 2 if vae else None
     pipe = Pipeline(open_session(str(model), "cpu"), **extra)
-    got = pipe.session.run(pipe.feeds(ids, [0, 1]))["image"]
-    expected = translator.run(ids, read_image(style) if vae else None, [0, 1]).numpy()
+    got = pipe.session.run(pipe.feeds(ids, [0, 1], {"instances": inst} if vae else None))["image"]
+    expected = translator.run(ids, read_image(style) if vae else None, [0, 1], inst).numpy()
     assert got.shape == expected.shape == ((2, 3, 32, 32) if vae else (2, 3, 24, 40))
     assert np.abs(got - expected).max() < 1e-3
     # pictures: every item, pixforge-run vs pixforge-tsit translate
     inputs = [str(sis_data / "labels"), str(sis_data / "odd")]
-    Runtime().run(str(model), *inputs, out=str(tmp_path / "rt"), device="cpu", input=f"style={style}" if vae else None)
-    translate(str(run), inputs, str(tmp_path / "tr"), style=str(style) if vae else None, quiet=True, device="cpu")
+    Runtime().run(str(model), *inputs, out=str(tmp_path / "rt"), device="cpu",
+                  input=f"style={style},instances={instances}" if vae else None)
+    translate(str(run), inputs, str(tmp_path / "tr"), style=str(style) if vae else None, quiet=True, device="cpu",
+              instances=str(instances) if vae else None)
     for name, hw in (("x0.png", (32, 32)), ("x1.png", (32, 32)), ("a.png", (24, 40)), ("b.png", (17, 30))):
         a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
         assert a.shape == b.shape == (*hw, 3) and np.abs(a - b).max() <= 1, name
@@ -129,10 +152,39 @@ def test_sis_translate_export_and_pixforge_run_agree(tmp_path, sis_data, sis_run
 
 def test_vae_code_follows_the_style_image(sis_data, sis_runs):
     translator = Translator(load(sis_runs[True]), torch.device("cpu"))
-    ids = [read_labels(sis_data / "labels" / "x0.png")]
-    a = translator.run(ids, read_image(sis_data / "images" / "x0.png"), [0])
-    b = translator.run(ids, read_image(sis_data / "images" / "x1.png"), [0])
+    ids, inst = [read_labels(sis_data / "labels" / "x0.png")], [read_labels(sis_data / "instances" / "x0.png")]
+    a = translator.run(ids, read_image(sis_data / "images" / "x0.png"), [0], inst)
+    b = translator.run(ids, read_image(sis_data / "images" / "x1.png"), [0], inst)
     assert (a - b).abs().max() > 0
+
+
+def test_random_code_export_gives_multimodal_output_as_translate(tmp_path, sis_data, sis_runs):
+    run, instances = sis_runs[True], sis_data / "all_instances"
+    model = export(run, tmp_path / "random.onnx", code="random")  # verify_onnx inside: z -> image == PyTorch
+    meta = _meta(model)
+    assert [s.name for s in meta.inputs] == input_names(load(run).arch, "random") == ["content", "instances", "z"]
+    assert (meta.input("z").kind, meta.input("z").shape) == ("noise", ["N", 256])
+    # float outputs: pixforge-run draws z per item from (seed, index); Translator without a style image the same
+    translator = Translator(load(run), torch.device("cpu"), seed=5)
+    ids = [read_labels(sis_data / "labels" / "x0.png")] * 2
+    inst = [read_labels(instances / "x0.png")] * 2
+    pipe = Pipeline(open_session(str(model), "cpu"), seed=5, images={"instances": str(instances)})
+    got = pipe.session.run(pipe.feeds(ids, [0, 1], {"instances": inst}))["image"]
+    expected = translator.run(ids, None, [0, 1], inst).numpy()
+    assert np.abs(got - expected).max() < 1e-3
+    assert np.abs(got[0] - got[1]).max() > 0  # one label map, two items: two appearances
+    # pictures: pixforge-run --seed 3 vs translate --seed 3 without --style
+    inputs = [str(sis_data / "labels"), str(sis_data / "odd")]
+    Runtime().run(str(model), *inputs, out=str(tmp_path / "rt"), device="cpu", seed=3, input=f"instances={instances}")
+    translate(str(run), inputs, str(tmp_path / "tr"), seed=3, instances=str(instances), quiet=True, device="cpu")
+    for name in ("x0.png", "x1.png", "a.png", "b.png"):
+        a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name
+    with pytest.raises(PixforgeError, match=r"needs the input instances, one file per item: pass --input instances"):
+        Runtime().run(str(model), inputs[0], out=str(tmp_path / "no"), device="cpu")
+    with pytest.raises(PixforgeError, match="--code random is for semantic-synthesis models with a VAE"):
+        export(sis_runs[False], tmp_path / "no.onnx", code="random")
+    assert not (tmp_path / "no").exists() and not (tmp_path / "no.onnx").exists()
 
 
 def test_instance_maps(tmp_path, sis_data, tiny):
@@ -148,8 +200,11 @@ def test_instance_maps(tmp_path, sis_data, tiny):
     with pytest.raises(PixforgeError, match="--instances DIR"):
         translate(str(run), [str(sis_data / "labels")], str(tmp_path / "no"), quiet=True, device="cpu")
     with pytest.raises(PixforgeError, match=r"a\.png has no instance map"):
-        translate(str(run), [str(sis_data / "odd")], str(tmp_path / "no"), instances=str(sis_data / "instances"),
-                  quiet=True, device="cpu")
-    with pytest.raises(PixforgeError, match="instance maps .* not supported"):
-        export(run, tmp_path / "inst.onnx")
-    assert not (tmp_path / "no").exists() and not (tmp_path / "inst.onnx").exists()
+        translate(str(run), [str(sis_data / "labels"), str(sis_data / "odd")], str(tmp_path / "no"),
+                  instances=str(sis_data / "instances"), quiet=True, device="cpu")
+    (tmp_path / "small").mkdir()
+    Image.fromarray(np.zeros((16, 32), np.uint16)).save(tmp_path / "small" / "x0.png")
+    with pytest.raises(PixforgeError, match=r"instance map .*small/x0\.png is not the size of its label map"):
+        translate(str(run), [str(sis_data / "labels" / "x0.png")], str(tmp_path / "no"),
+                  instances=str(tmp_path / "small"), quiet=True, device="cpu")
+    assert not (tmp_path / "no").exists()

@@ -98,16 +98,3 @@ def test_export_parity_and_pixforge_run_equals_translate(tmp_path, ast_run, fold
     for name in ("a.png", "sub/b.png"):
         a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
         assert a.shape == b.shape and np.abs(a - b).max() <= 1
-
-
-def test_export_semantic_synthesis(tmp_path, labels, tiny):
-    from pixforge.tsit.train import train
-
-    run = train(str(tmp_path / "sis"), task="sis", content=str(labels / "labels"), style=str(labels / "images"),
-                num_classes=4, vae=False, batch=1, steps=1, sample_every=1, **tiny)
-    model = export(run, tmp_path / "sis.onnx")  # verify_onnx inside: one-hot in the graph == PyTorch
-    translate(str(run), [str(labels / "labels")], str(tmp_path / "tr"), quiet=True, device="cpu")
-    Runtime().run(str(model), str(labels / "labels"), out=str(tmp_path / "rt"), device="cpu")
-    for name in ("x0.png", "x1.png"):
-        a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
-        assert a.shape == (32, 32, 3) and np.abs(a - b).max() <= 1

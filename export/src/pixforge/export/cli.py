@@ -87,7 +87,9 @@ class Runtime:
             seed: noise seed; item i's noise depends only on (seed, i).
             overwrite: replace existing outputs (otherwise an existing output is an error).
             set: scalar inputs, e.g. --set strength=0.5,steps=4.
-            input: secondary image inputs, one image for every item, e.g. --input style=style.png.
+            input: secondary image inputs, one image for every item, e.g. --input style=style.png; an input the
+                model pairs with the items (e.g. instance maps) takes a folder: each item gets the file of its
+                relative name, e.g. --input instances=instances/.
             count: for a model without image inputs (a generator), how many samples to write.
             shard: "K/N" to process only items K, K+N, K+2N, ... (deterministic split across jobs).
             skip_existing: skip items whose outputs all exist already (to resume a stopped job).
@@ -130,7 +132,8 @@ class Runtime:
         rng = np.random.default_rng(0)
         hw = _bench_size(session, size)
         extra = {s.name: rng.integers(0, 256, (*(s.size or hw), image_channels(s)), dtype=np.uint8)
-                 for s in session.meta.image_inputs[1:]}
+                 for s in session.meta.image_inputs[1:] if not s.paired}
+        paired = [s for s in session.meta.image_inputs[1:] if s.paired]  # random arrays per batch, below
         pipe = Pipeline(session, images=extra)
         if pipe.primary is not None:
             hw = pipe.network_size(hw)
@@ -142,7 +145,8 @@ class Runtime:
             if pipe.primary is not None:
                 channels = image_channels(pipe.primary)
                 sources = list(rng.integers(0, 256, (n, *hw, channels), dtype=np.uint8))
-            feeds = pipe.feeds(sources, list(range(n)))
+            feeds = pipe.feeds(sources, list(range(n)), {s.name: list(rng.integers(
+                0, 256, (n, *hw, image_channels(s)), dtype=np.uint8)) for s in paired})
             for _ in range(max(0, int(warmup))):
                 session.run(feeds)
             times = []
@@ -210,12 +214,18 @@ def _describe(spec: TensorSpec) -> str:
         text += f" std {spec.std}" if spec.std is not None else ""
         text += f" size {spec.size[0]}x{spec.size[1]}" if spec.size else ""
         text += f" multiple {spec.multiple}" if spec.multiple > 1 else ""
+    elif spec.kind == "labels":
+        text = f"labels {spec.num_classes} classes" if spec.num_classes else "labels (ids)"
+        text += f" dontcare {spec.dontcare}" if spec.dontcare is not None else ""
+        text += f" size {spec.size[0]}x{spec.size[1]}" if spec.size else ""
+        text += f" multiple {spec.multiple}" if spec.multiple > 1 else ""
     elif spec.kind == "noise":
         text = f"noise {spec.shape}"
     elif spec.kind == "scalar":
         text = f"scalar default {spec.default}"
     else:
         text = "tensor"
+    text += ", one file per item (--input NAME=DIR)" if spec.paired else ""
     return f"{text}  {spec.description}".rstrip()
 
 

@@ -39,6 +39,7 @@ class Item:
     hw: tuple[int, int] = (0, 0)
     frames: int | None = None
     files: dict[str, Path] = field(default_factory=dict)  # {output name: file}, set by `plan`
+    inputs: dict[str, Path] = field(default_factory=dict)  # {paired input: the item's own file}, set by `plan`
 
 
 def plan(pipe: Pipeline, inputs: list[str], out: Path, *, count: int | None = None, shard: str | None = None,
@@ -134,6 +135,7 @@ def _validate(pipe: Pipeline, items: list[Item]) -> None:
             h, w, has_alpha = probe_image(item.source)
             item.hw = (h, w)
         pipe.check_item(str(item.source), item.hw, has_alpha)
+        item.inputs = pipe.paired_files(str(item.source), item.stem, item.hw)
 
 
 def _assign_outputs(pipe: Pipeline, items: list[Item], out: Path, tensor_format: str) -> None:
@@ -172,8 +174,9 @@ def _run_stills(pipe: Pipeline, chunk: list[Item]) -> None:
     sources = None
     if pipe.primary is not None:
         sources = [pipe.read_source(it.source) for it in chunk]
+    paired = {name: [pipe.read_source(it.inputs[name], pipe.meta.input(name)) for it in chunk] for name in pipe.paired}
     names = [str(it.source or it.stem) for it in chunk]
-    results = pipe.run(sources, [it.index for it in chunk], names)
+    results = pipe.run(sources, [it.index for it in chunk], names, paired)
     for item, result in zip(chunk, results, strict=True):
         for name, value in result.items():
             _write(item.files[name], value)

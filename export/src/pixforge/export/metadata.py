@@ -22,9 +22,13 @@ the first entry may be `"N"` and others `"H/k"` or `"W/k"` relative to the first
 ids read from a PNG's pixel values or palette indices, fed as float32 ids exactly as stored; `num_classes` K says
 which ids are valid, 0..K-1, plus the `dontcare` id when one is set, which the model maps to its extra class K,
 with the ids above `dontcare` moving down by one, e.g. `dontcare` 255 for SPADE's datasets, 0 for ADE20K's; the
-runtime resizes label maps with nearest-neighbour and one-hot encoding, if any, happens inside the graph);
-`tensor` inputs cannot be fed by the runtime. Every output has a leading batch dimension. `dtype` records the
-exported precision; the runtime follows the graph's declared types.
+runtime resizes label maps with nearest-neighbour and one-hot encoding, if any, happens inside the graph; without
+`num_classes` any integer ids below 2^24 in magnitude (exact in float32) pass, e.g. instance maps);
+`tensor` inputs cannot be fed by the runtime. A secondary image or labels input is one file for every item, unless
+it is `paired`: then it belongs to each item (pixel-aligned with the primary input, e.g. the instance map of each
+label map), the runtime takes a folder, feeds each item the file of the same relative name, which must have the
+item's size, and fits it exactly as the primary input (same padding or resizing). Every output has a leading batch
+dimension. `dtype` records the exported precision; the runtime follows the graph's declared types.
 """
 
 from __future__ import annotations
@@ -63,13 +67,18 @@ class TensorSpec:
     description: str = ""
     num_classes: int | None = None
     dontcare: int | None = None
+    paired: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"TensorSpec {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.paired and self.kind not in PIXEL_KINDS:
+            raise ValueError(f"TensorSpec {self.name!r}: only image and labels inputs can be paired with the items")
         if self.kind == "labels":
-            if not isinstance(self.num_classes, int) or self.num_classes < 1:
-                raise ValueError(f"TensorSpec {self.name!r}: a labels input needs num_classes >= 1")
+            if self.num_classes is not None and (not isinstance(self.num_classes, int) or self.num_classes < 1):
+                raise ValueError(f"TensorSpec {self.name!r}: num_classes of a labels input must be >= 1 (or None)")
+            if self.dontcare is not None and self.num_classes is None:
+                raise ValueError(f"TensorSpec {self.name!r}: dontcare needs num_classes")
             if self.dontcare is not None and not 0 <= self.dontcare <= 65535:
                 raise ValueError(f"TensorSpec {self.name!r}: dontcare must be a label id 0..65535")
             if self.channels not in (None, 1):

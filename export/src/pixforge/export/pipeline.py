@@ -10,7 +10,8 @@
   before anything runs, resized with nearest-neighbour only, fed as float32 ids (the graph one-hot encodes them);
 * the first image or label-map input is the primary one: it comes from the files being processed and fixes the
   geometry ("H/k" in noise shapes); any other one holds one image for every item, resized to its own `size` or
-  to the primary input's network size;
+  to the primary input's network size, unless it is `paired`: then each item has its own file, of the same
+  relative name in a folder, at the item's size, fitted exactly as the primary input (`paired_files`);
 * noise inputs: standard normal from `numpy.random.default_rng([seed, item index, input position])`, so an
   item's noise does not depend on the batch it runs in; a shape without a leading "N" is one tensor per batch;
 * scalar inputs: their `default`, or an override; image outputs go back to uint8, tensor outputs stay float.
@@ -19,12 +20,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from pixforge.export.errors import PixforgeError
-from pixforge.export.images import DECODE_ERRORS, probe_image, read_image
+from pixforge.export.images import DECODE_ERRORS, IMAGE_SUFFIXES, probe_image, read_image
 from pixforge.export.images import MODES as PIL_MODES
 from pixforge.export.metadata import TensorSpec, resolve_shape
 from pixforge.export.session import Session
@@ -32,6 +34,7 @@ from pixforge.export.video import is_video_path
 
 MODES = {1: "GRAY", 3: "RGB", 4: "RGBA"}  # channel count -> `read_image` mode
 LABEL_MODES = ("L", "P", "I", "I;16", "I;16L", "I;16B")  # one-channel PIL modes a label map may use
+EXACT_IDS = 2**24  # float32 holds every integer below this exactly
 
 
 def image_channels(spec: TensorSpec) -> int:
@@ -100,7 +103,13 @@ def label_classes(ids: np.ndarray, num_classes: int, dontcare: int | None = None
 
 
 def check_labels(ids: np.ndarray, spec: TensorSpec, name: str) -> None:
-    """Raise `PixforgeError` naming `name` when a label map holds an id outside the spec's classes."""
+    """Raise `PixforgeError` naming `name` when a label map holds an id outside the spec's classes (without
+    `num_classes`: an id that float32 does not hold exactly)."""
+    if spec.num_classes is None:
+        if ids.size and np.abs(ids).max() >= EXACT_IDS:
+            raise PixforgeError(f"label map {name} holds id {int(ids.flat[np.abs(ids).argmax()])}; "
+                                f"ids are fed as float32 and must stay below {EXACT_IDS} in magnitude")
+        return
     bad = label_classes(ids, spec.num_classes, spec.dontcare) < 0
     if bad.any():
         first = int(np.asarray(ids)[bad].flat[0])
@@ -155,6 +164,8 @@ class Pipeline:
         self.seed = seed
         image_inputs = self.meta.image_inputs
         self.primary = image_inputs[0] if image_inputs else None
+        if self.primary is not None and self.primary.paired:
+            raise PixforgeError(f"{where}: input '{self.primary.name}' is the primary input, which cannot be paired")
         for spec in image_inputs + [s for s in self.meta.outputs if s.kind == "image"]:
             if image_channels(spec) not in MODES or (spec.color == "GRAY") != (image_channels(spec) == 1):
                 raise PixforgeError(f"{where}: image tensor '{spec.name}' has {image_channels(spec)} channels as "
@@ -174,21 +185,34 @@ class Pipeline:
                 raise PixforgeError(f"--set {name}=...: the model has no scalar input '{name}' "
                                     f"(scalar inputs: {', '.join(self.scalars) or 'none'})")
             self.scalars[name] = float(value)
+        # paired input -> its folder (None: the caller passes each batch's arrays to `feeds` itself)
+        self.paired: dict[str, Path | None] = {s.name: None for s in image_inputs[1:] if s.paired}
         self.extra = self._read_extra_images(images or {})
 
     def _read_extra_images(self, paths: dict[str, str | np.ndarray]) -> dict[str, np.ndarray]:
-        """Secondary image inputs: a path is checked and decoded, an array (uint8 H x W x C) is taken as is."""
+        """Secondary image inputs: a path is checked and decoded, an array (uint8 H x W x C) is taken as is; a paired
+        input's folder goes to `self.paired`."""
         wanted = {s.name: s for s in self.meta.image_inputs[1:]}
         for name in paths:
             if name not in wanted:
                 raise PixforgeError(f"--input {name}=...: the model has no secondary image input '{name}' "
                                     f"(secondary image inputs: {', '.join(wanted) or 'none'})")
-        missing = [name for name in wanted if name not in paths]
+        missing = [name for name in wanted if name not in paths and name not in self.paired]
         if missing:
             raise PixforgeError(f"the model also needs image input(s) {', '.join(missing)}: pass "
                                 f"--input {missing[0]}=PATH")
         extra = {}
         for name, path in paths.items():
+            folder = not isinstance(path, np.ndarray) and Path(path).is_dir()
+            if wanted[name].paired:
+                if not folder:
+                    raise PixforgeError(f"--input {name}={path}: the model takes one '{name}' per item (paired with "
+                                        "the items): give a folder of files named like the items")
+                self.paired[name] = Path(path)
+                continue
+            if folder:
+                raise PixforgeError(f"--input {name}={path} is a folder, but '{name}' is one image for every item: "
+                                    "give a file")
             if isinstance(path, np.ndarray):
                 extra[name] = path
                 continue
@@ -212,6 +236,9 @@ class Pipeline:
     def check_item(self, name: str, hw: tuple[int, int], has_alpha: bool) -> None:
         """Raise `PixforgeError` naming `name` when a source of this size (and alpha or not) cannot be fed; a label
         map (the file `name`) is read and its ids checked."""
+        if self.paired and is_video_path(name):
+            raise PixforgeError(f"{name} is a video; a model with paired inputs ({', '.join(self.paired)}) takes "
+                                "image files only")
         if self.primary.kind == "labels":
             if is_video_path(name):
                 raise PixforgeError(f"{name} is a video; {self.session.path} takes label maps (PNG images)")
@@ -231,23 +258,53 @@ class Pipeline:
             raise PixforgeError(f"{name} has no alpha channel but model input '{spec.name}' takes 4 channels "
                                 "(RGBA): give an image with transparency")
 
-    def read_source(self, path) -> np.ndarray:
-        """A source file decoded for the primary input: label ids, or uint8 pixels in the input's colour mode."""
-        if self.primary.kind == "labels":
+    def paired_files(self, source: str, stem: str, hw: tuple[int, int]) -> dict[str, Path]:
+        """{paired input: the item's file}: the file named `stem` (the item's relative name, any image suffix) in the
+        input's folder, opened and checked (the item's size `hw`; ids or channels); a PixforgeError names it."""
+        files = {}
+        for name, folder in self.paired.items():
+            if folder is None:
+                raise PixforgeError(f"the model also needs the input {name}, one file per item: pass --input "
+                                    f"{name}=DIR (a folder holding each item's file, by relative name)")
+            spec = self.meta.input(name)
+            matches = [folder / (stem + s) for s in IMAGE_SUFFIXES if (folder / (stem + s)).is_file()]
+            if len(matches) != 1:
+                raise PixforgeError(f"{source} has {'no' if not matches else 'more than one'} '{name}' file "
+                                    f"{folder / stem}.* (--input {name}=DIR pairs one file with each item by "
+                                    "relative name)")
+            h, w, has_alpha = probe_image(matches[0])
+            if (h, w) != tuple(hw):
+                raise PixforgeError(f"{matches[0]} is {w}x{h} but its item {source} is {hw[1]}x{hw[0]}: a paired "
+                                    "input must have its item's size")
+            if spec.kind == "labels":
+                check_labels(read_labels(matches[0]), spec, str(matches[0]))
+            self.check_channels(str(matches[0]), spec, has_alpha)
+            files[name] = matches[0]
+        return files
+
+    def read_source(self, path, spec: TensorSpec | None = None) -> np.ndarray:
+        """A file decoded for the primary input (or `spec`): label ids, or uint8 pixels in the input's colour mode."""
+        spec = spec or self.primary
+        if spec.kind == "labels":
             return read_labels(path)
-        return read_image(path, MODES[image_channels(self.primary)])
+        return read_image(path, MODES[image_channels(spec)])
 
     # -- running -------------------------------------------------------------------------------------------
 
-    def feeds(self, sources: list[np.ndarray] | None, indices: list[int]) -> dict[str, np.ndarray]:
+    def feeds(self, sources: list[np.ndarray] | None, indices: list[int],
+              paired: dict[str, list[np.ndarray]] | None = None) -> dict[str, np.ndarray]:
         """The model's inputs for one batch: `sources` are uint8 H x W x C images that share one network size
-        (None for a model without image inputs), `indices` the items' global indices (noise seeds)."""
+        (None for a model without image inputs), `indices` the items' global indices (noise seeds), `paired` each
+        paired input's arrays, one per source, of the sources' sizes."""
         n = len(indices)
         net = self.network_size(sources[0].shape[:2]) if sources else None
         feeds = {}
         for k, spec in enumerate(self.meta.inputs):
-            if spec is self.primary:
-                batch = np.stack([self._fit(image, net) for image in sources])
+            if spec is self.primary or spec.paired:
+                if spec.paired and (paired is None or spec.name not in paired):
+                    raise ValueError(f"input '{spec.name}' is paired with the items: pass its arrays in `paired`")
+                arrays = sources if spec is self.primary else paired[spec.name]
+                batch = np.stack([self._fit(image, net, spec) for image in arrays])
                 feeds[spec.name] = labels_to_network(batch, spec) if spec.kind == "labels" else to_network(batch, spec)
             elif spec.kind == "labels":
                 extra = resize_labels(self.extra[spec.name], spec.size or net)
@@ -261,14 +318,15 @@ class Pipeline:
                 feeds[spec.name] = self._scalar(spec, n)
         return feeds
 
-    def run(self, sources: list[np.ndarray] | None, indices: list[int], names: list[str]) -> list[dict]:
+    def run(self, sources: list[np.ndarray] | None, indices: list[int], names: list[str],
+            paired: dict[str, list[np.ndarray]] | None = None) -> list[dict]:
         """Run one batch (see `feeds`); `names` name the items in errors (NaN/inf outputs).
 
         Returns, per item, {output name: uint8 H x W x C image at the source's scale, or the item's array}.
         """
         n = len(indices)
         net = self.network_size(sources[0].shape[:2]) if sources else None
-        outputs = self.session.run(self.feeds(sources, indices))
+        outputs = self.session.run(self.feeds(sources, indices, paired))
         results: list[dict] = [{} for _ in range(n)]
         for spec in self.meta.outputs:
             value = outputs[spec.name]
@@ -292,9 +350,10 @@ class Pipeline:
                 results[i][spec.name] = self._restore(pixels[i], sources[i].shape[:2], net) if sources else pixels[i]
         return results
 
-    def _fit(self, image: np.ndarray, net: tuple[int, int]) -> np.ndarray:
+    def _fit(self, image: np.ndarray, net: tuple[int, int], spec: TensorSpec) -> np.ndarray:
+        """The primary input's geometry (also a paired input's): resize to `size`, else reflect-pad to `multiple`."""
         if self.primary.size is not None:
-            return resize_labels(image, net) if self.primary.kind == "labels" else resize(image, net)
+            return resize_labels(image, net) if spec.kind == "labels" else resize(image, net)
         h, w = image.shape[:2]
         if (h, w) == net:
             return image

@@ -62,13 +62,16 @@ class TSIT:
         return f"wrote {len(written)} file(s) under {out}"
 
     def export(self, run: str, out: str = "model.onnx", alpha: float = 1.0, fp16: bool = False,
-               overwrite: bool = False) -> str:
+               overwrite: bool = False, code: str = "style") -> str:
         """Export the generator of --run to an ONNX file (inputs content, style, noise, alpha; dynamic batch and
         spatial sizes; pixforge metadata) and check it against PyTorch. Run it with
-        `pixforge-run run OUT CONTENT --input style=STYLE --out DIR`."""
+        `pixforge-run run OUT CONTENT --input style=STYLE --out DIR`. Semantic synthesis: content is a label map,
+        plus `--input instances=DIR` (each label map's instance map, same name) for a model trained with them; a VAE
+        model takes the style image (--code style) or, with --code random, a noise input z that pixforge-run draws
+        from --seed per item (multi-modal output, as translate without --style)."""
         from pixforge.tsit.export import export
 
-        return str(export(run, out, alpha=alpha, fp16=fp16, overwrite=overwrite))
+        return str(export(run, out, alpha=alpha, fp16=fp16, overwrite=overwrite, code=code))
 
     def convert(self, weights: str, out: str | None = None, encoder: str | None = None, task: str | None = None,
                 size="256", num_classes: int | None = None, dontcare: int | None = None, instance: bool = False,

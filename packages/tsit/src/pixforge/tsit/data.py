@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from pixforge.core.io import image_to_tensor, list_images, read_image
@@ -163,16 +164,15 @@ def read_instances(path: Path) -> np.ndarray:
 
 
 def edges(instances: torch.Tensor) -> torch.Tensor:
-    """N x H x W instance ids -> N x 1 x H x W float boundary map: 1 where a pixel differs from its left, right,
-    upper or lower neighbour (the official `get_edges`)."""
+    """N x H x W instance ids (integer, or float ids as the exported graph takes them) -> N x 1 x H x W float
+    boundary map: 1 where a pixel differs from its left, right, upper or lower neighbour (the official `get_edges`).
+    Written without in-place updates, so that it exports to ONNX."""
     t = instances[:, None]
-    edge = torch.zeros_like(t, dtype=torch.bool)
-    dx, dy = t[..., :, 1:] != t[..., :, :-1], t[..., 1:, :] != t[..., :-1, :]
-    edge[..., :, 1:] |= dx
-    edge[..., :, :-1] |= dx
-    edge[..., 1:, :] |= dy
-    edge[..., :-1, :] |= dy
-    return edge.float()
+    dx = (t[..., :, 1:] != t[..., :, :-1]).float()
+    dy = (t[..., 1:, :] != t[..., :-1, :]).float()
+    horizontal = torch.maximum(F.pad(dx, (1, 0)), F.pad(dx, (0, 1)))
+    vertical = torch.maximum(F.pad(dy, (0, 0, 1, 0)), F.pad(dy, (0, 0, 0, 1)))
+    return torch.maximum(horizontal, vertical)
 
 
 def semantics(classes: torch.Tensor, channels: int, instances: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,8 +8,18 @@ W/stride standard normal) and the scalar `alpha` (FAdaIN strength, `--set alpha=
 
 Semantic-synthesis models take `content` as a label map (pixforge kind `labels`: one channel of the ids as stored
 in the PNG, read and checked by the runtime, resized nearest; the don't-care mapping and the one-hot encoding happen
-inside the graph, so the host sends one channel, not K) and, with a VAE encoder, the `style` image whose code sets
-the appearance (fixed size: the training size). Models trained with instance maps are not exported yet.
+inside the graph, so the host sends one channel, not K); a model trained with instance maps also takes `instances`,
+the instance ids of each label map (a `paired` labels input: `--input instances=DIR`, files named as the label maps;
+the boundary map is computed inside the graph); with a VAE encoder (fixed size: the training size) the appearance
+code comes either from the `style` image (its mean code, `code="style"`, the default) or, for multi-modal output,
+from a standard-normal `z` input (`code="random"`, pixforge kind `noise`, N x z_dim) that pixforge-run draws from
+its `--seed` per item, exactly as `pixforge-tsit translate` without `--style`:
+
+    pixforge-tsit export runs/city --out city.onnx                      # style image -> appearance
+    pixforge-run run city.onnx labels/ --input style=street.png,instances=instances/ --out out/
+    pixforge-tsit export runs/city --out city-random.onnx --code random # one random appearance per item and seed
+    pixforge-run run city-random.onnx labels/ --input instances=instances/ --out out/ --seed 3
+
 Spectral norms are folded into plain weights; FADE's batch norm uses its running statistics (eval mode).
 """
 
@@ -22,8 +32,19 @@ import torch
 from torch import nn
 
 from pixforge.export.errors import PixforgeError
+from pixforge.tsit.data import edges
 from pixforge.tsit.model import load
 from pixforge.tsit.nets import ConvEncoder, TSITGenerator, fold_spectral_norm
+
+CODES = ("style", "random")
+
+
+def input_names(arch: dict, code: str = "style") -> list[str]:
+    """The exported graph's inputs in order (pixforge-run seeds item i's noise with [seed, i, input position])."""
+    if arch["task"] != "sis":
+        return ["content", "style", "noise", "alpha"]
+    names = ["content"] + (["instances"] if arch.get("instance") else [])
+    return names + ([("style" if code == "style" else "z")] if arch["start"] == "vae" else [])
 
 
 class StyleGraph(nn.Module):
@@ -38,31 +59,38 @@ class StyleGraph(nn.Module):
 
 
 class LabelGraph(nn.Module):
-    """(label ids [, style]) -> image: semantic synthesis. Ids map to classes as
+    """(label ids [, instance ids] [, style image | code z]) -> image: semantic synthesis. Ids map to classes as
     `pixforge.export.pipeline.label_classes` (the don't-care id to the extra class K, the ids above it down by one),
-    then one-hot."""
+    then one-hot; instance ids add their boundary map (`pixforge.tsit.data.edges`). With a VAE the last input is the
+    style image (`encoder` given: its mean code) or the code itself (`encoder` None, `vae` True)."""
 
     def __init__(self, generator: TSITGenerator, encoder: ConvEncoder | None, num_classes: int,
-                 dontcare: int | None = None):
+                 dontcare: int | None = None, instance: bool = False, vae: bool = False):
         super().__init__()
         self.generator, self.encoder, self.num_classes, self.dontcare = generator, encoder, num_classes, dontcare
+        self.instance, self.vae = instance, vae or encoder is not None
         channels = num_classes + (dontcare is not None)
         self.register_buffer("classes", torch.arange(channels, dtype=torch.float32).view(1, -1, 1, 1),
                              persistent=False)
 
-    def forward(self, content, style=None):
+    def forward(self, content, *extra):
         ids = content.round()
         if self.dontcare is not None:
             d = float(self.dontcare)
             ids = torch.where(ids == d, torch.full_like(ids, self.num_classes), ids - (ids > d).to(ids.dtype))
-        one_hot = (ids == self.classes).to(content.dtype)
-        code = self.encoder(style)[0] if self.encoder is not None else None
-        return self.generator(one_hot, None, code)
+        semantics = (ids == self.classes).to(content.dtype)
+        if self.instance:
+            semantics = torch.cat([semantics, edges(extra[0][:, 0]).to(content.dtype)], 1)
+        code = None
+        if self.vae:
+            code = self.encoder(extra[-1])[0] if self.encoder is not None else extra[-1]
+        return self.generator(semantics, None, code)
 
 
 def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = False, check: bool = True,
-           overwrite: bool = False) -> Path:
-    """Export RUN's generator to OUT (.onnx) with pixforge metadata, then check it against PyTorch."""
+           overwrite: bool = False, code: str = "style") -> Path:
+    """Export RUN's generator to OUT (.onnx) with pixforge metadata, then check it against PyTorch; `code` (VAE
+    models): the appearance from a `style` image input, or `random` from a noise input z."""
     from pixforge.core.onnx import export_onnx, verify_onnx
     from pixforge.export.metadata import TensorSpec
     from pixforge.tsit import __version__
@@ -74,7 +102,11 @@ def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = Fa
         raise PixforgeError(f"{out} already exists: pass --overwrite to replace it")
     if not 0.0 <= alpha <= 1.0:
         raise PixforgeError(f"--alpha must be between 0 and 1, got {alpha}")
+    if code not in CODES:
+        raise PixforgeError(f"--code must be one of {', '.join(CODES)}, got {code!r}")
     trained = load(run)
+    if code != "style" and trained.arch["start"] != "vae":
+        raise PixforgeError(f"--code {code} is for semantic-synthesis models with a VAE encoder; {run} has none")
     arch, stride = trained.arch, trained.arch["stride"]
     generator = fold_spectral_norm(trained.generator)
     encoder = fold_spectral_norm(trained.encoder) if trained.encoder is not None else None
@@ -97,24 +129,38 @@ def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = Fa
         checks = [torch.rand(1, 3, stride, 2 * stride) * 2 - 1, torch.rand(1, 3, stride, 2 * stride) * 2 - 1,
                   torch.randn(1, 3, 1, 2), torch.tensor(0.5)]
     else:
-        if arch.get("instance"):
-            raise PixforgeError(f"{run}: exporting a model trained with instance maps (--instances) is not supported "
-                                "yet; translate it with pixforge-tsit translate --instances DIR")
-        dontcare = arch.get("dontcare")
-        module = LabelGraph(generator, encoder, arch["num_classes"], dontcare)
-        fixed = encoder is not None
-        ex_h, ex_w = size if fixed else (2 * stride, 3 * stride)
-        specs = [TensorSpec("content", kind="labels", num_classes=arch["num_classes"], dontcare=dontcare,
-                            multiple=stride, size=size if fixed else None,
+        dontcare, fixed, instance = arch.get("dontcare"), encoder is not None, bool(arch.get("instance"))
+        module = LabelGraph(generator, encoder if code == "style" else None, arch["num_classes"], dontcare, instance,
+                            vae=fixed)
+        ex_hw = size if fixed else (2 * stride, 3 * stride)
+        check_hw = size if fixed else (stride, 2 * stride)
+        labels = {"kind": "labels", "multiple": stride, "size": size if fixed else None}
+        specs = [TensorSpec("content", **labels, num_classes=arch["num_classes"], dontcare=dontcare,
                             description="label map: pixel value (or palette index) = class id")]
-        example = (_label_ids(arch, (2, 1, ex_h, ex_w)),)
-        dynamic = ({0: batch} if fixed else {0: batch, 2: stride * h, 3: stride * w},)
-        checks = [_label_ids(arch, (1, 1, *(size if fixed else (stride, 2 * stride))))]
-        if fixed:
-            example += (torch.rand(2, 3, *size) * 2 - 1,)
+        example = [_label_ids(arch, (2, 1, *ex_hw))]
+        spatial = {0: batch} if fixed else {0: batch, 2: stride * h, 3: stride * w}
+        dynamic = [spatial]
+        checks = [_label_ids(arch, (1, 1, *check_hw))]
+        if instance:
+            specs.append(TensorSpec("instances", **labels, paired=True, description="instance ids of each label map "
+                                    "(e.g. Cityscapes *_instanceIds.png): --input instances=DIR, files named as the "
+                                    "label maps"))
+            example.append(torch.randint(0, 3, (2, 1, *ex_hw)).float())
+            dynamic.append(spatial)
+            checks.append(torch.randint(0, 3, (1, 1, *check_hw)).float())
+        if fixed and code == "style":
             specs.append(TensorSpec("style", **image, size=size, description="style image (appearance code)"))
-            dynamic += ({0: batch},)
+            example.append(torch.rand(2, 3, *size) * 2 - 1)
+            dynamic.append({0: batch})
             checks.append(torch.rand(1, 3, *size) * 2 - 1)
+        elif fixed:
+            specs.append(TensorSpec("z", kind="noise", shape=["N", arch["z_dim"]],
+                                    description="appearance code, standard normal (drawn from --seed per item)"))
+            example.append(torch.randn(2, arch["z_dim"]))
+            dynamic.append({0: batch})
+            checks.append(torch.randn(1, arch["z_dim"]))
+        example = tuple(example)  # forward(content, *extra): torch.export nests the extra inputs' shapes
+        dynamic = (dynamic[0], tuple(dynamic[1:])) if len(dynamic) > 1 else tuple(dynamic)
     path = export_onnx(module, example, out, input_names=[s.name for s in specs], output_names=["image"],
                        inputs=specs, outputs=[TensorSpec("image", **image)], package="pixforge-tsit",
                        version=__version__, task="style-transfer" if arch["task"] != "sis" else "semantic-synthesis",

@@ -3,14 +3,16 @@
 Geometry follows the exported model under `pixforge-run` exactly, so both give the same pictures: the content is
 reflect-padded at the bottom / right to a multiple of the network's stride and the output cropped back; the style
 image is resized (bicubic) to the padded content size; the noise map of item i is
-`numpy.random.default_rng([seed, i, 2]).standard_normal(...)` (2 = the noise input's position), so every frame of a
-video shares one noise map (temporal stability) and results do not depend on the batch size. Items are numbered as
-`pixforge-run` numbers them: the inputs in order, folders sorted recursively.
+`numpy.random.default_rng([seed, i, position]).standard_normal(...)` (the noise input's position in the exported
+graph, `pixforge.tsit.export.input_names`), so every frame of a video shares one noise map (temporal stability) and
+results do not depend on the batch size. Items are numbered as `pixforge-run` numbers them: the inputs in order,
+folders sorted recursively.
 
 Semantic-synthesis models take label maps (PNG class ids, read as `pixforge-run` reads them: pixel values or palette
 indices, the don't-care id mapped to the extra class, nearest resizing) as content, and for a model trained with
-instance maps the instance map of the same relative name from `--instances DIR`; with a VAE encoder the style image
-sets the code (its mean), without one the code is drawn from the noise seed.
+instance maps the instance map of the same relative name from `--instances DIR` (the label map's size, fitted as
+it); with a VAE encoder the style image sets the code (its mean), without one the code z is drawn from the seed as
+the exported graph's `z` input (`export(..., code="random")`).
 """
 
 from __future__ import annotations
@@ -33,10 +35,9 @@ from pixforge.export.jobs import media_files
 from pixforge.export.pipeline import label_classes, read_labels, resize_labels
 from pixforge.export.video import is_video_path
 from pixforge.tsit import data as tdata
+from pixforge.tsit.export import input_names
 from pixforge.tsit.model import Trained, classes, load
 from pixforge.tsit.nets import fold_spectral_norm
-
-NOISE_POSITION = 2  # content, style, noise, alpha: the noise input's index in the exported graph
 
 
 @dataclass
@@ -61,6 +62,9 @@ class Translator:
         self.stride = self.arch["stride"]
         self.sis = self.arch["task"] == "sis"
         self.fixed = tuple(self.arch["latent_hw"]) if self.arch["start"] == "vae" else None
+        # the noise input's position in the exported graph (0 when there is none: a label-map start ignores it)
+        self.noise_position = next((k for k, n in enumerate(input_names(self.arch, "random")) if n in ("noise", "z")),
+                                   0)
 
     def network_size(self, hw: tuple[int, int]) -> tuple[int, int]:
         if self.fixed is not None:
@@ -75,9 +79,10 @@ class Translator:
                                 f"{self.stride}x{2 * self.stride} pixels")
 
     def noise(self, index: int, net: tuple[int, int]) -> np.ndarray:
+        """Item `index`'s noise map (style transfer) or code z (VAE), as pixforge-run draws the graph's input."""
         h, w = max(1, net[0] // self.stride), max(1, net[1] // self.stride)
         shape = (self.arch["z_dim"],) if self.fixed else (3, h, w)
-        return np.random.default_rng([self.seed, index, NOISE_POSITION]).standard_normal(shape, dtype=np.float32)
+        return np.random.default_rng([self.seed, index, self.noise_position]).standard_normal(shape, dtype=np.float32)
 
     def _fit(self, image: np.ndarray, net: tuple[int, int], resample: int) -> np.ndarray:
         if self.fixed is not None:
@@ -146,9 +151,10 @@ def translate(run: str, inputs: list[str], out: str, style: str | None = None, a
     translator = Translator(load(run), resolve_device(device), alpha, seed)
     styles = _styles(style, translator)
     items = collect(inputs, out_dir)
-    inst_files = _instance_files(items, instances, translator)
     for item in items:  # every input is opened and checked before anything is written
         if item.video:
+            if translator.sis:
+                raise PixforgeError(f"{item.source}: semantic-synthesis models translate label maps, not videos")
             info = probe_video(item.source)
             item.hw, item.frames = (info.height, info.width), info.frame_count or 1
         else:
@@ -156,6 +162,7 @@ def translate(run: str, inputs: list[str], out: str, style: str | None = None, a
             if translator.sis:
                 tdata.read_labels(item.source, translator.arch["num_classes"], translator.arch.get("dontcare"))
         translator.check(str(item.source), item.hw)
+    inst_files = _instance_files(items, instances, translator)
     plan = {(name, item.index): out_dir / (name if len(styles) > 1 else "") / (item.stem + _suffix(item))
             for name in styles for item in items}
     existing = [p for p in plan.values() if p.exists()]
@@ -186,7 +193,8 @@ def _suffix(item: Item) -> str:
 
 
 def _instance_files(items: list[Item], instances: str | None, translator: Translator) -> dict[int, Path]:
-    """{item index: instance map}: the file of each item's relative name (any image suffix) under `instances`."""
+    """{item index: instance map}: the file of each item's relative name (any image suffix) under `instances`, of
+    the item's size."""
     if not translator.arch.get("instance"):
         if instances is not None:
             raise PixforgeError("--instances is for semantic-synthesis models trained with instance maps")
@@ -199,7 +207,8 @@ def _instance_files(items: list[Item], instances: str | None, translator: Transl
         if not matches:
             raise PixforgeError(f"{item.source} has no instance map {Path(instances) / item.stem}.png (--instances "
                                 "maps are matched to label maps by relative name)")
-        read_labels(matches[0])
+        if read_labels(matches[0]).shape[:2] != item.hw:
+            raise PixforgeError(f"instance map {matches[0]} is not the size of its label map {item.source}")
         found[item.index] = matches[0]
     return found
 
@@ -220,8 +229,6 @@ def _styles(style: str | None, translator: Translator) -> dict[str, np.ndarray |
 
 def _video(translator: Translator, item: Item, style: np.ndarray | None, path: Path, batch: int, bar) -> Path:
     """Stream a video through the model batch by batch; one noise map (the item's) for every frame; audio kept."""
-    if translator.sis:
-        raise PixforgeError(f"{item.source}: semantic-synthesis models translate label maps, not videos")
     with VideoReader(item.source, batch) as reader:
         even = item.hw[0] % 2 == 0 and item.hw[1] % 2 == 0
         with VideoWriter(path, reader.info.fps_fraction, audio_from=item.source,
