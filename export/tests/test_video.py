@@ -88,6 +88,20 @@ def test_reader_streams_in_batches(tmp_path):
     assert sizes == [16] * 18 + [12]
 
 
+def test_reader_takes_a_probe_it_was_given(tmp_path, monkeypatch):
+    path = lavfi(tmp_path / "clip.mp4", seconds=1, audio=False)
+    info = probe_video(path)
+    expected = np.concatenate(list(VideoReader(path, batch_size=8)))
+    import pixforge.export.video as video
+
+    def no_probe(path):
+        raise AssertionError("probed again")
+
+    monkeypatch.setattr(video, "probe_video", no_probe)
+    with VideoReader(path, batch_size=8, info=info) as reader:
+        assert np.array_equal(np.concatenate(list(reader)), expected)
+
+
 def test_reader_close_stops_decoder(tmp_path):
     reader = VideoReader(lavfi(tmp_path / "clip.mp4", audio=False), batch_size=4)
     first = next(reader)

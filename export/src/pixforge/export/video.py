@@ -89,10 +89,11 @@ class VideoReader:
 
     Frames are decoded by an ffmpeg subprocess and read from its stdout, so memory does not grow with the
     video's length. Every frame of the source is returned once (no frame-rate conversion); any decode error
-    stops the read with a `PixforgeError` naming the file.
+    stops the read with a `PixforgeError` naming the file. A caller that has probed the file already passes
+    its `VideoInfo` as `info` (each probe is an ffmpeg run).
     """
 
-    def __init__(self, path: str | os.PathLike, batch_size: int = 16):
+    def __init__(self, path: str | os.PathLike, batch_size: int = 16, info: VideoInfo | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.path = Path(path)
@@ -100,7 +101,7 @@ class VideoReader:
         self._proc: subprocess.Popen | None = None
         self._stderr: Any = None
         self._done = False
-        self.info = probe_video(self.path)
+        self.info = info if info is not None else probe_video(self.path)
 
     def __enter__(self) -> VideoReader:
         return self

@@ -149,11 +149,12 @@ def _distort_batch(frames: np.ndarray, steps: Steps, randomness: Randomness) -> 
 
 
 def _encode(src: Path, dst: Path, steps: Steps, randomness: Randomness, crf: int | None, preset: str,
-            audio_from: Path | None, batch_size: int, codec: str = "libx264", extra: list[str] | None = None) -> int:
+            audio_from: Path | None, batch_size: int, codec: str = "libx264", extra: list[str] | None = None,
+            info: VideoInfo | None = None) -> int:
     """Decode -> frame steps -> encode, overlapped: one thread reads the decoder's next batch and another feeds
     the encoder while this one distorts (numpy and pipe I/O release the GIL); at most four batches are alive
     at once, so memory does not depend on the video's length."""
-    with VideoReader(src, batch_size) as reader:
+    with VideoReader(src, batch_size, info=info) as reader:
         info = reader.info
         writer = VideoWriter(dst, info.fps_fraction, codec=codec, crf=crf, preset=preset if crf else None,
                              pix_fmt=_pix_fmt(info.width, info.height), audio_from=audio_from, extra_args=extra)
@@ -211,11 +212,12 @@ def perturb_video(src: str | os.PathLike, dst: str | os.PathLike, steps: Steps, 
             if stage.xvid:  # official --via_xvid: cv2.VideoWriter's XVID .avi, then ffmpeg's default libx264
                 avi = stack.enter_context(_temp_video(dst, ".avi"))
                 _encode(current, avi, stage.steps, randomness, None, preset, None, batch_size, codec="mpeg4",
-                        extra=xvid_args(info.width, info.height, info.fps))
+                        extra=xvid_args(info.width, info.height, info.fps), info=info if current == src else None)
                 current, stage = avi, _Pass([], stage.crf)
             target = dst if last else stack.enter_context(_temp_video(dst, ".mp4"))
             if stage.steps or info.frame_count is None:
-                _encode(current, target, stage.steps, randomness, stage.crf, preset, audio, batch_size)
+                _encode(current, target, stage.steps, randomness, stage.crf, preset, audio, batch_size,
+                        info=info if current == src else None)
             else:
                 _transcode(current, target, info, stage.crf, preset, audio)
             current = target
