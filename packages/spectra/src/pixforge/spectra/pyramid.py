@@ -1,8 +1,9 @@
 """A frequency-domain steerable pyramid (Simoncelli & Freeman; the `buildSFpyr` / `reconSFpyr` design of
 matlabPyrTools and pyrtools' `SteerablePyramidFreq`), batched in torch.
 
-`build(x, scales, orientations=4)` -> [high-pass residual, scale 0 bands (full size) x orientations, scale 1
-bands (half size), ..., low-pass residual]; `reconstruct(bands, ...)` inverts it exactly (a tight frame).
+`decompose(x, scales, orientations=4)` -> (high-pass residual, [scale 0 bands (full size, orientations stacked),
+scale 1 bands (half size), ...], low-pass residual); `compose` inverts it exactly (a tight frame); `build` lists
+the bands one by one.
 Masks: raised-cosine radial transitions one octave wide, angular `cos^(K-1)` lobes, as in the reference code.
 """
 
@@ -56,33 +57,36 @@ def check(size: int, scales: int) -> None:
         raise ValueError(f"a {scales}-scale pyramid needs a size divisible by {2 ** (scales + 1)}, got {size}")
 
 
-def build(x: torch.Tensor, scales: int, orientations: int = 4) -> list[torch.Tensor]:
-    """x: ... x S x S real -> [hi0, (scale, orientation) bands, lowpass residual], each ... x s x s float32."""
+def decompose(x: torch.Tensor, scales: int, orientations: int = 4) -> tuple:
+    """x: ... x S x S real -> (high-pass residual ... x S x S, [scale k bands ... x orientations x S/2^k x S/2^k],
+    low-pass residual ... x S/2^scales x S/2^scales), float32."""
     size = x.shape[-1]
     check(size, scales)
     m = _masks(size, scales, orientations, str(x.device))
     dft = torch.fft.rfft2(x.float())
-    out = [torch.fft.irfft2(dft * m["hi0"], s=(size, size))]
+    high = torch.fft.irfft2(dft * m["hi0"], s=(size, size))
     lo = dft * m["lo0"]
+    levels = []
     for level in m["levels"]:
         n = level["size"]
-        bands = torch.fft.irfft2(lo.unsqueeze(-3) * level["bands"], s=(n, n))  # ... x orientations x n x n
-        out.extend(bands.unbind(-3))
+        levels.append(torch.fft.irfft2(lo.unsqueeze(-3) * level["bands"], s=(n, n)))
         lo = lo.index_select(-2, level["rows"])[..., : level["cols"]] * level["low"]
-    out.append(torch.fft.irfft2(lo, s=(size >> scales, size >> scales)))
-    return out
+    return high, levels, torch.fft.irfft2(lo, s=(size >> scales, size >> scales))
 
 
-def reconstruct(bands: list[torch.Tensor], scales: int, orientations: int = 4) -> torch.Tensor:
-    """The inverse of `build`."""
-    size = bands[0].shape[-1]
-    m = _masks(size, scales, orientations, str(bands[0].device))
-    lo = torch.fft.rfft2(bands[-1])
-    for level_index in range(scales - 1, -1, -1):
-        level = m["levels"][level_index]
-        first = 1 + level_index * orientations
-        oriented = torch.fft.rfft2(torch.stack(bands[first:first + orientations], dim=-3))
-        full = (oriented * level["bands"].conj()).sum(dim=-3)
+def compose(high: torch.Tensor, levels: list[torch.Tensor], low: torch.Tensor) -> torch.Tensor:
+    """The inverse of `decompose`."""
+    size, orientations = high.shape[-1], levels[0].shape[-3]
+    m = _masks(size, len(levels), orientations, str(high.device))
+    lo = torch.fft.rfft2(low)
+    for level, bands in zip(reversed(m["levels"]), reversed(levels), strict=True):
+        full = (torch.fft.rfft2(bands) * level["bands"].conj()).sum(dim=-3)
         full[..., level["rows"], : level["cols"]] += lo * level["low"]
         lo = full
-    return torch.fft.irfft2(lo * m["lo0"] + torch.fft.rfft2(bands[0]) * m["hi0"], s=(size, size))
+    return torch.fft.irfft2(lo * m["lo0"] + torch.fft.rfft2(high) * m["hi0"], s=(size, size))
+
+
+def build(x: torch.Tensor, scales: int, orientations: int = 4) -> list[torch.Tensor]:
+    """`decompose` as a flat list: [high-pass, scale 0 bands, ..., low-pass residual], each ... x s x s."""
+    high, levels, low = decompose(x, scales, orientations)
+    return [high, *(band for bands in levels for band in bands.unbind(-3)), low]
