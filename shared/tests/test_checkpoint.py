@@ -115,3 +115,25 @@ def test_release_weights_round_trip(tmp_path):
     for key, value in model.state_dict().items():
         assert torch.equal(state[key], value)
     assert (tmp_path / "model.safetensors").read_bytes()[:8] != b"PK\x03\x04"  # not a pickle zip
+
+
+@pytest.mark.cuda
+def test_resume_onto_the_gpu_restores_rng_and_weights(tmp_path):
+    """Training loops read checkpoints with map_location=<their device>: the RNG states then arrive on the GPU,
+    and torch / NumPy only take them back from the CPU."""
+    dev = torch.device("cuda")
+    model, opt = _state()
+    model.to(dev)
+    torch.manual_seed(3)
+    torch.cuda.manual_seed_all(4)
+    path = ck.save_checkpoint(tmp_path / "a.pt", step=5, models={"m": model}, optimizers={"opt": opt})
+    expected = (np.random.rand(), torch.rand(3), torch.rand(3, device=dev))
+
+    model2, opt2 = _state(seed=99)
+    model2.to(dev)
+    load_checkpoint(path, models={"m": model2}, optimizers={"opt": opt2}, map_location=dev)
+    assert np.random.rand() == expected[0]
+    assert torch.equal(torch.rand(3), expected[1])
+    assert torch.equal(torch.rand(3, device=dev), expected[2])
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

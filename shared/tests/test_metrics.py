@@ -195,6 +195,18 @@ def test_kid_subsets_are_seeded_and_leave_the_global_rng_alone():
     assert results[0]["kid_std"] > 0
 
 
+def test_kid_leaves_the_gpu_generators_alone(monkeypatch):
+    """torch.manual_seed also reseeds every CUDA generator (lazily, even before CUDA starts): a KID evaluation inside
+    a GPU training run must not restart the run's CUDA random stream."""
+    kid = KID(TinyFeatures(), subsets=2, subset_size=10, seed=5)
+    kid.update(_images(12, 1), real=True)
+    kid.update(_images(12, 2, shift=0.1), real=False)
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    kid.compute()
+    assert reseeded == []
+
+
 def test_too_few_images_is_a_clear_error():
     fid = FID(TinyFeatures())
     fid.update(_images(1, 0), real=True)

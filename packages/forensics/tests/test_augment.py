@@ -41,3 +41,10 @@ def test_bad_settings():
         RandomDistortion(types=["VC"])
     with pytest.raises(ValueError):
         RandomDistortion(mix=(3, 9))
+
+
+def test_augmentation_stays_on_the_input_device():
+    """Meta tensors stand in for CUDA ones: index tensors or distortion helpers made on the CPU would raise."""
+    x = torch.empty(6, 3, 64, 64, device="meta")
+    out = RandomDistortion(p=1.0, mix=(1, 3), seed=0)(x)
+    assert out.device == x.device and out.shape == x.shape

@@ -154,6 +154,24 @@ def test_cuda_matches_cpu(official, kind):
     assert (cpu - gpu).abs().max() <= 1.0
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", ["BW", "GNC"])
+def test_a_cuda_generator_draws_on_the_gpu(kind):
+    x = torch.randint(0, 256, (2, 3, 64, 64), device="cuda").float()
+    a = batch.distort_batch(x, kind, 4, generator=torch.Generator("cuda").manual_seed(1))
+    b = batch.distort_batch(x, kind, 4, generator=torch.Generator("cuda").manual_seed(1))
+    assert a.device == x.device and torch.equal(a, b) and not torch.equal(a, x)
+
+
+@pytest.mark.parametrize("differentiable", [False, True])
+@pytest.mark.parametrize("kind", FRAME_TYPES)
+def test_batch_path_keeps_every_tensor_on_the_input_device(kind, differentiable):
+    """The meta device stands in for CUDA: a helper tensor made on the CPU (kernels, taps, masks) raises there."""
+    x = torch.empty(2, 3, 64, 48, device="meta")
+    out = batch.distort_batch(x, kind, 3, generator=torch.Generator().manual_seed(0), differentiable=differentiable)
+    assert out.device == x.device and out.shape == x.shape
+
+
 @pytest.mark.parametrize("shape", [(37, 53, 3), (9, 4095, 3), (1, 1, 3)])
 def test_row_blocks_of_any_frame_shape_give_the_same_colours(shape):
     """CS, CC and GNC work on blocks of rows, 4 pixels to a matrix row where the block allows it and 1 where

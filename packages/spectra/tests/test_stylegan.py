@@ -130,3 +130,27 @@ def test_cuda_batches_agree_with_the_cpu_reference(name):
     cuda = m.sample(0, range(8), 64, torch.device("cuda")).astype(int)  # TF32 convolutions: a few levels
     assert np.abs(cuda - cpu).mean() < 1.0 and np.percentile(np.abs(cuda - cpu), 99) <= 4
     np.testing.assert_array_equal(m.sample(0, [5], 64, torch.device("cuda"))[0], cuda[5].astype(np.uint8))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_batched_forward_keeps_every_tensor_on_the_device(name):
+    """The GPU path on the meta device: any tensor left on the CPU (weights, noise maps, biases drawn with NumPy)
+    raises there, as it would on CUDA."""
+    import copy
+
+    meta = torch.device("meta")
+    m = get(name, batch=4, **SMALL)
+    synthesis, pools = m.network(0, 0, 32)
+    out = m.forward(copy.deepcopy(synthesis).to(meta), pools, 0, range(2), meta)
+    assert out.device == meta and out.shape == (4, 3, 32, 32)
+
+
+def test_building_a_network_leaves_the_gpu_generators_alone(monkeypatch):
+    """torch.manual_seed would reseed every CUDA generator too (a training run's stream, when generated on the fly)."""
+    torch.manual_seed(7)
+    expected = torch.rand(2)
+    torch.manual_seed(7)
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    get("stylegan-random", **SMALL).network(12345, 0, 16)
+    assert reseeded == [] and torch.equal(torch.rand(2), expected)

@@ -42,14 +42,17 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
+    """Restore what `capture_rng` saved. The state tensors may sit on a GPU (a checkpoint read with
+    `map_location="cuda"`); the RNG setters take CPU byte tensors only, so they are moved back first."""
     random.setstate(_as_tuple(state["python"]))
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["gauss"]))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         saved = state["cuda"]
         if len(saved) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(saved)
+            torch.cuda.set_rng_state_all([s.cpu() for s in saved])
 
 
 def _as_tuple(value):

@@ -228,8 +228,8 @@ class KID(_FeatureMetric):
             )
 
     def compute(self) -> dict:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):  # torchmetrics draws the subsets on the CPU generator
+            torch.default_generator.manual_seed(self.seed)  # torch.manual_seed would also reseed every GPU's RNG
             mean, std = self._compute(self.metric.subset_size, f"KID with subset_size={self.metric.subset_size}")
         return {
             "kid_mean": float(mean),

@@ -67,9 +67,10 @@ def block_wise(x: Tensor, level: int, generator: torch.Generator | None = None,
     count = block_count(h, w, level)
     if count == 0:
         return x
-    if positions is None:
-        cols = torch.randint(0, w - 8, (n, count), generator=generator, device="cpu")
-        rows = torch.randint(0, h - 8, (n, count), generator=generator, device="cpu")
+    if positions is None:  # drawn where the generator lives (a CUDA generator cannot draw CPU numbers), as GNC's noise
+        where = "cpu" if generator is None else generator.device
+        cols = torch.randint(0, w - 8, (n, count), generator=generator, device=where)
+        rows = torch.randint(0, h - 8, (n, count), generator=generator, device=where)
         positions = torch.stack([cols, rows], dim=-1)
     positions = positions.to(x.device)
     offsets = torch.arange(8, device=x.device)

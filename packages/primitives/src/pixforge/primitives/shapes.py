@@ -209,12 +209,13 @@ def paint_labels_torch(kinds: torch.Tensor, geom: torch.Tensor, size: int, first
         labels = torch.full((n, size, size), -1, dtype=torch.int16, device=device)
     xs = torch.arange(size, device=device, dtype=geom.dtype)[None, None, :]
     ys = torch.arange(size, device=device, dtype=geom.dtype)[None, :, None]
+    present = kinds.cpu().numpy()  # which kinds each shape slot uses, read once (not one GPU sync per slot and kind)
     for k in range(count):
         g = geom[:, k, :, None, None].unbind(1)  # 5 tensors of N x 1 x 1
         kind = kinds[:, k, None, None]
         mask = torch.zeros((n, size, size), dtype=torch.bool, device=device)
         for code, inside in enumerate(INSIDE):
-            if bool((kind == code).any()):
+            if (present[:, k] == code).any():
                 mask |= (kind == code) & inside(g, xs, ys, torch)
         labels = torch.where(mask, torch.tensor(first_label + k, dtype=torch.int16, device=device), labels)
     return labels

@@ -148,7 +148,7 @@ class RandomStyleGAN:
         if key not in _NETS:
             r = rng(seed, net, 0)
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(r.integers(2 ** 62)))
+                torch.default_generator.manual_seed(int(r.integers(2 ** 62)))  # not torch.manual_seed: GPU RNGs
                 synthesis = SynthesisNetwork(W_DIM, size, 3, channel_base=self.channel_base,
                                              channel_max=self.channel_max, activation="relu").eval()
             pools = []

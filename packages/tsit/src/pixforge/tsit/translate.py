@@ -108,8 +108,9 @@ class Translator:
                 if instances is None:
                     raise PixforgeError("this model was trained with instance maps: give them with --instances DIR")
                 inst = torch.from_numpy(np.stack([self._fit(i, net, Image.Resampling.NEAREST)[..., 0]
-                                                  for i in instances]).astype(np.int64))
-            content = tdata.semantics(torch.from_numpy(cls), classes(self.arch), inst)
+                                                  for i in instances]).astype(np.int64)).to(self.device)
+            # one-hot on the device: K float maps per image would be K times the ids' host memory and transfer
+            content = tdata.semantics(torch.from_numpy(cls).to(self.device), classes(self.arch), inst)
         else:
             content = image_to_tensor(np.stack([self._fit(c, net, Image.Resampling.BICUBIC) for c in contents]))
         n = len(contents)
