@@ -47,3 +47,52 @@ def test_two_process_tsit_training_checkpoints_and_resumes(tmp_path):
     moved = [k for k, v in last["models"]["G"].items() if v.is_floating_point() and not torch.equal(v, first["models"]
                                                                                                    ["G"][k])]
     assert any("conv_img" in k for k in moved)
+
+
+FID_SCRIPT = """
+import json, sys, torch
+from pixforge.core import distributed
+from pixforge.core.metrics import FID
+from pixforge.core.nets.inception import InceptionFeatures
+from pixforge.tsit import train as T
+from pixforge.tsit.model import build_generator, make_arch
+root, weights, generator, out = sys.argv[1:5]
+torch.set_num_threads(1)
+cpu = torch.device("cpu")
+info = distributed.setup(cpu)
+dataset, _ = T._dataset("ast", root + "/content", root + "/style", (32, 32), None, 0, "fixed", None, False, None, None)
+G = build_generator(make_arch("ast", ngf=4, levels=4, size=(32, 32)))
+G.load_state_dict(torch.load(generator, weights_only=True))
+fid = {"metric": FID(InceptionFeatures("fid", weights), reset_real_features=False), "real": False}
+value = T._fid(fid, G, None, dataset, 16, False, None, 0, cpu, info.rank, info.world_size)
+if info.is_main:
+    open(out, "w").write(json.dumps({"fid": value, "num_fake": fid["metric"].num_fake}))
+distributed.teardown()
+"""
+
+
+def test_in_training_fid_counts_each_image_once_under_torchrun(tmp_path):
+    """Two ranks score half of the 16 translations each and torchmetrics sums their statistics: the FID equals
+    one process scoring all 16 (each rank scoring all of them would count every image twice)."""
+    from pixforge.core.nets.inception import InceptionV3
+    from pixforge.tsit.model import build_generator, make_arch
+
+    for i, img in enumerate(embedded_images(["astronaut", "coffee", "brick", "grass"])):
+        write_image(tmp_path / ("content" if i < 2 else "style") / f"{i}.png", np.ascontiguousarray(img[:64, :64]))
+    torch.manual_seed(0)
+    weights, generator = tmp_path / "inception.pth", tmp_path / "G.pth"
+    torch.save(InceptionV3("fid").state_dict(), weights)
+    torch.save(build_generator(make_arch("ast", ngf=4, levels=4, size=(32, 32))).state_dict(), generator)
+    script = tmp_path / "fid.py"
+    script.write_text(FID_SCRIPT)
+    args = [str(script), str(tmp_path), str(weights), str(generator)]
+    one = subprocess.run([sys.executable, *args, str(tmp_path / "one.json")], capture_output=True, text=True,
+                         env=env(), timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          "29585", *args, str(tmp_path / "two.json")], capture_output=True, text=True, env=env(),
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    single, ranks = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    assert single["num_fake"] == 16 and ranks["num_fake"] == 8  # this rank's own share
+    assert abs(ranks["fid"] - single["fid"]) <= 1e-3 * max(1.0, single["fid"])

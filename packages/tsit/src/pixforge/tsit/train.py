@@ -225,7 +225,8 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
             if dist.is_main and (step % sample_every == 0 or step == steps):
                 _sample(final, E, fixed, run.sample_path(step), sis, n_classes, seed, dev)
             if fid is not None and (step % fid_every == 0 or step == steps):
-                metrics.log(step, fid=_fid(fid, final, E, dataset, fid_images, sis, n_classes, seed, dev))
+                metrics.log(step, fid=_fid(fid, final, E, dataset, fid_images, sis, n_classes, seed, dev,
+                                           dist.rank, dist.world_size))
             if step % ckpt_every == 0 or step == steps or stop.requested:
                 save(step)
     if stop.requested or step < steps:
@@ -304,13 +305,16 @@ def _fid_metric(weights: str | None, style: str, dev: torch.device):
 
 
 @torch.no_grad()
-def _fid(fid: dict, G, E, dataset, count: int, sis: bool, num_classes, seed: int, dev: torch.device) -> float:
-    """FID of `count` translations (content and style drawn from the training sets) against as many style images."""
+def _fid(fid: dict, G, E, dataset, count: int, sis: bool, num_classes, seed: int, dev: torch.device,
+         rank: int = 0, world_size: int = 1) -> float:
+    """FID of `count` translations (content and style drawn from the training sets) against as many style images.
+    Under torchrun each rank scores every `world_size`-th batch of 8 and torchmetrics sums the ranks' feature
+    statistics at `compute()`, so the images counted are the same `count` as in one process."""
     metric = fid["metric"]
     metric.reset()
     was = G.training
     G.eval()
-    for start in range(0, count, 8):
+    for start in range(8 * rank, count, 8 * world_size):
         items = [dataset[2**60 + k] for k in range(start, min(count, start + 8))]
         c = torch.stack([it["content"] for it in items]).to(dev)
         s = torch.stack([it["style"] for it in items]).to(dev)
