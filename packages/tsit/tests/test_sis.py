@@ -10,9 +10,10 @@ import torch
 from PIL import Image
 
 from pixforge.core.io import read_image, write_image
+from pixforge.core.onnx import export_onnx
 from pixforge.export.cli import Runtime
 from pixforge.export.errors import PixforgeError
-from pixforge.export.metadata import parse_metadata
+from pixforge.export.metadata import TensorSpec, parse_metadata
 from pixforge.export.pipeline import Pipeline, label_classes, read_labels
 from pixforge.export.session import open_session
 from pixforge.tsit import data as tdata
@@ -148,6 +149,38 @@ def test_sis_translate_export_and_pixforge_run_agree(tmp_path, sis_data, sis_run
     for name, hw in (("x0.png", (32, 32)), ("x1.png", (32, 32)), ("a.png", (24, 40)), ("b.png", (17, 30))):
         a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
         assert a.shape == b.shape == (*hw, 3) and np.abs(a - b).max() <= 1, name
+
+
+def test_fp16_export_keeps_label_and_instance_ids_exact(tmp_path, sis_data, sis_runs):
+    """float16 holds integers exactly only up to 2048, Cityscapes' instance ids reach 33001: an fp16 export
+    keeps its `labels` inputs float32 and runs the network in half precision after the one-hot / edges."""
+    run = sis_runs[True]
+    model = export(run, tmp_path / "sis16.onnx", fp16=True)  # verify_onnx inside, at the fp16 tolerance
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    types = {i.name: i.type for i in session.get_inputs()}
+    assert types == {"content": "tensor(float)", "instances": "tensor(float)", "style": "tensor(float16)"}
+    meta = _meta(model)
+    assert (meta.input("content").dtype, meta.input("style").dtype) == ("float32", "float16")
+    ids = np.ones((1, 1, 32, 32), np.float32)
+    inst = np.full((1, 1, 32, 32), 26001, np.float32)
+    inst[..., 16:] = 26002  # one boundary, invisible in float16 (both ids round to 26000)
+    style = (read_image(sis_data / "images" / "x1.png").transpose(2, 0, 1)[None] / 127.5 - 1).astype(np.float16)
+    got = session.run(None, {"content": ids, "instances": inst, "style": style})[0].astype(np.float32)
+    trained = load(run)
+    graph = LabelGraph(trained.generator, trained.encoder, 4, 255, instance=True).eval()
+    with torch.no_grad():
+        expected = graph(torch.from_numpy(ids), torch.from_numpy(inst), torch.from_numpy(style).float()).numpy()
+    assert np.abs(got - expected).max() < 5e-2
+    # what the network sees: the one-hot maps and the instance boundary, through an fp16 graph
+    specs = [TensorSpec("content", kind="labels", num_classes=4, dontcare=255),
+             TensorSpec("instances", kind="labels")]
+    seen = export_onnx(LabelGraph(Identity(), None, 4, 255, instance=True), (torch.from_numpy(ids),
+                       torch.from_numpy(inst)), tmp_path / "seen.onnx", input_names=["content", "instances"],
+                       output_names=["semantics"], inputs=specs, outputs=[TensorSpec("semantics", kind="tensor")],
+                       package="test", version="0", task="test", fp16=True)
+    semantics = ort.InferenceSession(str(seen)).run(None, {"content": ids, "instances": inst})[0]
+    assert semantics.dtype == np.float16 and semantics.shape == (1, 6, 32, 32)
+    assert np.array_equal(semantics[0, 1], np.ones((32, 32))) and semantics[0, 5].sum() == 2 * 32  # columns 15, 16
 
 
 def test_vae_code_follows_the_style_image(sis_data, sis_runs):

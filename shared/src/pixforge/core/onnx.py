@@ -39,17 +39,19 @@ def export_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
     `inputs` / `outputs` describe each tensor for the runtime (layout, value range, normalisation, size
     constraints); their names must equal `input_names` / `output_names`. `dynamic_axes` maps an input
     name to {axis: symbolic name}; `dynamic_shapes` (torch.export's form) overrides it for models whose
-    sizes carry constraints. With `fp16` the graph runs in half precision (inputs/outputs float16).
+    sizes carry constraints. With `fp16` the graph runs in half precision (inputs/outputs float16, except
+    `labels` inputs, whose ids stay float32).
     """
     if [s.name for s in inputs] != list(input_names) or [s.name for s in outputs] != list(output_names):
         raise ValueError("TensorSpec names must equal input_names / output_names, in order")
     module = module.eval()
     example = tuple(example_inputs)
-    if fp16:
+    if fp16:  # label ids stay float32: float16 holds integers exactly only up to 2048 (instance ids reach 10^5)
         module = _half_copy(module)
-        example = tuple(x.half() if x.is_floating_point() else x for x in example)
+        example = tuple(x.half() if x.is_floating_point() and spec.kind != "labels" else x
+                        for x, spec in zip(example, inputs, strict=True))
         for spec in (*inputs, *outputs):
-            if spec.kind in ("image", "noise", "tensor"):
+            if spec.kind in ("image", "noise", "tensor", "scalar"):
                 spec.dtype = "float16"
     if dynamic_shapes is None and dynamic_axes:
         dims: dict[str, torch.export.Dim] = {}

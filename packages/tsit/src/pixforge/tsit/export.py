@@ -78,9 +78,10 @@ class LabelGraph(nn.Module):
         if self.dontcare is not None:
             d = float(self.dontcare)
             ids = torch.where(ids == d, torch.full_like(ids, self.num_classes), ids - (ids > d).to(ids.dtype))
-        semantics = (ids == self.classes).to(content.dtype)
+        dtype = self.classes.dtype  # the network's precision (float16 in an fp16 export; the ids stay float32)
+        semantics = (ids == self.classes.to(ids.dtype)).to(dtype)
         if self.instance:
-            semantics = torch.cat([semantics, edges(extra[0][:, 0]).to(content.dtype)], 1)
+            semantics = torch.cat([semantics, edges(extra[0][:, 0]).to(dtype)], 1)
         code = None
         if self.vae:
             code = self.encoder(extra[-1])[0] if self.encoder is not None else extra[-1]
@@ -167,7 +168,8 @@ def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = Fa
                        extra=extra, dynamic_shapes=dynamic, fp16=fp16)
     if check:
         tolerance = 5e-2 if fp16 else 1e-3
-        verify_onnx(path, module.half() if fp16 else module, [c.half() if fp16 else c for c in checks],
+        verify_onnx(path, module.half() if fp16 else module,
+                    [c.half() if fp16 and spec.kind != "labels" else c for c, spec in zip(checks, specs, strict=True)],
                     atol=tolerance, rtol=tolerance)
     return path
 
