@@ -5,12 +5,12 @@ busy 2-core machine), so every test and every fixture that trains runs with one 
 afterwards so that other packages' tests in the same session keep their settings.
 """
 
-import contextlib
 
 import numpy as np
 import pytest
 import torch
 
+from pixforge.core.datagen import single_thread as one_thread
 from pixforge.core.io import embedded_images, write_image
 from pixforge.core.nets.vgg import VGG19
 
@@ -27,16 +27,6 @@ def _crops(names, side):
 
         out.append(np.asarray(Image.fromarray(crop).resize((side, side), Image.Resampling.BICUBIC)))
     return out
-
-
-@contextlib.contextmanager
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -218,11 +218,13 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
-def load_weights(path_or_url: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_weights(path_or_url: str | os.PathLike, unwrap: str | None = None) -> dict[str, torch.Tensor]:
     """Read a state dict from a ``.pth``/``.pt`` file, a ``.safetensors`` file or an http(s) URL.
 
     Files are read with ``torch.load(weights_only=True)`` (no arbitrary unpickling); URLs go through
     ``torch.hub.load_state_dict_from_url`` (cached under the torch hub directory, hash prefix checked).
+    ``unwrap``: a training checkpoint that holds the state dict under this key (e.g. MoCo's ``"state_dict"``
+    beside its epoch and optimizer) gives that state dict.
     """
     source = str(path_or_url)
     if source.startswith(("http://", "https://")):
@@ -247,6 +249,8 @@ def load_weights(path_or_url: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from err
     except Exception as err:  # truncated or corrupt files raise many different types
         raise PixforgeError(f"could not read weights file {path}: {_first_line(err)}") from err
+    if unwrap is not None and isinstance(state, dict) and isinstance(state.get(unwrap), dict):
+        state = state[unwrap]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PixforgeError(f"weights file {path} does not hold a state dict of tensors.")
     return state
@@ -272,6 +276,18 @@ def _resolve_weights(variant: str, weights: str | os.PathLike | None) -> str | o
     raise _missing_weights_error(variant)
 
 
+def state_dict_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str:
+    """What keeps `state` from loading strictly where `own` is (missing / unexpected keys, wrong shapes, three of
+    each named), or "" when it fits."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    resized = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+               if k in state and state[k].shape != v.shape]
+    return "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                     for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", resized))
+                     if keys)
+
+
 def load_into(net: InceptionV3, state: dict[str, torch.Tensor], source: str) -> None:
     """Strictly load a public-format state dict into ``net``; a mismatch names ``source`` and the keys."""
     state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
@@ -279,19 +295,8 @@ def load_into(net: InceptionV3, state: dict[str, torch.Tensor], source: str) -> 
     for key in own:  # files saved by old torch versions carry no BatchNorm step counters
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = own[key]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    resized = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or resized:
-        problems = "; ".join(
-            f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", resized))
-            if keys
-        )
+    problems = state_dict_mismatch(own, state)
+    if problems:
         fc_rows = state["fc.weight"].shape[0] if "fc.weight" in state else None
         other = {n: v for v, n in NUM_CLASSES.items()}.get(fc_rows, net.variant)
         hint = f" (its fc layer matches variant {other!r})" if other != net.variant else ""

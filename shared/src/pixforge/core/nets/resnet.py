@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from pixforge.core.nets.inception import load_weights
+from pixforge.core.nets.inception import load_weights, state_dict_mismatch
 from pixforge.export.errors import PixforgeError
 
 WEIGHTS_URLS = {
@@ -136,32 +134,10 @@ class ResNet(nn.Module):
         return self.fc(self.features(x))
 
 
-def _read(weights: str | os.PathLike) -> dict:
-    source = str(weights)
-    path = Path(source).expanduser()
-    if source.startswith(("http://", "https://")) or path.suffix == ".safetensors":
-        return load_weights(weights)
-    if not path.is_file():
-        raise PixforgeError(f"weights file {path} does not exist.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise PixforgeError(f"could not read weights file {path}: it holds Python objects besides tensors, which "
-                            f"are never unpickled.") from err
-    except Exception as err:  # truncated or corrupt files raise many different types
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PixforgeError(f"could not read weights file {path}: {reason}") from err
-    return state
-
-
 def read_state(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The ResNet state dict held by `weights`: unwrapped from ``{"state_dict": ...}``, DDP's ``module.`` and
     MoCo's ``encoder_q.`` prefixes stripped, MoCo's key encoder, queue and projection head (``fc``) dropped."""
-    state = _read(weights)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PixforgeError(f"weights file {weights} does not hold a state dict of tensors.")
+    state = load_weights(weights, unwrap="state_dict")
     keys = [k[len("module."):] if k.startswith("module.") else k for k in state]
     moco = any(k.startswith("encoder_q.") for k in keys)
     out = {}
@@ -186,15 +162,8 @@ def load_resnet(arch: str, weights: str | os.PathLike, num_classes: int | None =
     else:
         num_classes = 0
     net = ResNet(arch, num_classes=num_classes)
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    resized = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-               if k in state and state[k].shape != v.shape]
-    if missing or unexpected or resized:
-        problems = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                             for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                                 ("wrong shape", resized)) if keys)
+    problems = state_dict_mismatch(net.state_dict(), state)
+    if problems:
         raise PixforgeError(f"weights {weights} are not a {arch} state dict: {problems}.")
     net.load_state_dict(state, strict=True)
     return net.eval()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pixforge.core.nets.inception import load_weights
+from pixforge.core.nets.inception import load_weights, state_dict_mismatch
 from pixforge.export.errors import PixforgeError
 
 WEIGHTS_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
@@ -84,15 +84,8 @@ def load_vgg19(weights: str | os.PathLike) -> VGG19:
     """A `VGG19` holding the torchvision-format state dict at `weights` (path or URL), strictly; eval mode."""
     state = load_weights(weights)
     net = VGG19()
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    resized = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-               if k in state and state[k].shape != v.shape]
-    if missing or unexpected or resized:
-        problems = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                             for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                                 ("wrong shape", resized)) if keys)
+    problems = state_dict_mismatch(net.state_dict(), state)
+    if problems:
         raise PixforgeError(f"weights {weights} are not a torchvision vgg19 state dict: {problems}.")
     net.load_state_dict(state, strict=True)
     return net.eval()
