@@ -11,6 +11,7 @@ Release weights (what users ship) are `model.safetensors` + `config.json`.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import re
 from pathlib import Path
@@ -79,16 +80,36 @@ def save_checkpoint(path: str | Path, *, step: int, models: dict[str, torch.nn.M
     return Path(path)
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint file safely (weights only); a corrupt or foreign file is a PixforgeError."""
+def torch_file(path: str | Path, what: str = "checkpoint", map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load(path, weights_only=True)` with every failure turned into one PixforgeError sentence.
+
+    The messages say what the file is (missing, empty, not a PyTorch file, truncated, holding Python objects)
+    in pixforge's words; they never suggest turning the weights-only check off.
+    """
     path = Path(path)
     if not path.is_file():
-        raise PixforgeError(f"checkpoint {path} does not exist")
+        raise PixforgeError(f"{what} {path} does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise PixforgeError(f"{what} {path} is empty (0 bytes)")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    is_zip, is_pickle = head.startswith(b"PK\x03\x04"), head[:1] == b"\x80"
+    if not (is_zip or is_pickle):
+        raise PixforgeError(f"{what} {path} is not a PyTorch weights file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for truncated / foreign / unsafe files
-        raise PixforgeError(f"checkpoint {path} cannot be loaded ({err.__class__.__name__}: "
-                            f"{str(err).splitlines()[0][:200]})") from None
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err) or "Unsupported operand" in str(err):
+            raise PixforgeError(f"{what} {path} holds Python objects (possibly code) besides tensors and is not a "
+                                "pixforge file; pixforge never unpickles such objects") from None
+        raise PixforgeError(f"{what} {path} is truncated or corrupt") from None
+    except Exception:  # zip, EOF and storage errors: a damaged or foreign file
+        raise PixforgeError(f"{what} {path} is truncated or corrupt") from None
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file safely (weights only); a corrupt or foreign file is a PixforgeError."""
+    state = torch_file(path, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != "pixforge-checkpoint-1":
         raise PixforgeError(f"{path} is not a pixforge checkpoint")
     return state

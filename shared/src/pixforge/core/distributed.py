@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from pixforge.export.errors import PixforgeError
+from pixforge.export.shard import parse_shard, shard_indices  # noqa: F401  (core's public sharding API)
 
 
 @dataclass(frozen=True)
@@ -87,23 +88,3 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device, **kwargs) -> torch.n
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
-
-
-def parse_shard(shard: str | None) -> tuple[int, int]:
-    """`"K/N"` (1-based K) -> (K-1, N); None -> the torchrun rank and world size (or 0/1)."""
-    if shard is None or shard == "":
-        d = info()
-        return d.rank, d.world_size
-    try:
-        k, n = (int(x) for x in str(shard).split("/"))
-    except ValueError:
-        raise PixforgeError(f"--shard {shard!r} is not K/N (e.g. 2/8)") from None
-    if not 1 <= k <= n:
-        raise PixforgeError(f"--shard {shard}: K must be between 1 and N")
-    return k - 1, n
-
-
-def shard_indices(total: int, index: int, count: int) -> range:
-    """The items of shard `index` (0-based) of `count`: contiguous, sizes differing by at most one."""
-    start = total * index // count
-    return range(start, total * (index + 1) // count)

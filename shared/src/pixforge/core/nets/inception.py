@@ -23,13 +23,13 @@ asserted in the tests): shared trunk 21,785,568; torchvision 23,834,568 (+ AuxLo
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixforge.core.checkpoint import torch_file
 from pixforge.export.errors import PixforgeError
 
 WEIGHTS_ENV = "PIXFORGE_INCEPTION_WEIGHTS"
@@ -234,21 +234,17 @@ def load_weights(path_or_url: str | os.PathLike, unwrap: str | None = None) -> d
             reason = _first_line(err)
             raise PixforgeError(f"could not download weights from {source} ({reason}); pass a local file.") from err
     path = Path(source).expanduser()
-    if not path.is_file():
-        raise PixforgeError(f"weights file {path} does not exist.")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        if not path.is_file():
+            raise PixforgeError(f"weights file {path} does not exist or is not a file")
+        try:
             state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # torch's message suggests weights_only=False: not an option here
-        raise PixforgeError(
-            f"could not read weights file {path}: it holds Python objects besides tensors, which are never unpickled."
-        ) from err
-    except Exception as err:  # truncated or corrupt files raise many different types
-        raise PixforgeError(f"could not read weights file {path}: {_first_line(err)}") from err
+        except Exception:  # safetensors raises its own types for headers that do not parse
+            raise PixforgeError(f"weights file {path} is not a readable safetensors file") from None
+    else:
+        state = torch_file(path, "weights file")
     if unwrap is not None and isinstance(state, dict) and isinstance(state.get(unwrap), dict):
         state = state[unwrap]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
