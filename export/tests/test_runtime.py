@@ -314,7 +314,7 @@ def test_run_refuses_to_overwrite(tmp_path):
     proc = cli("run", model, tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"pixforge-run: error: {tmp_path / 'out' / 'b.png'} already exists: pass "
-                                   "--overwrite to replace it (or --skip_existing to keep it)")
+                                   "--overwrite to replace it (or --skip-existing to keep it)")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]
     cli("run", model, tmp_path / "in", "--out", tmp_path / "out", "--device", "cpu", "--skip_existing")
     assert (tmp_path / "out" / "b.png").read_bytes() == b"keep me" and (tmp_path / "out" / "a.png").is_file()
@@ -329,6 +329,45 @@ def test_results_inside_an_input_folder_are_not_inputs(tmp_path):
         cli("run", model, tmp_path / "in", "--out", tmp_path / "in" / "res", "--device", "cpu", "--overwrite")
     assert sorted(p.relative_to(tmp_path / "in").as_posix() for p in (tmp_path / "in").rglob("*.png")) == \
         ["a.png", "res/a.png"]
+
+
+def test_never_writes_over_an_input(tmp_path):
+    model = conv_model(tmp_path / "m.onnx")
+    original = write_png(tmp_path / "d" / "x.png", random_image(4, 4)).read_bytes()
+    proc = cli("run", model, tmp_path / "d" / "x.png", "--out", tmp_path / "d", "--overwrite", "--device", "cpu",
+               check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"pixforge-run: error: {tmp_path / 'd' / 'x.png'} is an input: choose an --out that does not write over "
+        "the inputs")
+    assert (tmp_path / "d" / "x.png").read_bytes() == original
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--out", "FILE"], "--out {FILE} exists and is not a folder"),
+    (["--devcie", "cuda", "--out", "OUT"], "unknown option --devcie for run (did you mean --device?)"),
+    (["--overwirte", "--out", "OUT"], "unknown option --overwirte for run (did you mean --overwrite?)"),
+])
+def test_bad_run_options_fail_before_any_work(tmp_path, args, message):
+    model = conv_model(tmp_path / "m.onnx")
+    write_png(tmp_path / "a.png", random_image(6, 6))
+    (tmp_path / "file").write_text("x")
+    names = {"FILE": str(tmp_path / "file"), "OUT": str(tmp_path / "out")}
+    proc = cli("run", model, tmp_path / "a.png", *[names.get(a, a) for a in args], check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "pixforge-run: error: " + message.format(**names) + (
+        " (see run --help)" if "unknown" in message else "")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_smaller_than_the_network_stride_is_refused(tmp_path):
+    model = conv_model(tmp_path / "m.onnx", multiple=8)
+    write_png(tmp_path / "tiny.png", np.full((1, 1, 3), 7, np.uint8))
+    proc = cli("run", model, tmp_path / "tiny.png", "--out", tmp_path / "out", "--device", "cpu", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"pixforge-run: error: {tmp_path / 'tiny.png'} is 1x1: too small for {model}, whose deepest feature map "
+        "(stride 8) needs 2 cells or more; give an image at least 8x16 pixels")
+    write_png(tmp_path / "ok.png", random_image(9, 3))
+    cli("run", model, tmp_path / "ok.png", "--out", tmp_path / "out", "--device", "cpu")
 
 
 def test_noise_outputs_do_not_depend_on_batching(tmp_path):
@@ -417,7 +456,7 @@ def test_generator_writes_count_samples(tmp_path):
                   ([TensorSpec("z", kind="noise", shape=["N", 3, 4, 4])], [TensorSpec("out", range=(-1.0, 1.0))]))
     cli("run", model, "--count", 5, "--out", tmp_path / "all", "--device", "cpu", "--batch", 2)
     for k in range(2):
-        cli("run", model, "--count", 5, "--shard", f"{k}/2", "--out", tmp_path / "sharded", "--device", "cpu")
+        cli("run", model, "--count", 5, "--shard", f"{k + 1}/2", "--out", tmp_path / "sharded", "--device", "cpu")
     names = sorted(p.name for p in (tmp_path / "all").iterdir())
     assert names == [f"{i:06d}.png" for i in range(5)]
     for name in names:
@@ -548,14 +587,25 @@ def test_info(tmp_path):
 
 def test_bench(tmp_path):
     model = noisy_model(tmp_path / "n.onnx")
-    proc = cli("bench", model, "--device", "cpu", "--batch_sizes", "1,2", "--size", "15x9", "--iters", 3,
+    proc = cli("bench", model, "--device", "cpu", "--batch-sizes", "1,2", "--size", "15x9", "--iters", 3,
                "--warmup", 1, "--json")
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["batch"] for r in rows] == [1, 2] and all(r["size"] == [16, 10] for r in rows)
     assert all(r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["items_per_s"] > 0 for r in rows)
-    table = cli("bench", model, "--device", "cpu", "--batch_sizes", 3, "--iters", 2).stdout.splitlines()
+    table = cli("bench", model, "--device", "cpu", "--batch-sizes", 3, "--iters", 2).stdout.splitlines()
     assert table[0].split() == ["provider", "batch", "size", "median", "ms", "p90", "ms", "items/s"]
     assert table[1].split()[:3] == ["CPUExecutionProvider", "3", "256x256"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch-sizes", "0"], "--batch-sizes takes integers >= 1, got 0"),
+    (["--batch-sizes", "1,0"], "--batch-sizes takes integers >= 1, got 0"),
+    (["--iters", "0"], "--iters takes integers >= 1, got 0"),
+    (["--warmup", "-1"], "--warmup takes integers >= 0, got -1"),
+])
+def test_bench_refuses_empty_measurements(tmp_path, args, message):
+    proc = cli("bench", noisy_model(tmp_path / "n.onnx"), "--device", "cpu", *args, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"pixforge-run: error: {message}" and proc.stdout == ""
 
 
 def test_help_shows_docstrings():

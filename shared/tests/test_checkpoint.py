@@ -76,10 +76,6 @@ def test_crash_during_save_leaves_previous_checkpoint_loadable(tmp_path, monkeyp
 
 
 def test_corrupt_and_foreign_files_are_clear_errors(tmp_path):
-    bad = tmp_path / "step-000000001.pt"
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(PixforgeError, match=str(bad)):
-        read_checkpoint(bad)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
     with pytest.raises(PixforgeError, match="not a pixforge checkpoint"):
@@ -88,15 +84,36 @@ def test_corrupt_and_foreign_files_are_clear_errors(tmp_path):
         read_checkpoint(tmp_path / "missing.pt")
 
 
-def test_pickled_objects_are_refused(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
 
-    path = tmp_path / "evil.pt"
-    torch.save({"format": "pixforge-checkpoint-1", "x": Evil()}, path)
-    with pytest.raises(PixforgeError, match="cannot be loaded"):
-        read_checkpoint(path)
+
+def _bad_files(tmp_path):
+    """(file, the sentence pixforge must say about it), for every way a weights file goes wrong."""
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.zeros(1000)}, good)
+    files = {"empty.pt": b"", "random.pt": bytes(np.random.default_rng(0).integers(0, 256, 1000, dtype=np.uint8)),
+             "text.pt": b"not a checkpoint", "truncated.pt": good.read_bytes()[:3000],
+             "old-pickle.pt": b"\x80\x02" + b"\x00" * 20}
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "pixforge-checkpoint-1", "x": Evil()}, evil)
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return [(tmp_path / "empty.pt", "is empty (0 bytes)"), (tmp_path / "random.pt", "is not a PyTorch weights file"),
+            (tmp_path / "text.pt", "is not a PyTorch weights file"), (tmp_path / "truncated.pt", "is truncated or corrupt"),
+            (tmp_path / "old-pickle.pt", "is truncated or corrupt"),
+            (evil, "holds Python objects (possibly code) besides tensors and is not a pixforge file; pixforge never "
+                   "unpickles such objects")]
+
+
+def test_every_bad_file_is_one_sentence_in_our_words(tmp_path, capsys):
+    for path, sentence in _bad_files(tmp_path):
+        with pytest.raises(PixforgeError) as err:
+            read_checkpoint(path)
+        assert str(err.value) == f"checkpoint {path} {sentence}"
+        assert "weights_only" not in str(err.value) and "\n" not in str(err.value)
+    assert "pwned" not in capsys.readouterr().out
 
 
 def test_mismatched_model_is_a_clear_error(tmp_path):

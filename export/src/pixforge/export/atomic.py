@@ -1,6 +1,7 @@
 """Atomic file writes: write to a temporary file beside the target, fsync, then rename over it.
 
-A reader (or a resumed job) sees either the old file or the complete new one, never half of one.
+A reader (or a resumed job) sees either the old file or the complete new one, never half of one. The file
+gets the mode any file the user creates gets (0666 less the umask), not the temporary file's private 0600.
 """
 
 from __future__ import annotations
@@ -30,12 +31,23 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         with open(tmp_path, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~umask())
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux allows (else set and restored at once)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as fh:
+            return int(next(line for line in fh if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -2,7 +2,7 @@
 
     pixforge-run info MODEL.onnx [--json]
     pixforge-run run MODEL.onnx INPUTS... --out DIR [--device auto|cpu|cuda[:N]] [--batch 8] [--seed 0]
-    pixforge-run bench MODEL.onnx [--batch_sizes 1,4,16] [--size 256] [--json]
+    pixforge-run bench MODEL.onnx [--batch-sizes 1,4,16] [--size 256] [--json]
 
 Every check on the inputs runs before the first output is written; each output is written atomically.
 """
@@ -91,7 +91,8 @@ class Runtime:
                 model pairs with the items (e.g. instance maps) takes a folder: each item gets the file of its
                 relative name, e.g. --input instances=instances/.
             count: for a model without image inputs (a generator), how many samples to write.
-            shard: "K/N" to process only items K, K+N, K+2N, ... (deterministic split across jobs).
+            shard: "K/N" (1-based) to process only the K-th of N contiguous parts of the fixed-order item list
+                (deterministic split across jobs; under torchrun each rank takes its own part).
             skip_existing: skip items whose outputs all exist already (to resume a stopped job).
             tensor_format: json or npy, for outputs of kind "tensor".
             threads: CPU threads per operator (default: all cores).
@@ -99,10 +100,12 @@ class Runtime:
         if out is None:
             raise PixforgeError("--out is required: the folder the results go to")
         if tensor_format not in ("json", "npy"):
-            raise PixforgeError(f"--tensor_format must be json or npy, got {tensor_format!r}")
+            raise PixforgeError(f"--tensor-format must be json or npy, got {tensor_format!r}")
         if not isinstance(batch, int) or batch < 1:
             raise PixforgeError(f"--batch must be a positive integer, got {batch!r}")
         out = Path(str(out))
+        if out.exists() and not out.is_dir():
+            raise PixforgeError(f"--out {out} exists and is not a folder")
         session = open_session(model, device, threads)
         pipe = Pipeline(session, seed=seed, scalars={k: _number(v, k) for k, v in _pairs(set, "--set").items()},
                         images=_pairs(input, "--input"))
@@ -128,6 +131,9 @@ class Runtime:
             threads: CPU threads per operator (default: all cores).
             json: print one JSON line per batch size instead of a table.
         """
+        sizes = [_count(b, "--batch-sizes", 1) for b in (batch_sizes if isinstance(batch_sizes, (list, tuple))
+                                                          else [batch_sizes])]
+        warmup, iters = _count(warmup, "--warmup", 0), _count(iters, "--iters", 1)
         session = open_session(model, device, threads)
         rng = np.random.default_rng(0)
         hw = _bench_size(session, size)
@@ -137,20 +143,19 @@ class Runtime:
         pipe = Pipeline(session, images=extra)
         if pipe.primary is not None:
             hw = pipe.network_size(hw)
-        sizes = batch_sizes if isinstance(batch_sizes, (list, tuple)) else [batch_sizes]
         if not json:
             print(f"{'provider':<24} {'batch':>5} {'size':>9} {'median ms':>10} {'p90 ms':>9} {'items/s':>10}")
-        for n in (int(b) for b in sizes):
+        for n in sizes:
             sources = None
             if pipe.primary is not None:
                 channels = image_channels(pipe.primary)
                 sources = list(rng.integers(0, 256, (n, *hw, channels), dtype=np.uint8))
             feeds = pipe.feeds(sources, list(range(n)), {s.name: list(rng.integers(
                 0, 256, (n, *hw, image_channels(s)), dtype=np.uint8)) for s in paired})
-            for _ in range(max(0, int(warmup))):
+            for _ in range(warmup):
                 session.run(feeds)
             times = []
-            for _ in range(max(1, int(iters))):
+            for _ in range(iters):
                 start = time.perf_counter()
                 session.run(feeds)
                 times.append(time.perf_counter() - start)
@@ -183,6 +188,13 @@ def _pairs(value: Any, flag: str) -> dict[str, Any]:
             raise PixforgeError(f"{flag} takes name=value pairs (comma-separated), got {part!r}")
         pairs[name.strip()] = rhs.strip()
     return pairs
+
+
+def _count(value: Any, flag: str, least: int) -> int:
+    """An integer option that must be at least `least` (Fire gives ints, or strings for odd input)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise PixforgeError(f"{flag} takes integers >= {least}, got {value!r}")
+    return value
 
 
 def _number(value: Any, name: str) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -25,6 +26,7 @@ from pixforge.export.errors import PixforgeError
 from pixforge.export.images import is_image_path, probe_image, write_image
 from pixforge.export.pipeline import Pipeline, convert, image_channels
 from pixforge.export.session import PROG
+from pixforge.export.shard import parse_shard, shard_indices
 from pixforge.export.video import VideoReader, VideoWriter, is_video_path, probe_video
 
 
@@ -54,7 +56,8 @@ def plan(pipe: Pipeline, inputs: list[str], out: Path, *, count: int | None = No
 def execute(pipe: Pipeline, items: list[Item], batch: int) -> int:
     """Run every item (stills of one network size batched together, then videos); returns the files written."""
     total = sum((it.frames or 1) if it.video else 1 for it in items)
-    with tqdm(total=total, unit="item", desc=PROG, disable=None) as bar:
+    with tqdm(total=total, unit="item", desc=PROG, file=sys.stderr,
+              delay=2, mininterval=0.1 if sys.stderr.isatty() else 10) as bar:
         def size_of(item: Item) -> tuple[int, int]:  # stills of one network size batch together
             return pipe.network_size(item.hw) if pipe.primary else (0, 0)
 
@@ -114,13 +117,9 @@ def _collect(pipe: Pipeline, inputs: list[str], count: int | None, out: Path) ->
 
 
 def _shard(items: list[Item], shard: str | None) -> list[Item]:
-    """Items K, K+N, K+2N, ... for `shard` = "K/N" (all items for None)."""
-    if shard is None:
-        return items
-    k, _, n = str(shard).partition("/")
-    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
-        raise PixforgeError(f"--shard must be K/N with 0 <= K < N, got {shard!r}")
-    return [it for it in items if it.index % int(n) == int(k)]
+    """Shard K of N ("K/N", 1-based: contiguous parts); all items without --shard (or a torchrun rank's share)."""
+    k, n = parse_shard(shard)
+    return [items[i] for i in shard_indices(len(items), k, n)]
 
 
 def _validate(pipe: Pipeline, items: list[Item]) -> None:
@@ -142,10 +141,14 @@ def _assign_outputs(pipe: Pipeline, items: list[Item], out: Path, tensor_format:
     """Set each item's {output name: file}; two items that would write the same file are an error."""
     outputs = pipe.meta.outputs
     seen: dict[Path, Item] = {}
+    sources = {p.resolve() for it in items for p in [it.source, *it.inputs.values()] if p is not None}
+    sources |= {p.resolve() for p in pipe.image_files}
     for item in items:
         for spec in outputs:
             ext = (".mp4" if item.video else ".png") if spec.kind == "image" else f".{tensor_format}"
             path = out / (f"{item.stem}{ext}" if len(outputs) == 1 else f"{item.stem}.{spec.name}{ext}")
+            if path.resolve() in sources:
+                raise PixforgeError(f"{path} is an input: choose an --out that does not write over the inputs")
             if path in seen:
                 raise PixforgeError(f"{seen[path].source} and {item.source} would both write {path}: "
                                     "rename one or run them separately")
@@ -163,7 +166,7 @@ def _check_existing(items: list[Item], overwrite: bool, skip_existing: bool) -> 
         for path in item.files.values():
             if path.exists():
                 raise PixforgeError(f"{path} already exists: pass --overwrite to replace it "
-                                    "(or --skip_existing to keep it)")
+                                    "(or --skip-existing to keep it)")
     return items
 
 

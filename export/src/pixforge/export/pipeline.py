@@ -188,6 +188,7 @@ class Pipeline:
         # paired input -> its folder (None: the caller passes each batch's arrays to `feeds` itself)
         self.paired: dict[str, Path | None] = {s.name: None for s in image_inputs[1:] if s.paired}
         self.extra = self._read_extra_images(images or {})
+        self.image_files = [Path(p) for p in (images or {}).values() if not isinstance(p, np.ndarray)]
 
     def _read_extra_images(self, paths: dict[str, str | np.ndarray]) -> dict[str, np.ndarray]:
         """Secondary image inputs: a path is checked and decoded, an array (uint8 H x W x C) is taken as is; a paired
@@ -247,6 +248,10 @@ class Pipeline:
         shape = self.session.inputs[self.primary.name].shape
         fixed = shape[2:4] if self.primary.layout == "NCHW" else shape[1:3]
         net = self.network_size(hw)
+        m = self.primary.multiple
+        if self.primary.size is None and m > 1 and (net[0] // m) * (net[1] // m) < 2:
+            raise PixforgeError(f"{name} is {hw[1]}x{hw[0]}: too small for {self.session.path}, whose deepest feature "
+                                f"map (stride {m}) needs 2 cells or more; give an image at least {m}x{2 * m} pixels")
         if len(shape) == 4 and any(isinstance(d, int) and d != n for d, n in zip(fixed, net, strict=True)):
             raise PixforgeError(f"{name} is {hw[1]}x{hw[0]} but {self.session.path} takes {fixed[1]}x{fixed[0]} "
                                 "images only (its metadata sets no 'size' to resize to)")

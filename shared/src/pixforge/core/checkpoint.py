@@ -99,7 +99,7 @@ def torch_file(path: str | Path, what: str = "checkpoint", map_location: str | t
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err) or "Unsupported operand" in str(err):
+        if any(word in str(err) for word in ("GLOBAL", "allowlisted", "unrecognized function")):
             raise PixforgeError(f"{what} {path} holds Python objects (possibly code) besides tensors and is not a "
                                 "pixforge file; pixforge never unpickles such objects") from None
         raise PixforgeError(f"{what} {path} is truncated or corrupt") from None

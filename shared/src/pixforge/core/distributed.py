@@ -13,7 +13,6 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from pixforge.export.errors import PixforgeError
 from pixforge.export.shard import parse_shard, shard_indices  # noqa: F401  (core's public sharding API)
 
 

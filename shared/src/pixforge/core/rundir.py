@@ -38,6 +38,16 @@ class RunDir:
     def has_run(self) -> bool:
         return self.config.exists()
 
+    def saved_config(self) -> dict[str, Any]:
+        """The run's config.json; an unreadable one is a PixforgeError."""
+        try:
+            saved = json.loads(self.config.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise PixforgeError(f"{self.config} is not a readable JSON file") from None
+        if not isinstance(saved, dict):
+            raise PixforgeError(f"{self.config} does not hold a run's options (a JSON object)")
+        return saved
+
     def start(self, config: dict[str, Any], resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Create (or re-open with `resume`) the run; returns the config in force.
 
@@ -55,10 +65,12 @@ class RunDir:
         return config
 
     def _prepare(self, config: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, Any]:
+        if self.path.exists() and not self.path.is_dir():
+            raise PixforgeError(f"run directory {self.path} exists and is not a folder")
         if resume:
             if not self.has_run():
                 raise PixforgeError(f"--resume: {self.path} is not a run directory (no config.json)")
-            saved = json.loads(self.config.read_text())
+            saved = self.saved_config()
             changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
             if changed:
                 logging.getLogger("pixforge").warning("resuming with changed options (saved -> now): %s", changed)

@@ -20,6 +20,7 @@ from pixforge.core.io import RandomCrops, embedded_images, save_grid
 from pixforge.core.loop import EMA, GracefulStop, MetricLogger, progress
 from pixforge.core.rundir import RunDir, setup_logging
 from pixforge.core.runtime import autocast, autocast_dtype, configure, grad_scaler, resolve_device, seed_everything
+from pixforge.export.errors import PixforgeError
 
 
 class Denoiser(torch.nn.Module):
@@ -55,6 +56,14 @@ def train(out: str, steps: int = 200, batch: int = 8, size: int = 48, width: int
           resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Train the denoiser; returns the run directory. Launch under torchrun for DDP (batch is per process)."""
     config = {k: v for k, v in locals().items() if k not in ("out", "resume", "overwrite", "quiet")}
+    # Check options and data (before the run directory exists).
+    for flag, value in (("--steps", steps), ("--batch", batch), ("--size", size), ("--width", width),
+                        ("--ckpt-every", ckpt_every), ("--sample-every", sample_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PixforgeError(f"{flag} must be a positive integer, got {value!r}")
+    if not (sigma > 0 and lr > 0 and 0 <= ema < 1):
+        raise PixforgeError(f"--sigma and --lr must be > 0 and --ema in [0, 1), got {sigma}, {lr}, {ema}")
+    photos = embedded_images()
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -64,7 +73,7 @@ def train(out: str, steps: int = 200, batch: int = 8, size: int = 48, width: int
     config = run.start(config, resume=resume, overwrite=overwrite)
     log = setup_logging(run.log)
     seed_everything(seed)
-    data = RandomCrops(embedded_images(), size=size, length=2**31 - 1, seed=seed)
+    data = RandomCrops(photos, size=size, length=2**31 - 1, seed=seed)
     model = Denoiser(width).to(dev)
     model_ema = EMA(model, decay=ema)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))

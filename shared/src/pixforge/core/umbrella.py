@@ -47,6 +47,8 @@ class Umbrella:
 
     def demo(self, out: str = "demo-out", only: str | tuple | None = None) -> str:
         """Run every installed tool's short demo on embedded data; outputs go to OUT/<tool>/."""
+        if Path(out).exists() and not Path(out).is_dir():
+            raise PixforgeError(f"--out {out} exists and is not a folder")
         wanted = _names(only)
         available = tools()
         unknown = sorted(set(wanted or ()) - set(available))
