@@ -75,14 +75,13 @@ def check_command(component: Any, args: list[str], prog: str) -> list[str] | Non
 def check_flags(fn: Any, args: list[str], verb: str) -> list[str]:
     """Check one verb's arguments; switches are rewritten to `--name=True/False` so Fire never reads on.
 
-    Positional arguments fill the parameters without a default (and `*args`); the others are flags only.
+    Positional arguments fill the parameters not given as flags, in order (as Fire does), then `*args`.
     """
     params = inspect.signature(fn).parameters
     named = {n: p for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
     varargs = any(p.kind == p.VAR_POSITIONAL for p in params.values())
-    required = [n for n, p in named.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                and p.default is p.empty]
+    positional = [n for n, p in named.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     out, given, free, i = [], set(), [], 0
     while i < len(args):
         arg = args[i]
@@ -119,9 +118,10 @@ def check_flags(fn: Any, args: list[str], verb: str) -> list[str]:
             i += 2
         else:
             raise PixforgeError(f"--{param.replace('_', '-')} needs a value")
-    room = [n for n in required if n not in given]
-    if len(free) < len(room):
-        raise PixforgeError(f"{verb}: missing {' '.join(n.upper() for n in room[len(free):])} (see {verb} --help)")
+    room = [n for n in positional if n not in given]
+    missing = [n for n in room[len(free):] if named[n].default is inspect.Parameter.empty]
+    if missing:
+        raise PixforgeError(f"{verb}: missing {' '.join(n.upper() for n in missing)} (see {verb} --help)")
     if not varargs and len(free) > len(room):
         raise PixforgeError(f"{verb}: unexpected argument {free[len(room)]!r} (see {verb} --help)")
     return out
