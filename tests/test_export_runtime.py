@@ -50,3 +50,24 @@ def test_info_reads_the_metadata(exported):
     result = subprocess.run([*RUN, "info", str(path)], capture_output=True, text=True, env=env())
     assert result.returncode == 0, result.stderr
     assert "pixforge-core" in result.stdout and "denoise" in result.stdout
+
+
+def test_torch_session_runs_the_runtimes_code_path(exported):
+    """The same jobs over a TorchSession (the module + the metadata its export wrote) give pixforge-run's files."""
+    from pixforge.core.session import TorchSession
+    from pixforge.export.jobs import execute, plan
+    from pixforge.export.pipeline import Pipeline
+    from pixforge.export.session import open_session
+
+    model, path, root = exported
+    rng = np.random.default_rng(1)
+    inputs = root / "inputs-torch"
+    write_image(inputs / "c.png", rng.integers(0, 256, (29, 41, 3), dtype=np.uint8))
+    onnx_session = open_session(path, "cpu")
+    session = TorchSession(model, onnx_session.meta, path, torch.device("cpu"))
+    assert {k: v.shape for k, v in session.inputs.items()} == {"image": ["N", 3, "H", "W"]}
+    for name, s in (("torch", session), ("onnx", onnx_session)):
+        pipe = Pipeline(s)
+        assert execute(pipe, plan(pipe, [str(inputs)], root / name), batch=2) == 1
+    a, b = read_image(root / "torch" / "c.png"), read_image(root / "onnx" / "c.png")
+    assert a.shape == (29, 41, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1

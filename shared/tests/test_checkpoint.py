@@ -101,7 +101,8 @@ def _bad_files(tmp_path):
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     return [(tmp_path / "empty.pt", "is empty (0 bytes)"), (tmp_path / "random.pt", "is not a PyTorch weights file"),
-            (tmp_path / "text.pt", "is not a PyTorch weights file"), (tmp_path / "truncated.pt", "is truncated or corrupt"),
+            (tmp_path / "text.pt", "is not a PyTorch weights file"),
+            (tmp_path / "truncated.pt", "is truncated or corrupt"),
             (tmp_path / "old-pickle.pt", "is truncated or corrupt"),
             (evil, "holds Python objects (possibly code) besides tensors and is not a pixforge file; pixforge never "
                    "unpickles such objects")]

@@ -2,6 +2,7 @@ import json
 import os
 import signal
 
+import pytest
 import torch
 
 from pixforge.core.loop import EMA, GracefulStop, MetricLogger, read_metrics
@@ -36,10 +37,10 @@ def test_metric_logger_writes_jsonl(tmp_path):
 
 
 def test_metric_logger_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is an extra (pixforge-core[tensorboard])")
     with MetricLogger(tmp_path / "metrics.jsonl", tmp_path / "tb") as log:
         log.log(1, loss=1.0)
-    if log._tb is not None:  # tensorboard is an extra
-        assert any((tmp_path / "tb").iterdir())
+    assert log._tb is not None and any((tmp_path / "tb").iterdir())
 
 
 def test_graceful_stop_catches_sigterm_and_restores_handler():

@@ -86,3 +86,19 @@ def test_perceptual_loss_without_weights_warns_once_and_is_zero(tmp_path, monkey
 def test_perceptual_loss_missing_file_is_an_error(tmp_path):
     with pytest.raises(PixforgeError, match="does not exist"):
         VGGPerceptualLoss(tmp_path / "nope.pth")
+
+
+def test_kl_divergence_reductions_match_the_closed_form():
+    from pixforge.core.losses import kl_divergence
+
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    per_sample = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(1)
+    torch.testing.assert_close(kl_divergence(mu, logvar, "none"), per_sample)
+    torch.testing.assert_close(kl_divergence(mu, logvar, "sum"), per_sample.sum())
+    torch.testing.assert_close(kl_divergence(mu, logvar, "batchmean"), per_sample.mean())
+    maps = kl_divergence(mu.view(4, 6, 1, 1), logvar.view(4, 6, 1, 1), "none")  # codes of any shape
+    torch.testing.assert_close(maps, per_sample)
+    with pytest.raises(ValueError, match="reduction"):
+        kl_divergence(mu, logvar, "mean")

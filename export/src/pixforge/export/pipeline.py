@@ -29,7 +29,7 @@ from pixforge.export.errors import PixforgeError
 from pixforge.export.images import DECODE_ERRORS, IMAGE_SUFFIXES, probe_image, read_image
 from pixforge.export.images import MODES as PIL_MODES
 from pixforge.export.metadata import TensorSpec, resolve_shape
-from pixforge.export.session import Session
+from pixforge.export.session import ModelSession
 from pixforge.export.video import is_video_path
 
 MODES = {1: "GRAY", 3: "RGB", 4: "RGBA"}  # channel count -> `read_image` mode
@@ -154,7 +154,7 @@ def convert(image: np.ndarray, channels: int) -> np.ndarray:
 class Pipeline:
     """Turns items (source images, or nothing for pure generators) into feeds and model outputs into results."""
 
-    def __init__(self, session: Session, *, seed: int = 0, scalars: dict[str, float] | None = None,
+    def __init__(self, session: ModelSession, *, seed: int = 0, scalars: dict[str, float] | None = None,
                  images: dict[str, str | np.ndarray] | None = None):
         self.session = session
         self.meta = session.meta

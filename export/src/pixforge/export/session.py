@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -36,6 +36,18 @@ NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tens
                "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
 GPU_HINT = ("swap onnxruntime for its CUDA build (both install the same 'onnxruntime' module): "
             "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'onnxruntime-gpu[cuda,cudnn]'")
+
+
+class ModelSession(Protocol):
+    """What `Pipeline` and the jobs need of a model: an onnxruntime `Session` here, or pixforge-core's
+    `TorchSession` (the torch module a tool exports, run by torch: its inference verbs share this code path)."""
+
+    path: Path  # names the model in messages
+    meta: ModelMeta
+    inputs: dict[str, GraphIO]  # the graph's inputs (dims: ints, or names for dynamic axes)
+    provider: str  # what runs it, for the user
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
 @dataclass

@@ -11,6 +11,7 @@ its elements and average the scales.
   the number of scales (pix2pixHD).
 * `VGGPerceptualLoss`: sum_i w_i * L1(VGG_i(x), VGG_i(y).detach()) on relu1_1 ... relu5_1 with w = 1/32 ... 1; it needs
   the public VGG19 weights, and without them it warns once and contributes zero.
+* `kl_divergence(mu, logvar, reduction)`: the KL term of a VAE's diagonal Gaussian code, with the reduction stated.
 """
 
 from __future__ import annotations
@@ -60,6 +61,22 @@ def feature_matching_loss(fake: list, real: list) -> torch.Tensor:
         for f, r in zip(fake_scale[:-1], real_scale[:-1], strict=True):
             total = total + F.l1_loss(f.float(), r.detach().float())
     return total / len(fake)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) of a diagonal Gaussian code (batch first).
+
+    `reduction`: "sum" over batch and code (SPADE/TSIT's KLDLoss), "batchmean" summed over the code and
+    averaged over the batch (the VAE evidence bound per sample), or "none" (one value per sample).
+    """
+    per_sample = -0.5 * torch.sum(1 + logvar - mu.square() - logvar.exp(), dim=tuple(range(1, mu.ndim)))
+    if reduction == "sum":
+        return per_sample.sum()
+    if reduction == "batchmean":
+        return per_sample.mean()
+    if reduction == "none":
+        return per_sample
+    raise ValueError(f"reduction must be 'sum', 'batchmean' or 'none', got {reduction!r}")
 
 
 class VGGPerceptualLoss(nn.Module):

@@ -83,10 +83,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def channels_last(module_or_tensor, device: torch.device):
-    """Move to channels-last memory format on CUDA (faster convolutions with tensor cores); no-op on CPU."""
-    if device.type == "cuda":
-        return module_or_tensor.to(memory_format=torch.channels_last)
-    return module_or_tensor

@@ -20,15 +20,7 @@ from pixforge.export.errors import PixforgeError
 class CoreTool:
     """Core utilities: a reference training run (tiny denoiser), its ONNX export, and the environment."""
 
-    def train(self, out: str, steps: int = 200, batch: int = 8, size: int = 48, width: int = 32,
-              lr: float = 2e-3, sigma: float = 0.2, seed: int = 0, ckpt_every: int = 50,
-              sample_every: int = 50, keep_last: int = 3, device: str = "auto", amp: bool | str = False,
-              threads: int | None = None, resume: bool = False, overwrite: bool = False) -> str:
-        """Train the reference denoiser into run directory OUT (config.json, checkpoints/, samples/,
-        metrics.jsonl, log.txt). --resume continues a stopped run; under torchrun it trains with DDP."""
-        return str(toy.train(out, steps=steps, batch=batch, size=size, width=width, lr=lr, sigma=sigma, seed=seed,
-                             ckpt_every=ckpt_every, sample_every=sample_every, keep_last=keep_last, device=device,
-                             amp=amp, threads=threads, resume=resume, overwrite=overwrite))
+    train = staticmethod(toy.train)
 
     def export(self, run: str, out: str) -> str:
         """Export a finished run's EMA denoiser to ONNX file OUT, with pixforge metadata and a parity check."""
