@@ -246,3 +246,20 @@ def test_cuda_matches_cpu(weight_files, variant):
         cpu = net(images)
         gpu = net.cuda()(images.cuda()).cpu()
     torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-3 * cpu.abs().max().item())
+
+
+INCEPTION = [
+    0.067509, 0.000000, 14.003608, 21.507544, 1.577996, 1.529947, 3.903035, 1.951715, 3.590524,
+    0.000000, 13.163918, 7.213665,
+]
+
+
+def test_inception_fid_golden():
+    """A fixed slice of the pool features with official_state's weights (rtol 1e-4, see test_golden_nets.py)."""
+    net = InceptionV3("fid").eval()
+    net.load_state_dict(official_state("fid"), strict=False)
+    x = torch.rand(1, 3, 299, 299, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        out = net(x)
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    torch.testing.assert_close(out.flatten()[:12], torch.tensor(INCEPTION), rtol=1e-4, atol=1e-4)
