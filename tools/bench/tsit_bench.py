@@ -12,7 +12,8 @@ official 8 levels; the first width is the reference), with the generator's param
 instead, the same-budget training of each width (N steps of arbitrary style transfer, scikit-image photos ->
 textures at `--quality-size` px, 6 levels, batch 2, official optimiser, perceptual loss off: no ImageNet VGG weights
 offline), one JSON line per width (median step time, generator parameters, mean of the last 20 steps' losses) and
-the last sample grids side by side, widths left to right, in `--quality-out` (rows: content | style | output).
+the last sample grids side by side, widths left to right, in `--quality-out` (each row one sample, columns:
+content | style | output).
 
     python tools/bench/tsit_bench.py [--sizes 256 512] [--ngf 64] [--steps 30] [--iters 10]
     OMP_NUM_THREADS=1 python tools/bench/tsit_bench.py --widths 64 32 16 --sizes 256 --iters 5

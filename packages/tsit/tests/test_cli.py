@@ -14,7 +14,7 @@ import pytest
 
 from pixforge.core.checkpoint import save_checkpoint
 from pixforge.core.cli import run
-from pixforge.core.io import write_image
+from pixforge.core.io import read_image, write_image
 from pixforge.tsit.cli import TSIT
 
 TINY = ["--size", "32", "--ngf", "4", "--levels", "4", "--ndf", "4", "--steps", "1", "--device", "cpu", "--quiet"]
@@ -73,11 +73,23 @@ def test_bad_training_inputs(tmp_path, bad, folders, cli):
         (["--content", content, "--style", style, "--size", "36"], ["not divisible by the network's stride 8"]),
         (["--content", content, "--style", style, "--vgg-weights", tmp_path / "nope.pth"], ["nope.pth",
                                                                                               "does not exist"]),
+        (["--content", content, "--style", style, "--steps", "0"], ["--steps must be an integer of at least 1",
+                                                                    "got 0"]),
+        (["--content", content, "--style", style, "--kimg", "0"], ["--kimg must be a number above 0"]),
+        (["--content", content, "--style", style, "--levels", "1"], ["--levels must be an integer of at least 2"]),
+        (["--content", content, "--style", style, "--ngf", "0"], ["--ngf must be an integer of at least 1"]),
+        (["--content", content, "--style", style, "--ckpt-every", "0"], ["--ckpt-every must be"]),
+        (["--content", content, "--style", style, "--ema", "1.5"], ["--ema must be a number from 0 up to"]),
+        (["--content", content, "--style", style, "--keep-last", "0"], ["--keep-last must be"]),
+        (["--content", content, "--style", style, "--amp", "fp8"], ["--amp 'fp8'"]),
     ]
     for k, (args, needles) in enumerate(cases):
         out = tmp_path / f"run{k}"
         _one_error_line(cli("train", "--out", out, *TINY, *args), *needles)
         assert not out.exists()
+    (tmp_path / "file").write_text("x")
+    _one_error_line(cli("train", "--out", tmp_path / "file", *TINY, "--content", content, "--style", style),
+                    "--out", "file exists and is not a folder")
 
 
 def test_bad_translate_and_export_inputs(tmp_path, bad, ast_run, folders, cli):
@@ -102,3 +114,44 @@ def test_translate_through_the_cli(tmp_path, ast_run, folders, bad):
                      "--out", tmp_path / "o", "--quiet", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["c0.png", "c1.png", "c2.png"]
+
+
+def test_translate_never_writes_over_an_input(tmp_path, ast_run, folders, cli):
+    work = tmp_path / "d"
+    write_image(work / "x.png", read_image(folders / "content" / "c0.png"))
+    write_image(work / "s0.png", read_image(folders / "style" / "s0.png"))
+    before = {p.name: p.read_bytes() for p in work.iterdir()}
+    for args in (["--style", folders / "style" / "s0.png"], ["--style", folders / "style" / "s0.png", "--overwrite"]):
+        _one_error_line(cli("translate", work / "x.png", "--run", ast_run, "--out", work, *args, "--device", "cpu"),
+                        f"{work / 'x.png'} is one of the inputs and would be overwritten")
+    # the style image is an input too: content s0.png from elsewhere, written into the style's folder
+    _one_error_line(cli("translate", folders / "style" / "s0.png", "--run", ast_run, "--style", work / "s0.png",
+                        "--out", work, "--overwrite", "--device", "cpu"), f"{work / 's0.png'} is one of the inputs")
+    assert {p.name: p.read_bytes() for p in work.iterdir()} == before
+    _one_error_line(cli("translate", work / "x.png", "--run", ast_run, "--style", work / "s0.png", "--out",
+                        work / "x.png", "--device", "cpu"), "--out", "x.png exists and is not a folder")
+
+
+def test_a_short_boolean_flag_keeps_the_next_positional(tmp_path, ast_run, folders, cli):
+    result = cli("translate", "-q", folders / "content" / "c1.png", "--run", ast_run, "--style",
+                 folders / "style" / "s0.png", "--out", tmp_path / "o", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["c1.png"]
+
+
+def test_empty_checkpoints_are_one_line_and_leave_the_run_alone(tmp_path, ast_run, folders, cli):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    content, style = folders / "content", folders / "style"
+    _one_error_line(cli("translate", content, "--run", tmp_path / "empty.pt", "--style", style / "s0.png", "--out",
+                        tmp_path / "o"), "empty.pt is empty (0 bytes)")
+    _one_error_line(cli("convert", tmp_path / "empty.pt", "--out", tmp_path / "c"), "empty.pt is empty (0 bytes)")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_bytes((ast_run / "config.json").read_bytes())
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "step-000000003.pt").write_bytes(b"")
+    _one_error_line(cli("train", "--out", run, *TINY, "--content", content, "--style", style, "--resume"),
+                    "step-000000003.pt is empty (0 bytes)")
+    assert (run / "config.json").read_bytes() == (ast_run / "config.json").read_bytes()
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.json"]
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()

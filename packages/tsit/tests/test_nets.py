@@ -11,7 +11,7 @@ from pixforge.tsit.nets import (
     StreamBlock,
     TSITGenerator,
     fadain,
-    fold_spectral_norm,
+    for_inference,
     init_weights,
     widths,
 )
@@ -124,7 +124,7 @@ def test_alpha_zero_skips_the_style():
     assert (a - c1).abs().max() > 0
 
 
-def test_fold_spectral_norm_keeps_the_eval_output():
+def test_eval_inference_folds_spectral_norms_and_keeps_the_eval_output():
     torch.manual_seed(0)
     g = init_weights(TSITGenerator(ngf=4, levels=4))
     g.train()
@@ -133,7 +133,7 @@ def test_fold_spectral_norm_keeps_the_eval_output():
     c, s, n = torch.rand(1, 3, 40, 24), torch.rand(1, 3, 40, 24), torch.randn(1, 3, 5, 3)
     with torch.no_grad():
         before = g(c, s, n)
-        fold_spectral_norm(g)
+        for_inference(g, "eval")
         after = g(c, s, n)
     torch.testing.assert_close(before, after)
     assert not any("parametrizations" in k for k in g.state_dict())

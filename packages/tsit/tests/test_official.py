@@ -2,18 +2,25 @@
 forward (written here from EndlessSora/TSIT's stream.py, architecture.py, normalization.py, generator.py, encoder.py)
 -> `pixforge-tsit convert` -> the same outputs from this package's networks."""
 
+import copy
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.nn.utils import spectral_norm as old_spectral_norm
 
+from pixforge.core.io import image_to_tensor, write_image
 from pixforge.export.errors import PixforgeError
+from pixforge.export.pipeline import read_labels
+from pixforge.tsit.export import LabelGraph
 from pixforge.tsit.model import load
 from pixforge.tsit.official import convert, encoder_key, generator_key
+from pixforge.tsit.translate import Translator
 
 NGF = 2
 
@@ -210,3 +217,92 @@ def test_mismatched_checkpoints_are_one_clear_line(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "other.pth does not hold a state dict of tensors" in result.stderr
     assert not any((tmp_path / d).exists() for d in ("o1", "o2", "o3"))
+
+
+def _official_ade20k_semantics(label_png, label_nc=150):
+    """The one-hot input an official ADE20K model gets for a label map, as EndlessSora/TSIT computes it at test time
+    (`Pix2pixDataset.__getitem__` for task SIS, `ADE20KDataset.postprocess`, `Pix2PixModel.preprocess_input`; the
+    resize_and_crop geometry is the identity for a map already at the crop size and left out)."""
+    label = Image.open(label_png)  # SIS: no convert('RGB')
+    label_tensor = torch.from_numpy(np.array(label))[None].float().div(255) * 255.0  # ToTensor() * 255.0
+    label_tensor[label_tensor == 255] = label_nc  # 'unknown' is opt.label_nc
+    input_dict = {"label": label_tensor}
+    # ADE20KDataset.postprocess, as written upstream: it rebinds a local name and returns nothing
+    label = input_dict["label"]
+    label = label - 1
+    label[label == -1] = label_nc
+    label_map = input_dict["label"][None].long()
+    nc = label_nc + 1  # contain_dontcare_label
+    return torch.zeros(1, nc, *label_map.shape[-2:]).scatter_(1, label_map, 1.0)
+
+
+def test_ade20k_checkpoint_reads_labels_as_the_official_loader(tmp_path):
+    """An official ADE20K model saw id k on channel k (0..150): converted with --num-classes 151 it gets the same
+    input, and so the official output, from translate's and the exported graph's label handling."""
+    torch.manual_seed(4)
+    ids = np.random.default_rng(4).integers(0, 151, (128, 256)).astype(np.uint8)
+    ids[:8, :8] = 0  # "unknown"
+    write_image(tmp_path / "ADE_val_1.png", ids)
+    semantics = _official_ade20k_semantics(tmp_path / "ADE_val_1.png")
+    assert semantics[0, 0, 0, 0] == 1 and semantics[0, 5].sum() == (ids == 5).sum()  # no shift: id k on channel k
+    official = _trained(OfficialGenerator(151, no_ss=True), semantics, None)
+    torch.save(official.state_dict(), tmp_path / "latest_net_G.pth")
+    with pytest.raises(PixforgeError, match="--dontcare 0: the official loader maps only the id 255.*151"):
+        convert(tmp_path / "latest_net_G.pth", tmp_path / "bad", size="128x256", num_classes=150, dontcare=0)
+    release = convert(tmp_path / "latest_net_G.pth", tmp_path / "rel", size="128x256", num_classes=151)
+    translator = Translator(load(release), torch.device("cpu"))
+    with torch.no_grad():
+        expected = official(semantics, None)
+        torch.testing.assert_close(translator.run([read_labels(tmp_path / "ADE_val_1.png")], None, [0]), expected,
+                                   atol=1e-5, rtol=1e-4)
+        graph = LabelGraph(translator.generator, None, 151)  # what the exported model computes from the stored ids
+        torch.testing.assert_close(graph(torch.from_numpy(ids).float()[None, None]), expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(PixforgeError, match="holds class id 255, outside the model's 151 classes"):
+        translator.run([np.full((128, 256, 1), 255, np.int32)], None, [0])
+
+
+def test_mmis_checkpoint_runs_as_the_official_test_in_train_mode(tmp_path):
+    """The official test.py skips model.eval() for MMIS (and photo2art): batch statistics of one image, one spectral-
+    norm power iteration per forward. `convert --task mmis` records that mode; translate equals a train-mode forward
+    of the official network on each image (the exported graph equals translate: test_translate_export)."""
+    torch.manual_seed(5)
+    rng = np.random.default_rng(5)
+    contents = [rng.integers(0, 256, (128, 256, 3), dtype=np.uint8) for _ in range(2)]
+    style = rng.integers(0, 256, (128, 256, 3), dtype=np.uint8)
+    c, s = image_to_tensor(np.stack(contents)), image_to_tensor(style)[None]
+    official = _trained(OfficialGenerator(), c, s.expand(2, -1, -1, -1), None, torch.randn(2, 3, 1, 2))
+    torch.save(official.state_dict(), tmp_path / "latest_net_G.pth")
+    release = convert(tmp_path / "latest_net_G.pth", tmp_path / "rel", task="mmis", size="128x256")
+    translator = Translator(load(release), torch.device("cpu"))
+    assert translator.arch["inference"] == "train"
+    noise = torch.from_numpy(np.stack([translator.noise(i, (128, 256)) for i in range(2)]))
+    with torch.no_grad():
+        expected = torch.cat([copy.deepcopy(official).train()(c[i:i + 1], s, None, noise[i:i + 1]) for i in range(2)])
+        assert (expected - official(c, s.expand(2, -1, -1, -1), None, noise)).abs().max() > 1e-3  # eval mode differs
+        torch.testing.assert_close(translator.run(contents, style, [0, 1]), expected, atol=1e-5, rtol=1e-4)
+    eval_release = convert(tmp_path / "latest_net_G.pth", tmp_path / "eval", task="mmis", size="128x256",
+                           inference="eval")
+    with torch.no_grad():
+        torch.testing.assert_close(Translator(load(eval_release), torch.device("cpu")).run(contents, style, [0, 1]),
+                                   official(c, s.expand(2, -1, -1, -1), None, noise), atol=1e-5, rtol=1e-4)
+
+
+class Payload:
+    """An arbitrary object: a pickle of it is what a weights-only reader must refuse."""
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "generator weights {path} is empty (0 bytes)"),
+    (bytes(range(256)) * 8, "generator weights {path} is not a PyTorch weights file"),
+    (Payload, "generator weights {path} holds Python objects (possibly code) besides tensors"),
+])
+def test_unreadable_official_weights_are_named_in_our_words(tmp_path, content, message):
+    path = tmp_path / "latest_net_G.pth"
+    if content is Payload:
+        torch.save({"netG": Payload()}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(PixforgeError) as err:
+        convert(path, tmp_path / "out")
+    assert str(err.value).startswith(message.format(path=path)), err.value
+    assert "weights_only" not in str(err.value) and not (tmp_path / "out").exists()

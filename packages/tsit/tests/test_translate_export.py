@@ -5,6 +5,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from pixforge.core.checkpoint import save_release
 from pixforge.core.io import VideoWriter, probe_video, read_image, write_image
 from pixforge.export.cli import Runtime
 from pixforge.export.metadata import parse_metadata
@@ -77,24 +78,47 @@ def test_video_frames_share_one_noise_map(tmp_path, ast_run, folders):
     assert np.abs(frames - frames[0]).max() <= 2  # identical frames in, (codec-)identical frames out
 
 
-def test_export_parity_and_pixforge_run_equals_translate(tmp_path, ast_run, folders, odd_content):
-    model = export(ast_run, tmp_path / "tsit.onnx")
+@pytest.fixture(scope="module")
+def ast_train_mode(tmp_path_factory, ast_run):
+    """ast_run's generator recorded with --inference train (the official test mode of MMIS and photo2art)."""
+    trained = load(ast_run)
+    root = tmp_path_factory.mktemp("train-mode")
+    save_release(root, trained.generator, {**trained.arch, "inference": "train"}, name="generator")
+    return root
+
+
+def test_train_mode_normalises_each_image_by_itself(ast_run, ast_train_mode, odd_content, folders):
+    images = [read_image(odd_content / "sub" / "b.png"), read_image(folders / "content" / "c0.png")[:40, :48]]
+    style = read_image(folders / "style" / "s1.png")
+    translator = Translator(load(ast_train_mode), torch.device("cpu"))
+    both = translator.run(images, style, [3, 7])
+    torch.testing.assert_close(translator.run(images[1:], style, [7])[0], both[1], atol=1e-5, rtol=1e-4)
+    assert (Translator(load(ast_run), torch.device("cpu")).run(images, style, [3, 7]) - both).abs().max() > 1e-3
+
+
+def test_export_parity_and_pixforge_run_equals_translate(tmp_path, ast_train_mode, folders, odd_content, capsys):
+    """On a model in the official train mode (per-image statistics: InstanceNormalization in the graph); eval-mode
+    exports: test_sis."""
+    model = export(ast_train_mode, tmp_path / "tsit.onnx")
+    said = capsys.readouterr().err  # the two long steps announce themselves
+    assert f"pixforge-tsit: exporting {ast_train_mode} to {model}" in said and f"checking {model} against" in said
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     meta = parse_metadata(session.get_modelmeta().custom_metadata_map, str(model))
     assert [s.name for s in meta.inputs] == ["content", "style", "noise", "alpha"]
     assert meta.inputs[0].multiple == 8 and meta.inputs[2].shape == ["N", 3, "H/8", "W/8"]
     assert meta.package == "pixforge-tsit" and meta.extra["arch"]["tool"] == "pixforge-tsit"
     style = folders / "style" / "s1.png"
-    # float outputs: the runtime's feeds through onnxruntime vs Translator.run in PyTorch, on a non-square batch
-    translator = Translator(load(ast_run), torch.device("cpu"))
-    images = [read_image(odd_content / "sub" / "b.png")] * 2
+    # float outputs: the runtime's feeds through onnxruntime vs Translator.run in PyTorch, on a non-square batch of
+    # two pictures (batch statistics would mix them)
+    translator = Translator(load(ast_train_mode), torch.device("cpu"))
+    images = [read_image(odd_content / "sub" / "b.png"), read_image(folders / "content" / "c0.png")[:40, :48]]
     pipe = Pipeline(open_session(str(model), "cpu"), images={"style": str(style)})
     got = pipe.session.run(pipe.feeds(images, [3, 7]))["image"]
     expected = translator.run(images, read_image(style), [3, 7]).numpy()
     assert got.shape == (2, 3, 40, 48) and np.abs(got - expected).max() < 1e-3
     # pictures: pixforge-run vs pixforge-tsit translate, every item, within one grey level (rounding)
     Runtime().run(str(model), str(odd_content), out=str(tmp_path / "rt"), input=f"style={style}", device="cpu")
-    translate(str(ast_run), [str(odd_content)], str(tmp_path / "tr"), style=str(style), quiet=True, device="cpu")
+    translate(str(ast_train_mode), [str(odd_content)], str(tmp_path / "tr"), style=str(style), quiet=True, device="cpu")
     for name in ("a.png", "sub/b.png"):
         a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
         assert a.shape == b.shape and np.abs(a - b).max() <= 1

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pixforge.core.cli import PixforgeError, run
+from pixforge.core.cli import run
+from pixforge.export.errors import PixforgeError
 
 
 class TSIT:
@@ -21,14 +22,16 @@ class TSIT:
               inception_weights: str | None = None, device: str = "auto", amp: bool | str = False,
               threads: int | None = None, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> str:
         """Train TSIT into the run directory OUT (config.json, checkpoints/, samples/, metrics.jsonl, log.txt);
-        multi-GPU with `torchrun --nproc_per_node G -m pixforge.tsit.cli train ...` (--batch is per process).
+        multi-GPU with `torchrun --nproc-per-node G -m pixforge.tsit.cli train ...` (--batch is per process).
 
         Tasks: ast = arbitrary style transfer (--content and --style: unpaired image folders); mmis = multi-modal
         synthesis (--style holds one subfolder per condition); sis = semantic synthesis (--content: label-map PNGs
         of class ids, --style: the matching images by relative name, --num-classes K; VAE encoder on by default;
-        --dontcare 255 adds the "don't care" class for that id (official contain_dontcare_label; ADE20K: --dontcare 0
-        --num-classes 150, its ids above 0 move down by one); --instances DIR adds the instance maps' boundary channel
-        (official default for Cityscapes, whose *_instanceIds.png go there, renamed to the label maps' names)).
+        --dontcare 255 adds the "don't care" class for that id (official contain_dontcare_label; ADE20K as the
+        official code feeds it: --num-classes 151, id 0 "unknown" a class of its own; or --num-classes 150
+        --dontcare 0, the SPADE intent: 0 -> the don't-care class, ids above 0 down by one); --instances DIR adds
+        the instance maps' boundary channel (official default for Cityscapes, whose *_instanceIds.png go there,
+        renamed to the label maps' names)).
         Network: --ngf 64 and --levels 8 are the official model (~398M parameters, stride 128: sizes must be
         multiples of 2^(levels-1)); --num-d 2 scales of --n-layers-d 3 (4 for sis) PatchGANs.
         Losses: hinge GAN + --lambda-feat feature matching + --lambda-vgg VGG19 perceptual (defaults per task as the
@@ -51,8 +54,9 @@ class TSIT:
         """Translate INPUTS (images, folders, videos; label maps for semantic synthesis) with the model in --run (a run
         directory, a checkpoint file or release folder) and the style image --style (a folder: every style in it,
         results in OUT/<style name>/); results in --out at each input's own size (padded to the network's stride
-        and cropped back). --alpha sets FAdaIN's strength; --seed the noise (one noise map per video); --instances DIR
-        the instance maps (by relative name) for a semantic-synthesis model trained with them."""
+        and cropped back), never over an input (--overwrite replaces earlier results only). --alpha sets FAdaIN's
+        strength; --seed the noise (one noise map per video); --instances DIR the instance maps (by relative name)
+        for a semantic-synthesis model trained with them."""
         from pixforge.tsit.translate import translate
 
         if run is None or out is None:
@@ -62,31 +66,38 @@ class TSIT:
         return f"wrote {len(written)} file(s) under {out}"
 
     def export(self, run: str, out: str = "model.onnx", alpha: float = 1.0, fp16: bool = False,
-               overwrite: bool = False, code: str = "style") -> str:
+               overwrite: bool = False, code: str = "style", quiet: bool = False) -> str:
         """Export the generator of --run to an ONNX file (inputs content, style, noise, alpha; dynamic batch and
         spatial sizes; pixforge metadata) and check it against PyTorch. Run it with
         `pixforge-run run OUT CONTENT --input style=STYLE --out DIR`. Semantic synthesis: content is a label map,
         plus `--input instances=DIR` (each label map's instance map, same name) for a model trained with them; a VAE
         model takes the style image (--code style) or, with --code random, a noise input z that pixforge-run draws
-        from --seed per item (multi-modal output, as translate without --style)."""
+        from --seed per item (multi-modal output, as translate without --style). The export and the check each print
+        a line on stderr when they start (--quiet: none)."""
         from pixforge.tsit.export import export
 
-        return str(export(run, out, alpha=alpha, fp16=fp16, overwrite=overwrite, code=code))
+        return str(export(run, out, alpha=alpha, fp16=fp16, overwrite=overwrite, code=code, quiet=quiet))
 
     def convert(self, weights: str, out: str | None = None, encoder: str | None = None, task: str | None = None,
                 size="256", num_classes: int | None = None, dontcare: int | None = None, instance: bool = False,
-                enc_size: int = 256, overwrite: bool = False) -> str:
+                enc_size: int = 256, inference: str | None = None, overwrite: bool = False) -> str:
         """Turn an official TSIT generator (EndlessSora/TSIT latest_net_G.pth; + --encoder latest_net_E.pth for a VAE
         model) into a release folder OUT that translate and export take as --run. The width and the kind of start
         come from the weights; --task (ast/mmis; sis when it has no style stream), --size HxW (the training size,
-        which a VAE model's start map fixes) and, for semantic synthesis, --num-classes (label_nc), --dontcare 255
-        (contain_dontcare_label) and --instance (instance maps used) from the official options."""
+        which a VAE model's start map fixes) and, for semantic synthesis, the labels as the official loader feeds
+        them: --num-classes (label_nc), --dontcare 255 (contain_dontcare_label: id 255 -> the extra channel),
+        --instance (instance maps used); ADE20K: --num-classes 151 and no --dontcare (its official postprocess has
+        no effect, so id k is channel k for 0..150). --inference train runs the model as the official test.py runs
+        multi-modal (the default for --task mmis) and photo2art models, without model.eval(): each image normalised
+        by its own statistics, spectral norms one power-iteration step on; eval (the default otherwise) uses the
+        running statistics."""
         from pixforge.tsit.official import convert
 
         if out is None:
             raise PixforgeError("--out is required: the release folder to write")
         return str(convert(weights, out, encoder=encoder, task=task, size=size, num_classes=num_classes,
-                           dontcare=dontcare, instance=instance, enc_size=enc_size, overwrite=overwrite))
+                           dontcare=dontcare, instance=instance, enc_size=enc_size, inference=inference,
+                           overwrite=overwrite))
 
     def demo(self, out: str = "tsit-demo", steps: int = 150, overwrite: bool = False) -> str:
         """A few-minute CPU run on scikit-image's photos (content) and textures (style): train a small TSIT, translate,

@@ -16,7 +16,8 @@ without resizing (zero fill where the image is smaller, as PIL's crop); "scale_w
 "scale_shortside_and_crop" scale the width / the shorter side to load_size (aspect kept) and crop.
 
 Label maps follow SPADE's conventions: pixel value = class id, or the "don't care" id (`dontcare`, 255 in SPADE's
-datasets, 0 in ADE20K's) that becomes the extra class K (`pixforge.export.pipeline.label_classes`); an optional
+datasets; 0 for ADE20K's "unknown" as SPADE intends it, although the official ADE20K loader, whose postprocess has
+no effect, feeds id k as class k) that becomes the extra class K (`pixforge.export.pipeline.label_classes`); an optional
 instance map (same name in its own folder) adds one channel, its boundary map (official `get_edges`).
 """
 

@@ -20,11 +20,15 @@ its `--seed` per item, exactly as `pixforge-tsit translate` without `--style`:
     pixforge-tsit export runs/city --out city-random.onnx --code random # one random appearance per item and seed
     pixforge-run run city-random.onnx labels/ --input instances=instances/ --out out/ --seed 3
 
-Spectral norms are folded into plain weights; FADE's batch norm uses its running statistics (eval mode).
+Spectral norms are folded into plain weights, and the networks run in the model's recorded inference mode
+(`pixforge.tsit.nets.for_inference`): "eval", FADE's batch norm with its running statistics; or "train", as the
+official test.py runs multi-modal and photo2art models, each image normalised by its own statistics (ONNX
+InstanceNormalization) and each spectral norm one power-iteration step on from its stored vectors.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +37,8 @@ from torch import nn
 
 from pixforge.export.errors import PixforgeError
 from pixforge.tsit.data import edges
-from pixforge.tsit.model import load
-from pixforge.tsit.nets import ConvEncoder, TSITGenerator, fold_spectral_norm
+from pixforge.tsit.model import check_alpha, load
+from pixforge.tsit.nets import ConvEncoder, TSITGenerator, for_inference
 
 CODES = ("style", "random")
 
@@ -89,9 +93,10 @@ class LabelGraph(nn.Module):
 
 
 def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = False, check: bool = True,
-           overwrite: bool = False, code: str = "style") -> Path:
+           overwrite: bool = False, code: str = "style", quiet: bool = False) -> Path:
     """Export RUN's generator to OUT (.onnx) with pixforge metadata, then check it against PyTorch; `code` (VAE
-    models): the appearance from a `style` image input, or `random` from a noise input z."""
+    models): the appearance from a `style` image input, or `random` from a noise input z. Each of the two long
+    steps announces itself on stderr unless `quiet`."""
     from pixforge.core.onnx import export_onnx, verify_onnx
     from pixforge.export.metadata import TensorSpec
     from pixforge.tsit import __version__
@@ -99,18 +104,19 @@ def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = Fa
     out = Path(out)
     if out.suffix != ".onnx":
         raise PixforgeError(f"--out {out} must end in .onnx")
+    if out.is_dir():
+        raise PixforgeError(f"--out {out} is a folder: give the .onnx file to write")
     if out.exists() and not overwrite:
         raise PixforgeError(f"{out} already exists: pass --overwrite to replace it")
-    if not 0.0 <= alpha <= 1.0:
-        raise PixforgeError(f"--alpha must be between 0 and 1, got {alpha}")
+    alpha = check_alpha(alpha)
     if code not in CODES:
         raise PixforgeError(f"--code must be one of {', '.join(CODES)}, got {code!r}")
     trained = load(run)
     if code != "style" and trained.arch["start"] != "vae":
         raise PixforgeError(f"--code {code} is for semantic-synthesis models with a VAE encoder; {run} has none")
     arch, stride = trained.arch, trained.arch["stride"]
-    generator = fold_spectral_norm(trained.generator)
-    encoder = fold_spectral_norm(trained.encoder) if trained.encoder is not None else None
+    generator = for_inference(trained.generator, arch["inference"])
+    encoder = for_inference(trained.encoder, arch["inference"]) if trained.encoder is not None else None
     image = {"kind": "image", "range": (-1.0, 1.0)}
     batch = torch.export.Dim("batch", min=1)
     h, w = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
@@ -162,16 +168,23 @@ def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = Fa
             checks.append(torch.randn(1, arch["z_dim"]))
         example = tuple(example)  # forward(content, *extra): torch.export nests the extra inputs' shapes
         dynamic = (dynamic[0], tuple(dynamic[1:])) if len(dynamic) > 1 else tuple(dynamic)
+    _note(f"exporting {trained.source} to {out} (torch.export; up to a minute or two at the official size)", quiet)
     path = export_onnx(module, example, out, input_names=[s.name for s in specs], output_names=["image"],
                        inputs=specs, outputs=[TensorSpec("image", **image)], package="pixforge-tsit",
                        version=__version__, task="style-transfer" if arch["task"] != "sis" else "semantic-synthesis",
                        extra=extra, dynamic_shapes=dynamic, fp16=fp16)
     if check:
+        _note(f"checking {path} against PyTorch with onnxruntime", quiet)
         tolerance = 5e-2 if fp16 else 1e-3
         verify_onnx(path, module.half() if fp16 else module,
                     [c.half() if fp16 and spec.kind != "labels" else c for c, spec in zip(checks, specs, strict=True)],
                     atol=tolerance, rtol=tolerance)
     return path
+
+
+def _note(message: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"pixforge-tsit: {message}", file=sys.stderr, flush=True)
 
 
 def _label_ids(arch: dict, shape: tuple[int, ...]) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 
 from pixforge.core.checkpoint import Checkpoints, load_release, read_checkpoint
 from pixforge.export.errors import PixforgeError
-from pixforge.tsit.nets import ConvEncoder, TSITGenerator
+from pixforge.tsit.nets import INFERENCE, ConvEncoder, TSITGenerator
 
 TOOL = "pixforge-tsit"
 ARCH_FORMAT = 1
@@ -22,10 +22,12 @@ TASKS = ("ast", "sis", "mmis")
 
 def make_arch(task: str, *, ngf: int, levels: int, size: tuple[int, int], num_classes: int | None = None,
               dontcare: int | None = None, instance: bool = False, vae: bool = False, z_dim: int = 256,
-              enc_size: int = 256, conditions: list[str] | None = None) -> dict:
+              enc_size: int = 256, conditions: list[str] | None = None, inference: str = "eval") -> dict:
     """The architecture record of a TSIT model for `task` (see `build`). Semantic synthesis: the content stream takes
     num_classes one-hot maps, + 1 for the don't-care class when `dontcare` is set (official contain_dontcare_label),
-    + 1 for the instance boundary map when `instance` (official no_instance off)."""
+    + 1 for the instance boundary map when `instance` (official no_instance off). `inference`: how translate and
+    the exported graph run the networks (`pixforge.tsit.nets.for_inference`: "eval", or "train" as the official
+    test.py runs multi-modal and photo2art models)."""
     stride = 2 ** (levels - 1)
     sis = task == "sis"
     dontcare = dontcare if sis else None
@@ -37,7 +39,20 @@ def make_arch(task: str, *, ngf: int, levels: int, size: tuple[int, int], num_cl
             "style_stream": not sis, "start": ("vae" if vae else "content") if sis else "noise", "z_dim": z_dim,
             "enc_size": enc_size if (sis and vae) else None,
             "latent_hw": [size[0] // stride, size[1] // stride] if (sis and vae) else None,
-            "conditions": conditions or []}
+            "conditions": conditions or [], "inference": inference}
+
+
+def check_alpha(alpha) -> float:
+    """FAdaIN's strength (`--alpha`): a number from 0 to 1."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise PixforgeError(f"--alpha must be a number between 0 and 1, got {alpha!r}")
+    return float(alpha)
+
+
+def check_enc_size(enc_size) -> None:
+    """The VAE encoder's input size (`--enc-size`): a power of two of at least 8 (official: 256)."""
+    if not isinstance(enc_size, int) or enc_size < 8 or enc_size & (enc_size - 1):
+        raise PixforgeError(f"--enc-size must be a power of two of at least 8, got {enc_size!r}")
 
 
 def check_arch(arch: dict, source: str | Path) -> dict:
@@ -46,6 +61,10 @@ def check_arch(arch: dict, source: str | Path) -> dict:
     if arch.get("format") != ARCH_FORMAT:
         raise PixforgeError(f"{source} uses pixforge-tsit model format {arch.get('format')!r}; this version reads "
                             f"format {ARCH_FORMAT}: use the pixforge-tsit version that trained it")
+    arch = {"inference": "eval", **arch}  # records written before the inference mode existed ran in eval mode
+    if arch["inference"] not in INFERENCE:
+        raise PixforgeError(f"{source} records the inference mode {arch['inference']!r}, not one of "
+                            f"{', '.join(INFERENCE)}")
     return arch
 
 

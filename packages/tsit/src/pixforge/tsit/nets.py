@@ -236,13 +236,41 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> nn.Module:
     return module
 
 
-def fold_spectral_norm(module: nn.Module) -> nn.Module:
-    """Bake every spectral norm into a plain weight (eval-mode value, no power iteration): for inference and export."""
+INFERENCE = ("eval", "train")
+
+
+def for_inference(module: nn.Module, mode: str = "eval") -> nn.Module:
+    """`module` ready for inference and export (in place): eval mode, every spectral norm folded into a plain weight.
+
+    `mode` "eval": FADE's batch norm uses its running statistics, each spectral norm its stored vectors.
+    "train": as the official test.py runs multi-modal and photo2art models (it skips `model.eval()`): FADE normalises
+    each image by its own statistics (the batch statistics of a batch of one, whatever the batch here) and each
+    spectral norm takes the power-iteration step that the official code's train-mode forward takes from its stored
+    vectors (torch.nn.utils.spectral_norm: v = W^T u, then u = W v, each normalised; torch's parametrization steps u
+    first), then stays fixed. That is the official weight for the first image; the official script keeps stepping,
+    once per image, so its later images use weights that differ from it by what is left of the power iteration's
+    convergence (a trained checkpoint's vectors have had one step per training step already). Fixing the step keeps
+    outputs a deterministic function of the inputs, the same in `translate` and in the exported graph."""
+    if mode not in INFERENCE:
+        raise ValueError(f"inference mode must be one of {INFERENCE}, got {mode!r}")
     module.eval()
-    for m in module.modules():
+    for m in list(module.modules()):
+        if isinstance(m, FADE) and mode == "train":
+            m.param_free_norm = nn.InstanceNorm2d(m.param_free_norm.num_features, eps=m.param_free_norm.eps)
         if parametrize.is_parametrized(m, "weight"):
+            if mode == "train":
+                _official_power_step(m.parametrizations.weight)
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
     return module
+
+
+@torch.no_grad()
+def _official_power_step(weight: parametrize.ParametrizationList) -> None:
+    """One step of torch.nn.utils.spectral_norm's power iteration on a spectral-norm parametrization's vectors."""
+    norm, matrix = weight[0], weight.original.flatten(1)
+    v = F.normalize(torch.mv(matrix.t(), norm._u), dim=0, eps=norm.eps)
+    norm._u.copy_(F.normalize(torch.mv(matrix, v), dim=0, eps=norm.eps))
+    norm._v.copy_(v)
 
 
 def count_parameters(module: nn.Module) -> int:

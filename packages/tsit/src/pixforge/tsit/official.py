@@ -6,9 +6,20 @@ The official generator names its parts `content_stream.res_0..res_7`, `style_str
 `content_stream.res.i`, `blocks.0..6` (coarse to fine, the same order) and `parametrizations.weight.original / 0._u
 / 0._v`; the layers compute the same functions, so the converted model gives the official outputs.
 
-What the state dict cannot tell (the task, the label layout of a semantic-synthesis model, its training size) comes
-from the options, checked against the tensor shapes. `convert` writes a release folder that `translate` and `export`
-take as `--run`.
+What the state dict cannot tell (the task, the label layout of a semantic-synthesis model, its training size, how the
+official test.py runs it) comes from the options, checked against the tensor shapes where they can be. `convert`
+writes a release folder that `translate` and `export` take as `--run`.
+
+Labels as the official loader (`Pix2pixDataset.__getitem__`, `Pix2PixModel.preprocess_input`) feeds them: label id k
+goes to channel k, and the id 255 to channel label_nc (the don't-care channel of `contain_dontcare_label`); here
+`--num-classes K --dontcare 255`. ADE20K: the official `ADE20KDataset.postprocess` computes "id 0 -> label_nc, k ->
+k - 1" into a local variable and returns nothing, so its models saw each id 0..150 on channel 0..150: here
+`--num-classes 151` without --dontcare (its id 0, "unknown", is a class like the others; 255, which ADE20K's maps
+never hold, is refused). `--dontcare` is therefore only 255 for official weights.
+
+Inference mode: the official test.py calls `model.eval()` except for multi-modal synthesis (`--task mmis`) and the
+photo2art style-transfer models, which it runs in train mode; `--inference train` (the default for mmis) reproduces
+that (`pixforge.tsit.nets.for_inference`).
 """
 
 from __future__ import annotations
@@ -18,10 +29,11 @@ from pathlib import Path
 
 import torch
 
-from pixforge.core.checkpoint import save_release
+from pixforge.core.checkpoint import save_release, torch_file
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import parse_size
-from pixforge.tsit.model import TASKS, build_encoder, build_generator, make_arch
+from pixforge.tsit.model import TASKS, build_encoder, build_generator, check_enc_size, make_arch
+from pixforge.tsit.nets import INFERENCE
 
 BLOCKS = ("head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3")
 SPECTRAL = {"weight_orig": "parametrizations.weight.original", "weight_u": "parametrizations.weight.0._u",
@@ -48,22 +60,17 @@ def encoder_key(key: str) -> str:
     return _spectral(key)
 
 
-def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise PixforgeError(f"{path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and weights-only errors all mean "not a plain state dict"
-        raise PixforgeError(f"{path} is not a readable PyTorch state dict ({err.__class__.__name__}: "
-                            f"{str(err).splitlines()[0][:160]})") from None
+def read_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """A state dict of tensors, read weights-only (`pixforge.core.checkpoint.torch_file`)."""
+    state = torch_file(path, what)
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise PixforgeError(f"{path} does not hold a state dict of tensors (an official latest_net_G.pth does)")
+        raise PixforgeError(f"{what} {path} does not hold a state dict of tensors (an official latest_net_G.pth or "
+                            "latest_net_E.pth does)")
     return state
 
 
 def official_arch(state: dict, source: Path, *, task: str | None, size, num_classes: int | None,
-                  dontcare: int | None, instance: bool, enc_size: int) -> dict:
+                  dontcare: int | None, instance: bool, enc_size: int, inference: str | None = None) -> dict:
     """The architecture record of an official generator, from its shapes and the options (checked against them)."""
     try:
         first = state["content_stream.res_0.conv_0.weight_orig"]
@@ -78,18 +85,28 @@ def official_arch(state: dict, source: Path, *, task: str | None, size, num_clas
         raise PixforgeError(f"{source}: --task {task} does not fit a generator "
                             f"{'with' if style_stream else 'without'} a style stream (sis has none)")
     size = parse_size(size)
+    inference = inference or ("train" if task == "mmis" else "eval")
+    if inference not in INFERENCE:
+        raise PixforgeError(f"--inference must be one of {', '.join(INFERENCE)}, got {inference!r}")
     if task == "sis":
-        if num_classes is None:
-            raise PixforgeError(f"{source} is a semantic-synthesis generator: give --num-classes (official label_nc)")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise PixforgeError(f"{source} is a semantic-synthesis generator: give --num-classes (official label_nc; "
+                                f"151 for ADE20K), got {num_classes!r}")
+        if dontcare is not None and dontcare != 255:
+            raise PixforgeError(f"--dontcare {dontcare}: the official loader maps only the id 255 to the don't-care "
+                                "channel (contain_dontcare_label); an official ADE20K model saw each id 0..150 on "
+                                "its own channel: give --num-classes 151 without --dontcare")
         expected = num_classes + (dontcare is not None) + bool(instance)
         if expected != channels:
             raise PixforgeError(f"{source} takes {channels} label channels but --num-classes {num_classes}"
                                 f"{' --dontcare' if dontcare is not None else ''}{' --instance' if instance else ''}"
                                 f" make {expected} (official semantic_nc = label_nc + contain_dontcare_label + "
                                 "(not no_instance))")
+    if vae:
+        check_enc_size(enc_size)
     z_dim = fc.shape[1] if vae else 256
     arch = make_arch(task, ngf=ngf, levels=8, size=size, num_classes=num_classes, dontcare=dontcare,
-                     instance=instance, vae=vae, z_dim=z_dim, enc_size=enc_size)
+                     instance=instance, vae=vae, z_dim=z_dim, enc_size=enc_size, inference=inference)
     if vae and fc.shape[0] != 16 * ngf * arch["latent_hw"][0] * arch["latent_hw"][1]:
         raise PixforgeError(f"{source}: its VAE start map has {fc.shape[0] // (16 * ngf)} cells, --size "
                             f"{size[0]}x{size[1]} gives {arch['latent_hw'][0]}x{arch['latent_hw'][1]}: give the "
@@ -112,21 +129,21 @@ def _load(module: torch.nn.Module, state: dict, rename, source: Path) -> None:
 
 def convert(weights: str | Path, out: str | Path, *, encoder: str | Path | None = None, task: str | None = None,
             size=256, num_classes: int | None = None, dontcare: int | None = None, instance: bool = False,
-            enc_size: int = 256, overwrite: bool = False) -> Path:
+            enc_size: int = 256, inference: str | None = None, overwrite: bool = False) -> Path:
     """Official latest_net_G.pth (+ latest_net_E.pth for a VAE model) -> a pixforge-tsit release folder OUT."""
     from pixforge.core.cli import output_dir
 
     weights = Path(weights)
-    state = read_state(weights)
+    state = read_state(weights, "generator weights")
     arch = official_arch(state, weights, task=task, size=size, num_classes=num_classes, dontcare=dontcare,
-                         instance=instance, enc_size=enc_size)
+                         instance=instance, enc_size=enc_size, inference=inference)
     generator = build_generator(arch)
     _load(generator, state, generator_key, weights)
     enc = build_encoder(arch)
     if enc is not None:
         if encoder is None:
             raise PixforgeError(f"{weights} starts from a VAE code: give the encoder with --encoder latest_net_E.pth")
-        _load(enc, read_state(encoder), encoder_key, Path(encoder))
+        _load(enc, read_state(encoder, "encoder weights"), encoder_key, Path(encoder))
     elif encoder is not None:
         raise PixforgeError(f"{weights} has no VAE start (its fc is a convolution): --encoder is not used")
     root = output_dir(out, overwrite)

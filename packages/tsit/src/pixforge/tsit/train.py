@@ -29,7 +29,7 @@ from pixforge.core.runtime import autocast, autocast_dtype, configure, grad_scal
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import parse_size
 from pixforge.tsit import data as tdata
-from pixforge.tsit.model import TASKS, build_encoder, build_generator, classes, make_arch
+from pixforge.tsit.model import TASKS, build_encoder, build_generator, check_enc_size, classes, make_arch
 from pixforge.tsit.nets import init_weights, kl_divergence
 
 # (lambda_vgg, lambda_feat) of the official train scripts: summer2winter / mmis 1, 1 (day2night 2, 1; photo2art 1, 2);
@@ -89,14 +89,17 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
           threads: int | None = None, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Train TSIT; returns the run directory (see the module docstring and `pixforge-tsit train --help`)."""
     config = {k: v for k, v in locals().items() if k not in ("out", "resume", "overwrite", "quiet", "threads")}
+    _check_numbers({**config, "threads": threads})
+    if Path(out).exists() and not Path(out).is_dir():
+        raise PixforgeError(f"--out {out} exists and is not a folder (a run directory)")
     if task not in TASKS:
         raise PixforgeError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
     if content is None or style is None:
         raise PixforgeError("--content and --style are required (semantic synthesis: label maps and images)")
     size = parse_size(size)
     check_size(size, levels)
-    if batch < 1 or (steps is None) == (kimg is None):
-        raise PixforgeError("give --batch >= 1 and exactly one of --steps or --kimg")
+    if (steps is None) == (kimg is None):
+        raise PixforgeError("give exactly one of --steps or --kimg (the training length)")
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -107,6 +110,8 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
     vae = sis if vae is None else bool(vae)
     if vae and not sis:
         raise PixforgeError("--vae is for semantic synthesis (--task sis) only")
+    if vae:
+        check_enc_size(enc_size)
     default_vgg, default_feat = TASK_WEIGHTS[task]
     lambda_vgg = default_vgg if lambda_vgg is None else lambda_vgg
     lambda_feat = default_feat if lambda_feat is None else lambda_feat
@@ -121,9 +126,9 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
     perceptual = VGGPerceptualLoss(vgg_weights, imagenet_norm=vgg_imagenet_norm).to(dev) if lambda_vgg > 0 else None
     fid = _fid_metric(inception_weights, style, dev) if fid_every > 0 else None
 
-    run = RunDir(out)  # only now, with every input checked, does the run directory appear
-    config = run.start(config, resume=resume, overwrite=overwrite)
-    log = logging.getLogger("pixforge")
+    amp_dtype = autocast_dtype(dev, amp)
+    run = RunDir(out)
+    ckpts = Checkpoints(run.checkpoints, keep_last=keep_last)
     seed_everything(seed)
     G, E = init_weights(build_generator(arch)).to(dev), build_encoder(arch)
     E = init_weights(E).to(dev) if E is not None else None
@@ -135,14 +140,15 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
     g_params = list(G.parameters()) + (list(E.parameters()) if E is not None else [])
     opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=(beta1, beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(beta1, beta2))
-    amp_dtype = autocast_dtype(dev, amp)
     scaler = grad_scaler(dev, amp_dtype)
     models = {"G": G, "D": D, **({"E": E} if E is not None else {}), **({"G_ema": G_ema.module} if G_ema else {})}
     optimizers = {"G": opt_g, "D": opt_d}
-    ckpts = Checkpoints(run.checkpoints, keep_last=keep_last)
-    start = 0
-    if resume and (latest := ckpts.latest()) is not None:
+    start, latest = 0, ckpts.latest() if resume else None
+    if latest is not None:  # read before the run is touched: a broken checkpoint leaves it as it was
         start = load_checkpoint(latest, models=models, optimizers=optimizers, scaler=scaler, map_location=dev)["step"]
+    config = run.start(config, resume=resume, overwrite=overwrite)  # only now, every input checked, is it written
+    log = logging.getLogger("pixforge")
+    if latest is not None:
         log.info("resumed from %s (step %d)", latest, start)
     G_ddp, D_ddp = distributed.wrap_ddp(G, dev), distributed.wrap_ddp(D, dev)
     E_ddp = distributed.wrap_ddp(E, dev) if E is not None else None
@@ -239,6 +245,34 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
         log.info("finished %d steps: %s", step, run.path)
     distributed.teardown()
     return run.path
+
+
+# the smallest value of each integer option (None: not given)
+INTEGERS = {"batch": 1, "steps": 1, "ngf": 1, "levels": 2, "ndf": 1, "num_d": 1, "n_layers_d": 1, "num_classes": 1,
+            "z_dim": 1, "decay_steps": 0, "load_size": 1, "seed": 0, "workers": 0, "ckpt_every": 1, "sample_every": 1,
+            "keep_last": 1, "fid_every": 0, "fid_images": 1, "threads": 1}
+POSITIVE = ("kimg", "lr_g", "lr_d")
+NON_NEGATIVE = ("lambda_vgg", "lambda_feat", "lambda_kld")
+FRACTIONS = ("beta1", "beta2", "ema")  # in [0, 1)
+
+
+def _check_numbers(options: dict) -> None:
+    """Every count, rate and weight given, checked before anything is read or written."""
+    def fail(name: str, rule: str):
+        raise PixforgeError(f"--{name.replace('_', '-')} must be {rule}, got {options[name]!r}")
+
+    for name, low in INTEGERS.items():
+        value = options[name]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+            fail(name, f"an integer of at least {low}")
+    for names, rule, ok in ((POSITIVE, "a number above 0", lambda v: v > 0),
+                            (NON_NEGATIVE, "a number of at least 0", lambda v: v >= 0),
+                            (FRACTIONS, "a number from 0 up to (not including) 1", lambda v: 0 <= v < 1)):
+        for name in names:
+            value = options[name]
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                          and math.isfinite(value) and ok(value)):
+                fail(name, rule)
 
 
 def _dataset(task, content, style, size, num_classes, seed, preprocess, load_size, hflip, dontcare, instances):

@@ -36,8 +36,8 @@ from pixforge.export.pipeline import label_classes, read_labels, resize_labels
 from pixforge.export.video import is_video_path
 from pixforge.tsit import data as tdata
 from pixforge.tsit.export import input_names
-from pixforge.tsit.model import Trained, classes, load
-from pixforge.tsit.nets import fold_spectral_norm
+from pixforge.tsit.model import Trained, check_alpha, classes, load
+from pixforge.tsit.nets import for_inference
 
 
 @dataclass
@@ -51,14 +51,14 @@ class Item:
 
 
 class Translator:
-    """A loaded model ready for inference (spectral norms folded, eval mode) plus the pixforge-run geometry."""
+    """A loaded model ready for inference (`for_inference` in the model's recorded mode) plus the pixforge-run
+    geometry."""
 
     def __init__(self, trained: Trained, device: torch.device, alpha: float = 1.0, seed: int = 0):
-        if not 0.0 <= alpha <= 1.0:
-            raise PixforgeError(f"--alpha must be between 0 and 1, got {alpha}")
-        self.arch, self.device, self.alpha, self.seed = trained.arch, device, float(alpha), seed
-        self.generator = fold_spectral_norm(trained.generator).to(device)
-        self.encoder = fold_spectral_norm(trained.encoder).to(device) if trained.encoder is not None else None
+        self.arch, self.device, self.alpha, self.seed = trained.arch, device, check_alpha(alpha), seed
+        mode = self.arch["inference"]
+        self.generator = for_inference(trained.generator, mode).to(device)
+        self.encoder = for_inference(trained.encoder, mode).to(device) if trained.encoder is not None else None
         self.stride = self.arch["stride"]
         self.sis = self.arch["task"] == "sis"
         self.fixed = tuple(self.arch["latent_hw"]) if self.arch["start"] == "vae" else None
@@ -148,7 +148,11 @@ def translate(run: str, inputs: list[str], out: str, style: str | None = None, a
 
     if not isinstance(batch, int) or batch < 1:
         raise PixforgeError(f"--batch must be a positive integer, got {batch!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise PixforgeError(f"--seed must be a non-negative integer, got {seed!r}")
     out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PixforgeError(f"--out {out_dir} exists and is not a folder")
     translator = Translator(load(run), resolve_device(device), alpha, seed)
     styles = _styles(style, translator)
     items = collect(inputs, out_dir)
@@ -166,6 +170,11 @@ def translate(run: str, inputs: list[str], out: str, style: str | None = None, a
     inst_files = _instance_files(items, instances, translator)
     plan = {(name, item.index): out_dir / (name if len(styles) > 1 else "") / (item.stem + _suffix(item))
             for name in styles for item in items}
+    style_files = tdata.list_images(Path(style)) if style is not None else []
+    sources = {f.resolve() for f in [*(it.source for it in items), *inst_files.values(), *style_files]}
+    clash = next((p for p in plan.values() if p.resolve() in sources), None)
+    if clash is not None:  # never, even with --overwrite
+        raise PixforgeError(f"{clash} is one of the inputs and would be overwritten: choose another --out")
     existing = [p for p in plan.values() if p.exists()]
     if existing and not overwrite:
         raise PixforgeError(f"{existing[0]} already exists: pass --overwrite to replace it")
