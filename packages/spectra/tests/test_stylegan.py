@@ -53,11 +53,12 @@ def test_shards_and_batches_give_the_same_dataset(tmp_path):
 
 
 def test_high_freq_is_flatter_and_sparse_is_sparser():
-    stats = {name: analysis.analyze_images(get(name, **SMALL).sample(0, range(8), 64, CPU), size=64)
+    stats = {name: analysis.summarize(analysis.measure(get(name, **SMALL).sample(0, range(8), 64, CPU), size=64))
              for name in ("stylegan-random", "stylegan-highfreq", "stylegan-sparse")}
-    slope = {k: v["spectrum_slope"]["of_mean_spectrum"] for k, v in stats.items()}
+    slope = {k: v["slope_of_mean_spectrum"] for k, v in stats.items()}
     assert slope["stylegan-random"] > 2.5 > slope["stylegan-highfreq"] + 0.5  # paper Fig. 6b: default is steep
-    assert stats["stylegan-sparse"]["sparsity"]["mean"] > stats["stylegan-highfreq"]["sparsity"]["mean"] + 0.05
+    sparsity = {k: v["statistics"]["sparsity"]["mean"] for k, v in stats.items()}
+    assert sparsity["stylegan-sparse"] > sparsity["stylegan-highfreq"] + 0.05
 
 
 @pytest.mark.parametrize("alpha", [0.7, 1.4])

@@ -6,18 +6,22 @@
 * colour: per-channel 64-bin RGB histograms, and the L*a*b* mean and covariance (the paper compares data sets
   by the symmetric KL divergence of these Gaussians);
 * wavelet marginals: kurtosis of the first-scale steerable-pyramid bands (Gaussian: 3; natural images: heavy
-  tails, >> 3), and sparsity (Hoyer's measure of the gradient magnitudes: 0 = flat, 1 = one spike).
+  tails, >> 3), and sparsity (Hoyer's measure of the gradient magnitudes: 0 = flat, 1 = one spike);
+* the number of distinct colours per image.
+
+Every per-image statistic is kept per image (`Measured`), so a set is summarised with its spread and subsets
+(the halves of `fidelity.compare`) can be measured again without re-reading images.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from pixforge.core.datagen import read_images
 from pixforge.export.errors import PixforgeError
 from pixforge.spectra import pyramid
 
@@ -76,41 +80,101 @@ def _hoyer(x: np.ndarray) -> float:
     return float((math.sqrt(n) - x.sum() / l2) / (math.sqrt(n) - 1))
 
 
-def analyze_images(images, size: int = 128) -> dict:
-    """Statistics of an iterable of uint8 H x W x 3 images (resized/cropped to `size`)."""
+# per-image statistics: name -> what it is
+STATISTICS = {
+    "spectrum_slope": "alpha of the radially averaged amplitude spectrum A ~ 1 / f^alpha (luma)",
+    "wavelet_kurtosis": "kurtosis of the first-scale steerable-pyramid bands (Gaussian: 3)",
+    "sparsity": "Hoyer sparsity of the gradient magnitudes (0 flat .. 1 one spike)",
+    "distinct_colors": "number of distinct RGB colours",
+    "lab_l": "mean L* (lightness)",
+    "lab_a": "mean a* (green-red)",
+    "lab_b": "mean b* (blue-yellow)",
+}
+LAB_PIXELS = 1024  # L*a*b* pixels kept per image for the colour Gaussian
+
+
+@dataclass
+class Measured:
+    """What `measure` finds in a set of images, per image."""
+
+    size: int
+    values: dict[str, np.ndarray]  # STATISTICS name -> one value per image
+    spectra: np.ndarray  # images x S/2 radially averaged amplitude spectra
+    histograms: np.ndarray  # images x 3 x BINS RGB counts
+    lab: list[np.ndarray]  # per image: pixels x 3 L*a*b* values
+
+    def __len__(self) -> int:
+        return len(self.spectra)
+
+    def subset(self, index: np.ndarray) -> Measured:
+        return Measured(self.size, {k: v[index] for k, v in self.values.items()}, self.spectra[index],
+                        self.histograms[index], [self.lab[i] for i in index])
+
+    def histogram(self) -> np.ndarray:
+        """3 x BINS RGB histograms of the whole set (shares)."""
+        counts = self.histograms.sum(axis=0)
+        return counts / counts.sum(axis=1, keepdims=True)
+
+    def lab_gaussian(self) -> tuple[np.ndarray, np.ndarray]:
+        lab = np.concatenate(self.lab)
+        return lab.mean(axis=0), np.cov(lab.T)
+
+
+def measure(images, size: int = 128) -> Measured:
+    """The per-image statistics of an iterable of uint8 H x W x 3 images (resized / centre-cropped to `size`)."""
     from kornia.color import rgb_to_lab
 
-    spectra, slopes, kurt, sparsity, labs = [], [], [], [], []
-    hist = np.zeros((3, BINS))
+    values: dict[str, list[float]] = {name: [] for name in STATISTICS}
+    spectra, histograms, labs = [], [], []
     for image in images:
         img = _square(np.ascontiguousarray(image[..., :3]), size)
         gray = img.astype(np.float64) @ LUMA
         spec = radial_spectrum(gray)
         spectra.append(spec)
-        slopes.append(fit_slope(spec))
-        for c in range(3):
-            hist[c] += np.bincount(img[..., c].ravel() // (256 // BINS), minlength=BINS)
+        values["spectrum_slope"].append(fit_slope(spec))
+        histograms.append([np.bincount(img[..., c].ravel() // (256 // BINS), minlength=BINS) for c in range(3)])
         bands = pyramid.build(torch.from_numpy(gray).float()[None], scales=1)
-        kurt.append(float(np.mean([_kurtosis(b) for b in bands[1:-1]])))
+        values["wavelet_kurtosis"].append(float(np.mean([_kurtosis(b) for b in bands[1:-1]])))
         gy, gx = np.gradient(gray)
-        sparsity.append(_hoyer(np.hypot(gx, gy)))
-        lab = rgb_to_lab(torch.tensor(img).permute(2, 0, 1).float()[None] / 255.0)[0]
-        labs.append(lab.reshape(3, -1)[:, :: max(1, size * size // 1024)].T.numpy())
+        values["sparsity"].append(_hoyer(np.hypot(gx, gy)))
+        packed = (img[..., 0].astype(np.int32) << 16) | (img[..., 1].astype(np.int32) << 8) | img[..., 2]
+        values["distinct_colors"].append(float(np.unique(packed).size))
+        lab = rgb_to_lab(torch.tensor(img).permute(2, 0, 1).float()[None] / 255.0)[0].reshape(3, -1).double()
+        for name, channel in zip(("lab_l", "lab_a", "lab_b"), lab.mean(dim=1).tolist(), strict=True):
+            values[name].append(channel)
+        labs.append(lab[:, :: max(1, size * size // LAB_PIXELS)].T.numpy())
     if not spectra:
         raise PixforgeError("no images to analyse")
-    lab = np.concatenate(labs).astype(np.float64)
-    mean_spectrum = np.mean(spectra, axis=0)
-    slopes = np.asarray(slopes)
+    return Measured(size, {k: np.asarray(v) for k, v in values.items()}, np.asarray(spectra),
+                    np.asarray(histograms, dtype=np.float64), labs)
+
+
+def spread(values: np.ndarray, rng: np.random.Generator, resamples: int = 1000) -> dict:
+    """One statistic over a set: mean, std, median, 2.5 / 97.5 percentiles, and the 95 % bootstrap (percentile)
+    interval of the mean; NaN values (a failed slope fit) are left out (`images` counts the rest)."""
+    x = values[np.isfinite(values)]
+    if not x.size:
+        return {"images": 0}
+    means = x[rng.integers(0, x.size, (resamples, x.size))].mean(axis=1)
+    return {"mean": _r(x.mean()), "std": _r(x.std(ddof=1) if x.size > 1 else 0.0), "median": _r(np.median(x)),
+            "p2_5": _r(np.percentile(x, 2.5)), "p97_5": _r(np.percentile(x, 97.5)),
+            "mean_ci95": [_r(np.percentile(means, 2.5)), _r(np.percentile(means, 97.5))], "images": int(x.size)}
+
+
+def summarize(measured: Measured, seed: int = 0) -> dict:
+    """`analyze`'s stats.json: every statistic with its spread, the set's mean spectrum (and its slope) and
+    colours, and the per-image values."""
+    rng = np.random.default_rng(seed)
+    mean_spectrum = measured.spectra.mean(axis=0)
+    lab_mean, lab_cov = measured.lab_gaussian()
     return {
-        "images": len(spectra), "size": size,
-        "spectrum_slope": {"mean": _r(np.nanmean(slopes)), "std": _r(np.nanstd(slopes)),
-                           "of_mean_spectrum": _r(fit_slope(mean_spectrum))},
+        "images": len(measured), "size": measured.size,
+        "statistics": {name: spread(measured.values[name], rng) for name in STATISTICS},
+        "slope_of_mean_spectrum": _r(fit_slope(mean_spectrum)),
         "radial_spectrum": [_r(v, 6) for v in mean_spectrum],
-        "wavelet_kurtosis": {"mean": _r(np.mean(kurt)), "std": _r(np.std(kurt))},
-        "sparsity": {"mean": _r(np.mean(sparsity)), "std": _r(np.std(sparsity))},
-        "color": {"histogram": (hist / hist.sum(axis=1, keepdims=True)).round(6).tolist(),
-                  "lab_mean": [_r(v) for v in lab.mean(axis=0)],
-                  "lab_cov": np.cov(lab.T).round(4).tolist()},
+        "color": {"histogram": measured.histogram().round(6).tolist(), "lab_mean": [_r(v) for v in lab_mean],
+                  "lab_cov": lab_cov.round(4).tolist()},
+        "per_image": {name: [_r(v) for v in values] for name, values in measured.values.items()},
     }
 
 
@@ -129,50 +193,30 @@ def gaussian_symmetric_kl(mean_a, cov_a, mean_b, cov_b) -> float:
     return float(kl_ab + kl_ba)
 
 
-def source_images(source: str | os.PathLike, n: int, size: int, seed: int = 0):
-    """Images of a folder / shard folder, or `n` freshly generated images of a model name."""
-    from pixforge.spectra.models import NAMES, get
 
-    key = str(source).lower().replace("_", "-")
-    if key in NAMES and not os.path.exists(source):
-        model = get(key)
-        model.check_size(size)
-        for start in range(0, n, 8):
-            yield from model.sample(seed, range(start, min(n, start + 8)), size, torch.device("cpu"))
-        return
-    yield from read_images(source, limit=n)
-
-
-def compare(a: dict, b: dict) -> dict:
-    """Side-by-side numbers of two `analyze_images` results, with the colour distance between them."""
-    def pick(stats):
-        return {"images": stats["images"], "spectrum_slope": stats["spectrum_slope"]["mean"],
-                "slope_of_mean_spectrum": stats["spectrum_slope"]["of_mean_spectrum"],
-                "wavelet_kurtosis": stats["wavelet_kurtosis"]["mean"], "sparsity": stats["sparsity"]["mean"]}
-
-    return {"a": pick(a), "b": pick(b),
-            "lab_symmetric_kl": _r(gaussian_symmetric_kl(a["color"]["lab_mean"], a["color"]["lab_cov"],
-                                                         b["color"]["lab_mean"], b["color"]["lab_cov"])),
-            "histogram_l1": _r(np.abs(np.asarray(a["color"]["histogram"]) -
-                                      np.asarray(b["color"]["histogram"])).sum(axis=1).mean())}
+def require_matplotlib() -> None:
+    """Raise the one-line error naming the extra when matplotlib is missing (call it before any work)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PixforgeError("plots need matplotlib: pip install 'pixforge-spectra[plots]', "
+                            "or pass --no-plots") from None
 
 
 def plot(results: dict[str, dict], path: str | os.PathLike) -> str:
-    """Radial spectra (log-log), colour histograms and kurtosis/sparsity of one or more analysed sets."""
-    try:
-        import matplotlib
+    """Radial spectra (log-log), colour histograms and kurtosis / sparsity (mean +- std) of `summarize` results."""
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise PixforgeError("plots need matplotlib: pip install 'pixforge-spectra[plots]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from pixforge.export.atomic import atomic_path
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for name, stats in results.items():
         spec = np.asarray(stats["radial_spectrum"])
         axes[0].loglog(np.arange(1, len(spec) + 1), spec / spec[0],
-                       label=f"{name} (alpha {stats['spectrum_slope']['of_mean_spectrum']:.2f})")
+                       label=f"{name} (alpha {stats['slope_of_mean_spectrum']:.2f})")
         hist = np.asarray(stats["color"]["histogram"])
         for c, colour in enumerate(("r", "g", "b")):
             axes[1].plot(np.arange(BINS) * (256 // BINS), hist[c], colour, alpha=0.7,
@@ -182,9 +226,13 @@ def plot(results: dict[str, dict], path: str | os.PathLike) -> str:
     axes[1].set(xlabel="value", ylabel="share", title="RGB histograms (first set solid)")
     names = list(results)
     x = np.arange(len(names))
-    axes[2].bar(x - 0.2, [results[n]["wavelet_kurtosis"]["mean"] for n in names], 0.4, label="wavelet kurtosis")
-    axes[2].bar(x + 0.2, [10 * results[n]["sparsity"]["mean"] for n in names], 0.4, label="10 x sparsity")
+    for offset, key, scale, label in ((-0.2, "wavelet_kurtosis", 1, "wavelet kurtosis"),
+                                      (0.2, "sparsity", 10, "10 x sparsity")):
+        stats = [results[n]["statistics"][key] for n in names]
+        axes[2].bar(x + offset, [scale * s["mean"] for s in stats], 0.4, yerr=[scale * s["std"] for s in stats],
+                    label=label)
     axes[2].set_xticks(x, names, fontsize=8)
+    axes[2].set(title="mean +- std over images")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -4,17 +4,33 @@ and demo."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from pixforge.core.cli import PixforgeError, output_dir, run
+from pixforge.core.cli import output_dir, run
+from pixforge.export.errors import PixforgeError
+from pixforge.spectra.checks import whole_number
 
 
 def _model(model: str, options: dict, batch: int):
     from pixforge.spectra.models import get
 
-    if batch < 1:
-        raise PixforgeError(f"--batch must be at least 1, got {batch}")
+    whole_number("batch", batch)
     return get(model, batch=batch, **{k: v for k, v in options.items() if v is not None})
+
+
+@contextmanager
+def _out_dir(out: str, overwrite: bool) -> Iterator[Path]:
+    """`output_dir`, removed again when the work inside fails before writing anything into it."""
+    existed = Path(out).exists()
+    path = output_dir(out, overwrite=overwrite)
+    try:
+        yield path
+    except BaseException:
+        if not existed and not any(path.iterdir()):
+            path.rmdir()
+        raise
 
 
 class Spectra:
@@ -27,7 +43,7 @@ class Spectra:
 
         return "\n".join(f"{name:22s} {SUMMARIES[name]}" for name in NAMES)
 
-    def generate(self, model: str = "dead-leaves-shapes", n: int = 1000, size: int = 128,
+    def generate(self, model: str, n: int = 1000, size: int = 128,
                  out: str = "spectra-out", seed: int = 0, shard: str | None = None, workers: int = 1,
                  device: str = "cpu", format: str = "png", per_shard: int = 1000, encoding: str = "png",
                  quality: int = 95, batch: int | None = None, iterations: int | None = None,
@@ -55,6 +71,10 @@ class Spectra:
         from pixforge.spectra import __version__
 
         batch = batch if batch is not None else (1 if str(device).startswith("cpu") else 32)
+        whole_number("seed", seed, 0)
+        whole_number("quality", quality, 1, 100)
+        whole_number("per-shard", per_shard)
+        whole_number("workers", workers)
         options = {"iterations": iterations, "paper_spectrum": paper_spectrum,
                    "correlate_channels": correlate_channels, "paper_shapes": paper_shapes,
                    "texture_model": texture_model, "texture_pool": texture_pool, "texture_size": texture_size,
@@ -70,68 +90,84 @@ class Spectra:
 
     def preview(self, out: str = "spectra-preview.png", size: int = 128, per_model: int = 8, seed: int = 0,
                 device: str = "cpu", texture_pool: int = 16, featurevis_steps: int = 32, encoder: str | None = None,
-                overwrite: bool = False) -> str:
-        """A grid with one row of PER_MODEL images per model, written to OUT (a .png file). Feature visualisation
-        runs --featurevis-steps Adam steps (official: 128, too slow for a preview on a CPU); featurevis-deadleaves
-        is shown only with --encoder PATH (its MoCo v2 checkpoint)."""
+                overwrite: bool = False, quiet: bool = False) -> str:
+        """A grid with one row of PER_MODEL images per model, written to OUT (a .png or .jpg file), with a
+        progress bar on stderr (--quiet: none). Feature visualisation runs --featurevis-steps Adam steps (official:
+        128, too slow for a preview on a CPU); featurevis-deadleaves is shown only with --encoder PATH (its MoCo v2
+        checkpoint)."""
+        import numpy as np
+
         from pixforge.core.datagen import preview_grid
         from pixforge.core.io import write_image
-        from pixforge.spectra.featurevis import ENCODERS
-        from pixforge.spectra.models import DEAD_LEAVES, NAMES, get
+        from pixforge.core.loop import progress
+        from pixforge.core.runtime import resolve_device
 
         path = Path(out)
+        if path.is_dir():
+            raise PixforgeError(f"--out {path} is a folder: give an image file such as {path / 'preview.png'}")
         if path.exists() and not overwrite:
             raise PixforgeError(f"--out {path} exists: choose another file or pass --overwrite")
-        if per_model < 1:
-            raise PixforgeError(f"--per-model must be at least 1, got {per_model}")
-        models = []
-        for name in NAMES:
-            if DEAD_LEAVES.get(name) == "textured":
-                models.append(get(name, texture_pool=texture_pool))
-            elif name == "featurevis-random":
-                models.append(get(name, steps=featurevis_steps, batch=per_model))
-            elif ENCODERS.get(name) == "deadleaves":
-                if encoder is not None:
-                    models.append(get(name, steps=featurevis_steps, encoder=encoder, batch=per_model))
-            else:
-                models.append(get(name))
-        return str(write_image(path, preview_grid(models, seed=seed, size=size, per_model=per_model, device=device)))
+        if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            raise PixforgeError(f"--out {path} must end in .png or .jpg")
+        dev = resolve_device(device)
+        models = _preview_models(size, per_model, seed, texture_pool, featurevis_steps, encoder)
+        rows = []
+        with progress(len(models), desc="preview", unit="model", disable=quiet) as bar:
+            for model in models:
+                bar.set_postfix_str(model.name)
+                rows.append(preview_grid([model], seed=seed, size=size, per_model=per_model, device=dev))
+                bar.update()
+        return str(write_image(path, np.concatenate(rows, axis=0)))
 
     def analyze(self, source: str, out: str | None = None, n: int = 200, size: int = 128, seed: int = 0,
                 plots: bool = True, overwrite: bool = False) -> str:
-        """Statistics of SOURCE (an image folder, npz/tar shards, or a model name: --n images generated): radially
-        averaged spectrum and its slope alpha, colour histograms and L*a*b* Gaussian, wavelet kurtosis, sparsity.
-        Prints a JSON summary; --out DIR writes stats.json (and stats.png with matplotlib)."""
-        from pixforge.spectra.analysis import analyze_images, plot, source_images
+        """Statistics of SOURCE (an image folder or file, a folder of npz / tar shards, or a model name): --n images
+        drawn at random with --seed (a model: its images 0..n-1 of dataset --seed), resized / cropped to --size.
+        Per-image spectrum slope alpha, wavelet kurtosis, gradient sparsity, distinct colours and mean L*a*b*,
+        each with its mean, std, median, 2.5-97.5 percentiles and 95 % bootstrap interval of the mean; the slope of
+        the mean spectrum; RGB histograms and the L*a*b* Gaussian. Prints a JSON summary; --out DIR writes
+        stats.json (with the per-image values) and stats.png (matplotlib: the [plots] extra; --no-plots: none)."""
+        from pixforge.spectra.analysis import measure, plot, summarize
 
-        stats = analyze_images(source_images(source, n, size, seed), size=size)
-        stats = {"source": str(source), **stats}
-        if out is not None:
-            from pixforge.export.atomic import write_text
-
-            out_dir = output_dir(out, overwrite=overwrite)
-            write_text(out_dir / "stats.json", json.dumps(stats, indent=2) + "\n")
-            if plots:
-                plot({Path(str(source)).name: stats}, out_dir / "stats.png")
-        return json.dumps({k: v for k, v in stats.items() if k not in ("radial_spectrum", "color")}
-                          | {"lab_mean": stats["color"]["lab_mean"]})
+        [opened] = _open_sources([source], out, n, size, seed, plots)
+        if out is None:
+            stats = summarize(measure(opened.images(), size=size), seed)
+        else:
+            with _out_dir(out, overwrite) as out_dir:
+                stats = summarize(measure(opened.images(), size=size), seed)
+                _write_json(out_dir / "stats.json", _with_source(stats, opened))
+                if plots:
+                    plot({Path(str(source)).name: stats}, out_dir / "stats.png")
+        shown = {k: v for k, v in stats.items() if k not in ("radial_spectrum", "color", "per_image")}
+        return json.dumps(_with_source(shown, opened) | {"lab_mean": stats["color"]["lab_mean"]})
 
     def compare(self, a: str, b: str, out: str | None = None, n: int = 200, size: int = 128, seed: int = 0,
                 plots: bool = True, overwrite: bool = False) -> str:
-        """The `analyze` statistics of A and B side by side (folders, shards or model names), with the symmetric
-        KL divergence of their L*a*b* Gaussians; JSON. --out DIR writes compare.json (and compare.png)."""
-        from pixforge.spectra.analysis import analyze_images, compare, plot, source_images
+        """How far apart image sets A and B are (folders, shards or model names; --n images of each drawn at random
+        with --seed): every `analyze` statistic of both with its spread, the difference of the means and a
+        two-sample Kolmogorov-Smirnov test (D, p-value), and the colour distances (symmetric KL of the L*a*b*
+        Gaussians, RGB histogram L1); for each distance and KS statistic the split-half baseline: the same
+        distance between two random halves of A, of B, and between a half of each (mean of 20 splits). Prints
+        JSON; --out DIR writes compare.json (with both sets' stats) and compare.png (--no-plots: none)."""
+        from pixforge.spectra.analysis import measure, plot, summarize
+        from pixforge.spectra.fidelity import compare
 
-        first, second = (analyze_images(source_images(s, n, size, seed), size=size) for s in (a, b))
-        report = compare(first, second) | {"sources": [str(a), str(b)]}
-        if out is not None:
-            from pixforge.export.atomic import write_text
+        opened = _open_sources([a, b], out, n, size, seed, plots)
 
-            out_dir = output_dir(out, overwrite=overwrite)
-            write_text(out_dir / "compare.json", json.dumps(report | {"stats": [first, second]}, indent=2) + "\n")
-            if plots:
-                names = [f"A: {Path(str(a)).name}", f"B: {Path(str(b)).name}"]
-                plot(dict(zip(names, (first, second), strict=True)), out_dir / "compare.png")
+        def run_compare() -> tuple[dict, list[dict]]:
+            first, second = (measure(o.images(), size=size) for o in opened)
+            sets = [summarize(first, seed), summarize(second, seed)]
+            return compare(first, second, seed) | {"sources": [_source_info(o) for o in opened]}, sets
+
+        if out is None:
+            report, _ = run_compare()
+        else:
+            with _out_dir(out, overwrite) as out_dir:
+                report, sets = run_compare()
+                _write_json(out_dir / "compare.json", report | {"stats": sets})
+                if plots:
+                    names = [f"A: {Path(str(a)).name}", f"B: {Path(str(b)).name}"]
+                    plot(dict(zip(names, sets, strict=True)), out_dir / "compare.png")
         return json.dumps(report)
 
     def demo(self, out: str = "demo-out/spectra", n: int = 1000, size: int = 128, workers: int = 2,
@@ -142,23 +178,82 @@ class Spectra:
         import numpy as np
 
         from pixforge.core.io import embedded_images, write_image
+        from pixforge.spectra.analysis import require_matplotlib
 
+        whole_number("n", n)
+        whole_number("workers", workers)
+        _preview_models(size, 6, 0, 6, 16, None)
+        require_matplotlib()
+        photos = embedded_images()
         out_dir = output_dir(out, overwrite=overwrite)
         grid = self.preview(out=str(out_dir / "preview.png"), size=size, per_model=6, texture_pool=6,
                             featurevis_steps=16, overwrite=True)
         summary = json.loads(self.generate("dead-leaves-shapes", n=n, size=size, out=str(out_dir / "dead-leaves"),
                                            workers=workers, overwrite=True, quiet=True))
-        photos = out_dir / "photos"
-        for i, img in enumerate(embedded_images()):
-            write_image(photos / f"{i:02d}.png", np.ascontiguousarray(img))
-        report = json.loads(self.compare(str(photos), str(out_dir / "dead-leaves"), out=str(out_dir / "compare"),
-                                         n=200, size=size, overwrite=True))
+        for i, img in enumerate(photos):
+            write_image(out_dir / "photos" / f"{i:02d}.png", np.ascontiguousarray(img))
+        report = json.loads(self.compare(str(out_dir / "photos"), str(out_dir / "dead-leaves"),
+                                         out=str(out_dir / "compare"), n=200, size=size, overwrite=True))
+        slopes, kl = report["slope_of_mean_spectrum"], report["lab_symmetric_kl"]
         return (f"spectra demo: preview {grid}\n"
                 f"  {summary['generated']} dead-leaves-shapes images at {size} px in {summary['seconds']} s "
                 f"({summary['images_per_s']} images/s, {workers} workers): {summary['out']}\n"
-                f"  spectrum slope alpha: photos {report['a']['slope_of_mean_spectrum']}, "
-                f"dead leaves {report['b']['slope_of_mean_spectrum']}; colour KL {report['lab_symmetric_kl']} "
+                f"  spectrum slope alpha: photos {slopes['a']}, dead leaves {slopes['b']}; colour KL {kl['between']} "
+                f"(split halves: photos {kl['split_half']['a']}, dead leaves {kl['split_half']['b']}) "
                 f"({out_dir / 'compare'})")
+
+
+def _preview_models(size: int, per_model: int, seed: int, texture_pool: int, featurevis_steps: int,
+                    encoder: str | None) -> list:
+    """The models of a preview, every option and the size checked for each."""
+    from pixforge.spectra.featurevis import ENCODERS
+    from pixforge.spectra.models import DEAD_LEAVES, NAMES, get
+
+    whole_number("per-model", per_model)
+    whole_number("size", size)
+    whole_number("seed", seed, 0)
+    whole_number("featurevis-steps", featurevis_steps)
+    models = []
+    for name in NAMES:
+        if DEAD_LEAVES.get(name) == "textured":
+            models.append(get(name, texture_pool=texture_pool))
+        elif name == "featurevis-random":
+            models.append(get(name, steps=featurevis_steps, batch=per_model))
+        elif ENCODERS.get(name) == "deadleaves":
+            if encoder is not None:
+                models.append(get(name, steps=featurevis_steps, encoder=encoder, batch=per_model))
+        else:
+            models.append(get(name))
+    for model in models:
+        model.check_size(size)
+    return models
+
+
+def _open_sources(sources: list[str], out: str | None, n: int, size: int, seed: int, plots: bool) -> list:
+    """analyze / compare: every option and source checked (files drawn) before any image is read."""
+    from pixforge.spectra.analysis import require_matplotlib
+    from pixforge.spectra.sources import open_source
+
+    whole_number("n", n)
+    whole_number("size", size, 16, 4096)
+    whole_number("seed", seed, 0)
+    if out is not None and plots:
+        require_matplotlib()
+    return [open_source(source, n, size, seed) for source in sources]
+
+
+def _source_info(source) -> dict:
+    return {"source": source.name, "images": source.count, "available": source.available}
+
+
+def _with_source(stats: dict, source) -> dict:
+    return {"source": source.name, "available": source.available} | stats
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from pixforge.export.atomic import write_text
+
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def main() -> None:

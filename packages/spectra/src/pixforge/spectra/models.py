@@ -11,6 +11,7 @@ import torch
 from pixforge.core.datagen import rng
 from pixforge.export.errors import PixforgeError
 from pixforge.spectra import deadleaves, deadleaves_torch, statistical
+from pixforge.spectra.checks import whole_number
 from pixforge.spectra.featurevis import ENCODERS, FeatureVis
 from pixforge.spectra.stylegan import VARIANTS, RandomStyleGAN
 
@@ -56,6 +57,9 @@ class Statistical:
     paper_spectrum: bool = False
     correlate_channels: bool = True
     batch: int = 1
+
+    def __post_init__(self) -> None:
+        whole_number("iterations", self.iterations)
 
     def params(self) -> dict:
         params = asdict(self)
@@ -114,6 +118,14 @@ class DeadLeaves:
     texture_pool: int = 100
     texture_size: int = 128
     batch: int = 1
+
+    def __post_init__(self) -> None:
+        if DEAD_LEAVES[self.name] == "textured":
+            whole_number("texture-pool", self.texture_pool)
+            try:
+                get(self.texture_model).check_size(self.texture_size)
+            except PixforgeError as err:
+                raise PixforgeError(f"--texture-size: {err}") from None
 
     def params(self) -> dict:
         params = asdict(self)
