@@ -20,3 +20,26 @@ def median_time(fn: Callable[[], object], iters: int, warmup: int = 1,
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def alternating_medians(fns: dict[str, Callable[[], object]], rounds: int, calls: int, warmup: int = 1,
+                        sync: Callable[[], object] = lambda: None) -> dict[str, list[float]]:
+    """Per side, the median wall time of each of `rounds` rounds; within a round the sides alternate call by call
+    (`calls` calls each, the starting side rotating every call), so load from other processes hits them alike."""
+    names = list(fns)
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
+    sync()
+    medians: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for i in range(calls):
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                start = time.perf_counter()
+                fns[name]()
+                sync()
+                times[name].append(time.perf_counter() - start)
+        for name in names:
+            medians[name].append(statistics.median(times[name]))
+    return medians

@@ -8,7 +8,8 @@ so that load from other processes hits them alike. One JSON line per case:
     ratio (reference / pixforge: > 1 means pixforge is faster), l1_median_s, cost_vs_l1 (pixforge / L1),
     reference_cost_vs_l1, peak_mib / reference_peak_mib / l1_peak_mib (memory torch allocates during one
     forward + backward beyond the inputs: CPU from the profiler's allocation events, CUDA from
-    max_memory_allocated), rel_diff (value) and grad_rel_diff (gradient) between the two FFLs, iters.
+    max_memory_allocated), rel_diff (value) and grad_rel_diff (gradient) between the two FFLs, iters, and the
+    1-minute load average before and after the case.
 
     python tools/bench/ffl_bench.py [--sizes 64,256,512] [--batches 8,32] [--threads N] [--budget-s 4]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -72,6 +74,7 @@ def _agreement(ours, reference, pred: torch.Tensor, target: torch.Tensor) -> tup
 def bench_case(device: torch.device, size: int, batch: int, budget_s: float) -> dict:
     from focal_frequency_loss import FocalFrequencyLoss as OfficialFFL
 
+    load_before = round(os.getloadavg()[0], 2)
     gen = torch.Generator().manual_seed(size * 1000 + batch)
     pred = torch.rand(batch, 3, size, size, generator=gen).to(device).requires_grad_()
     target = torch.rand(batch, 3, size, size, generator=gen).to(device)
@@ -106,6 +109,7 @@ def bench_case(device: torch.device, size: int, batch: int, budget_s: float) -> 
         "peak_mib": round(peaks["pixforge"], 1), "reference_peak_mib": round(peaks["reference"], 1),
         "l1_peak_mib": round(peaks["l1"], 1),
         "rel_diff": float(f"{rel_diff:.2e}"), "grad_rel_diff": float(f"{grad_rel_diff:.2e}"), "iters": iters,
+        "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
     }
 
 

@@ -1,14 +1,21 @@
 """pixforge-primitives generation speed vs the official Primitives-PS synthesizer, same machine, same run.
 
-For each synthesizer and size: pixforge in one process (one thread, `sample` per image, no encoding), pixforge
-`generate` with 2 worker processes writing PNG files, CUDA batches when a GPU is present, and the official code
-(`pretrain/noise_dataset.py` of FriedRonaldo/Primitives-PS: its drawing functions are read from the file and
-run with NumPy + OpenCV, one process) when `--official PATH` points at a checkout. The official code only draws
-256-pixel images (uint8 coordinates), so its column is skipped at other sizes. One JSON line per case: name,
-device, size, median_s (per image), images_per_s, reference (official) images_per_s, ratio, and the projected
-hours for 1.3M images.
+The official code is `pretrain/noise_dataset.py` of FriedRonaldo/Primitives-PS (`--official PATH` to a checkout):
+its drawing functions are read from the file and run with NumPy + OpenCV in this process, each called exactly as
+its dataset calls it for one 256-pixel image (`pink_leaves()`, `dead_leaves()`, `renormalize(generate_rgb_noise()
+[0])`; it draws 256-pixel images only, uint8 coordinates), seeded once with `np.random.seed(0)`. pixforge is
+`sample(0, [i], size, cpu)` with one torch thread, i.e. one image as `generate` draws it. Neither side encodes
+or converts anything: each returns its own array (official float64 for the Primitives models, uint8 for
+PinkNoise; pixforge uint8).
 
-    python tools/bench/primitives_bench.py [--official ~/Primitives-PS] [--sizes 128 256] [--images 20]
+Timing: `--rounds` rounds; in each, the two sides alternate call by call (`--images` calls each, the first side
+rotating), and each side's median per-image time of the round is kept. Reported: the median over rounds of those
+medians, their spread (min-max over rounds), the median of the per-round ratios (official / pixforge: > 1 means
+pixforge is faster), and the 1-minute load average before and after. Also pixforge `generate` with 2 worker
+processes writing PNG files (one run, not alternated) and CUDA batches when a GPU is present. One JSON line per
+case.
+
+    python tools/bench/primitives_bench.py --official ~/Primitives-PS [--sizes 256] [--rounds 7] [--images 20]
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from benchlib import median_time
+from benchlib import alternating_medians, median_time
 
 from pixforge.core.datagen import generate
 from pixforge.primitives import NAMES, get
@@ -53,36 +62,68 @@ def _emit(**fields) -> None:
     print(json.dumps(fields), flush=True)
 
 
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _alternated(ours, official, rounds: int, images: int) -> dict:
+    """The alternating-rounds timing of pixforge and the official function (see the module docstring)."""
+    load_before = _load()
+    medians = alternating_medians({"pixforge": ours, "official": official}, rounds, images)
+    ratios = [ref / mine for ref, mine in zip(medians["official"], medians["pixforge"], strict=True)]
+    mine, ref = statistics.median(medians["pixforge"]), statistics.median(medians["official"])
+    return dict(median_s=round(mine, 5), images_per_s=round(1 / mine, 1),
+                rounds_s=[round(min(medians["pixforge"]), 5), round(max(medians["pixforge"]), 5)],
+                reference_median_s=round(ref, 5), reference_images_per_s=round(1 / ref, 1),
+                reference_rounds_s=[round(min(medians["official"]), 5), round(max(medians["official"]), 5)],
+                ratio=round(statistics.median(ratios), 2), ratio_range=[round(min(ratios), 2), round(max(ratios), 2)],
+                rounds=rounds, images_per_round=images, load_before=load_before, load_after=_load())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, default=None, help="checkout of FriedRonaldo/Primitives-PS")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
-    parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--workers-images", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (ours vs official)")
+    parser.add_argument("--images", type=int, default=20, help="images per side and round")
+    parser.add_argument("--workers-images", type=int, default=200, help="images for the 2-worker generate run "
+                        "(0: skip it)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     official = None
-    if args.official is not None and (args.official / "pretrain" / "noise_dataset.py").is_file():
+    if args.official is not None:
+        if not (args.official / "pretrain" / "noise_dataset.py").is_file():
+            parser.error(f"--official {args.official}: no pretrain/noise_dataset.py there")
         official = _official(args.official)
+        np.random.seed(0)
     cpu = torch.device("cpu")
+    reference = "official noise_dataset.py (NumPy + OpenCV, 1 process)"
     for size in args.sizes:
         for name in NAMES:
             model = get(name)
             counter = iter(range(10**9))
-            ours = median_time(lambda m=model, c=counter, s=size: m.sample(0, [next(c)], s, cpu), args.images)
-            ref = None
+
+            def ours(m=model, c=counter, s=size):
+                return m.sample(0, [next(c)], s, cpu)
+
             if official is not None and size == 256 and name in OFFICIAL_FUNCTIONS:
-                ref = median_time(official(name), args.images)
-            base = dict(size=size, reference="official noise_dataset.py (NumPy + OpenCV, 1 process)",
-                        reference_images_per_s=round(1 / ref, 2) if ref else None)
-            _emit(name=f"{name}/1-process", device="cpu", median_s=round(ours, 5), images_per_s=round(1 / ours, 2),
-                  ratio=round(ref / ours, 2) if ref else None, hours_for_1_3M=round(1.3e6 * ours / 3600, 1), **base)
-            with tempfile.TemporaryDirectory() as tmp:
-                summary = generate(model, tmp, n=args.workers_images, size=size, workers=2, show_progress=False)
-            rate = summary["images_per_s"]
-            _emit(name=f"{name}/generate-2-workers-png", device="cpu", median_s=round(1 / rate, 5),
-                  images_per_s=rate, ratio=round(rate * ref, 2) if ref else None,
-                  hours_for_1_3M=round(1.3e6 / rate / 3600, 1), **base)
+                timing = _alternated(ours, official(name), args.rounds, args.images)
+                _emit(name=f"{name}/1-process", device="cpu", size=size, reference=reference, **timing,
+                      hours_for_1_3M=round(1.3e6 * timing["median_s"] / 3600, 1))
+            else:
+                load_before = _load()
+                per = median_time(ours, args.rounds * args.images)
+                _emit(name=f"{name}/1-process", device="cpu", size=size, median_s=round(per, 5),
+                      images_per_s=round(1 / per, 1), reference=None, hours_for_1_3M=round(1.3e6 * per / 3600, 1),
+                      load_before=load_before, load_after=_load())
+            if args.workers_images > 0:
+                load_before = _load()
+                with tempfile.TemporaryDirectory() as tmp:
+                    summary = generate(model, tmp, n=args.workers_images, size=size, workers=2, show_progress=False)
+                rate = summary["images_per_s"]
+                _emit(name=f"{name}/generate-2-workers-png", device="cpu", size=size, median_s=round(1 / rate, 5),
+                      images_per_s=rate, hours_for_1_3M=round(1.3e6 / rate / 3600, 1), load_before=load_before,
+                      load_after=_load())
             if torch.cuda.is_available():
                 gpu = torch.device("cuda")
                 batched = get(name, batch=64)
@@ -93,9 +134,8 @@ def main() -> None:
                     batched.sample(0, range(64 * k, 64 * (k + 1)), size, gpu)
                 torch.cuda.synchronize()
                 per = (time.perf_counter() - start) / 256
-                _emit(name=f"{name}/cuda-batch-64", device="cuda", median_s=round(per, 6),
-                      images_per_s=round(1 / per, 1), ratio=round(ref / per, 2) if ref else None,
-                      hours_for_1_3M=round(1.3e6 * per / 3600, 2), **base)
+                _emit(name=f"{name}/cuda-batch-64", device="cuda", size=size, median_s=round(per, 6),
+                      images_per_s=round(1 / per, 1), hours_for_1_3M=round(1.3e6 * per / 3600, 2))
 
 
 if __name__ == "__main__":

@@ -126,6 +126,40 @@ def test_compare_bad_options_write_nothing(tmp_path, _cli):
                        "--size 16 is not divisible by --patch-factor 3")
     _assert_user_error(_cli("compare", "--out", str(out), "--data", str(tmp_path / "nope")), "nope")
     _assert_user_error(_cli("compare", "--out", str(out), "--transform", "wavelet"), "--transform")
+    for flag, value in (("--alpha", -1), ("--kl-weight", -1), ("--workers", -1), ("--width", 0), ("--latent", 0),
+                        ("--lr", 0), ("--ckpt-every", 0), ("--sample-every", 0), ("--keep-last", 0), ("--threads", 0)):
+        _assert_user_error(_cli("compare", "--out", str(out), flag, value), flag, str(value))
+    _assert_user_error(_cli("compare", "--out", str(out), "--amp", "bogus"), "--amp 'bogus'")
+    data = tmp_path / "data"
+    for i in range(3):
+        write_image(data / f"{i}.png", np.zeros((16, 16, 3), np.uint8))
+    (data / "0.png").write_bytes(b"\x89PNG broken")  # a training image (the held-out one is 2.png)
+    _assert_user_error(_cli("compare", "--out", str(out), "--data", str(data), "--size", "16"),
+                       "0.png is not a readable image")
+    assert not out.exists()
+
+
+def test_compare_resume_refuses_a_damaged_run_in_one_line(tmp_path, _cli):
+    out = tmp_path / "cmp"
+    for name in ("without_ffl", "with_ffl"):
+        (out / name / "checkpoints").mkdir(parents=True)
+        (out / name / "config.json").write_text("{}")
+    empty = out / "with_ffl" / "checkpoints" / "step-000000002.pt"
+    empty.touch()  # a 0-byte checkpoint, as a full disk leaves it
+    _assert_user_error(_cli("compare", "--out", str(out), "--resume"), f"checkpoint {empty} is empty (0 bytes)")
+    (out / "without_ffl" / "config.json").unlink()
+    result = _cli("compare", "--out", str(out), "--resume")
+    _assert_user_error(result, f"{out / 'without_ffl'} is not a compare run (no config.json)")
+    assert "pass --resume" not in result.stderr
+    assert sorted(p.name for p in out.rglob("*")) == ["checkpoints", "checkpoints", "config.json",
+                                                      "step-000000002.pt", "with_ffl", "without_ffl"]
+
+
+def test_spectrum_bad_values(folders, tmp_path, _cli):
+    out = tmp_path / "never"
+    image = str(folders / "real" / "a.png")
+    _assert_user_error(_cli("spectrum", image, "--out", out, "--alpha", -1), "--alpha must be at least 0, got -1")
+    _assert_user_error(_cli("spectrum", image, "--out", out, "--pictures", -2), "--pictures must be at least 0")
     assert not out.exists()
 
 

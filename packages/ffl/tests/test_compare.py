@@ -63,6 +63,7 @@ def test_compare_end_to_end(tmp_path):
     assert "| w/o |" in text and "| w/ |" in text and "FID: unavailable" in text
     for name in ("results.json", "results.md", "samples.png", "spectra.png", "loss_curves.png"):
         assert (out / name).is_file(), name
+        assert name in text
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 4 and results["eval_images"] == 4 and results["metrics"]["with_ffl"]["fid"] is None
     for run, weight in (("without_ffl", 0.0), ("with_ffl", 1.0)):
@@ -112,3 +113,10 @@ def test_compare_on_a_folder_with_dct_and_fid(tmp_path):
     assert all(isinstance(f, float) and f >= 0 for f in fids) and "n/a" not in text
     with pytest.raises(PixforgeError, match="does not exist"):
         compare(str(tmp_path / "other"), inception_weights=str(tmp_path / "missing.pth"), **TINY)
+
+
+def test_summary_lists_loss_curves_only_when_drawn(tmp_path, monkeypatch):
+    monkeypatch.setattr("pixforge.ffl.compare.loss_curves", lambda runs, path: False)  # as without matplotlib
+    text = compare(str(tmp_path / "cmp"), **{**TINY, "steps": 1, "ckpt_every": 1, "sample_every": 1})
+    assert "loss_curves.png" not in text and not (tmp_path / "cmp" / "loss_curves.png").exists()
+    assert "not drawn: matplotlib is missing" in (tmp_path / "cmp" / "results.md").read_text()

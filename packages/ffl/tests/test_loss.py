@@ -1,6 +1,7 @@
 """FocalFrequencyLoss: parity with the official package (value and gradient), the DCT form, properties, errors."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -191,3 +192,77 @@ def test_nan_input_gives_nan_loss_like_torch_losses():
     bad = x.clone()
     bad[0, 0, 0, 0] = float("nan")
     assert torch.isnan(FocalFrequencyLoss()(bad, x))
+
+
+def _reference_ffl(pred, target, matrix=None, *, alpha=1.0, patch_factor=1, ave_spectrum=False, log_matrix=False,
+                   batch_matrix=False, transform="fft"):
+    """The official formulation in plain autograd (full fft2 of each input, weight detached), and its DCT form."""
+    def spectra(x):
+        h, w = x.shape[-2] // patch_factor, x.shape[-1] // patch_factor
+        patches = torch.stack([x[..., i * h:(i + 1) * h, j * w:(j + 1) * w]
+                               for i in range(patch_factor) for j in range(patch_factor)], 1)
+        if transform == "fft":
+            return torch.view_as_real(torch.fft.fft2(patches, norm="ortho"))
+        steps = [torch.arange(n, dtype=torch.float64) for n in (h, w)]
+        basis = [math.sqrt(2 / len(k)) * torch.cos(math.pi * torch.outer(k, k + 0.5) / len(k)) for k in steps]
+        for b in basis:
+            b[0] /= math.sqrt(2)
+        return basis[0].to(x) @ patches @ basis[1].to(x).T
+
+    fake, real = spectra(pred), spectra(target)
+    if ave_spectrum:
+        fake, real = fake.mean(0, keepdim=True), real.mean(0, keepdim=True)
+    distance = (fake - real) ** 2
+    if transform == "fft":
+        distance = distance[..., 0] + distance[..., 1]
+    if matrix is None:
+        with torch.no_grad():
+            matrix = distance.sqrt() ** alpha
+            matrix = torch.log(matrix + 1.0) if log_matrix else matrix
+            matrix = matrix / (matrix.max() if batch_matrix else matrix.amax((-2, -1), keepdim=True))
+            matrix = torch.nan_to_num(matrix, nan=0.0).clamp(0, 1)
+    return torch.mean(matrix.detach() * distance)
+
+
+def _penalty_grads(loss, kind, seed):
+    """A gradient penalty through `loss`, differentiated again: (penalty, d penalty / d (conv weight, bias, target)).
+
+    R1: |d loss / d x|^2 where the prediction is tanh(conv(x)); WGAN-GP: (|d loss / d x_hat|_2 - 1)^2 per image at
+    a random interpolate x_hat of two batches.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1).double()
+    for p in conv.parameters():
+        p.data = torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.3
+    x, other, target = (torch.randn(2, 3, 8, 10, generator=gen, dtype=torch.float64) for _ in range(3))
+    target.requires_grad_()
+    if kind == "wgan-gp":
+        x = torch.lerp(x, other, torch.rand(2, 1, 1, 1, generator=gen, dtype=torch.float64))
+    x.requires_grad_()
+    (grad,) = torch.autograd.grad(loss(torch.tanh(conv(x)), target), x, create_graph=True)
+    norms = grad.flatten(1).norm(dim=1)
+    penalty = grad.square().sum() if kind == "r1" else ((norms - 1) ** 2).mean()
+    return (penalty, *torch.autograd.grad(penalty, (conv.weight, conv.bias, target)))
+
+
+SECOND_ORDER_KNOBS = [dict(), dict(log_matrix=True), dict(batch_matrix=True), dict(log_matrix=True, batch_matrix=True),
+                      dict(alpha=0.5, patch_factor=2, ave_spectrum=True)]
+
+
+@pytest.mark.parametrize("kind", ["r1", "wgan-gp"])
+@pytest.mark.parametrize("transform", ["fft", "dct"])
+@pytest.mark.parametrize("knobs", SECOND_ORDER_KNOBS, ids=lambda k: "-".join(k) or "defaults")
+def test_gradient_penalties_differentiate_the_gradient_as_plain_autograd_does(kind, transform, knobs):
+    ours = _penalty_grads(FocalFrequencyLoss(loss_weight=50.0, transform=transform, **knobs), kind, seed=7)
+    reference = _penalty_grads(lambda p, t: 50.0 * _reference_ffl(p, t, transform=transform, **knobs), kind, seed=7)
+    assert all(g.abs().max() > 1e-6 for g in reference)  # the penalty and its gradients are not trivially zero
+    for mine, ref in zip(ours, reference, strict=True):
+        torch.testing.assert_close(mine, ref, rtol=1e-9, atol=1e-12)  # float64: equal up to round-off
+
+
+def test_gradient_penalty_with_a_predefined_matrix():
+    matrix = torch.rand(1, 1, 3, 8, 10, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    ours = _penalty_grads(lambda p, t: FocalFrequencyLoss()(p, t, matrix), "r1", seed=9)
+    reference = _penalty_grads(lambda p, t: _reference_ffl(p, t, matrix), "r1", seed=9)
+    for mine, ref in zip(ours, reference, strict=True):
+        torch.testing.assert_close(mine, ref, rtol=1e-9, atol=1e-12)

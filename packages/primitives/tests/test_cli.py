@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from pixforge.core.cli import run
 from pixforge.core.datagen import read_images
 from pixforge.primitives.cli import Primitives
 
@@ -86,3 +87,63 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    """A small image set, and npz shards that do not hold 8-bit images."""
+    root = tmp_path_factory.mktemp("sets")
+    Primitives().generate("pinknoise", n=3, size=16, out=str(root / "good"), quiet=True)
+    for name, images in (("floats", np.random.default_rng(0).random((2, 16, 16, 3))),
+                         ("nan", np.full((2, 16, 16, 3), np.nan)), ("none", np.zeros((0, 16, 16, 3), np.uint8))):
+        (root / name).mkdir()
+        np.savez(root / name / "shard-000000.npz", images=images, indices=np.arange(len(images)))
+    (root / "file.txt").write_text("not a folder")
+    return root
+
+
+def _in_process(capsys, *args):
+    """`pixforge-primitives ARGS` through the same Fire entry point: (exit code, stderr)."""
+    try:
+        run(Primitives, name="pixforge-primitives", argv=[str(a) for a in args])
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["spectrum-ssim", "good", "good", "--out", "file.txt"], "--out file.txt exists and is not a folder"),
+    (["spectrum-ssim", "good", "good", "--out", "good/pic", "--overwrite"], "--out good/pic is inside the input good"),
+    (["spectrum-ssim", "good", "floats"], "floats: image 0 is a float64 array of shape (16, 16, 3), not 8-bit"),
+    (["spectrum-ssim", "good", "nan", "--out", "new"], "nan: image 0 is a float64 array"),
+    (["spectrum-ssim", "good", "none", "--out", "new"], "none holds no images"),
+    (["spectrum-ssim", "good", "missing", "--out", "new"], "missing does not exist"),
+    (["spectrum-ssim", "good", "good", "--limit", "0"], "--limit must be at least 1 image, got 0"),
+    (["generate", "--quality", "500", "--format", "jpg", "--out", "new"], "--quality must be a JPEG quality from 1"),
+    (["generate", "--quality", "0", "--out", "new"], "got 0"),
+    (["preview", "--out", "good", "--overwrite"], "--out good must name an image file"),
+    (["preview", "--out", "new.txt"], "--out new.txt must name an image file"),
+    (["demo", "--n", "0", "--out", "new"], "--n must be a positive number of images, got 0"),
+    (["demo", "--size", "8", "--out", "new"], "16 to 4096 pixels, not 8"),
+])
+def test_bad_values_are_one_line_before_any_work(sets, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(sets)
+    before = tree(sets)
+    code, err = _in_process(capsys, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("pixforge-primitives: error: "), err
+    assert message in lines[0]
+    assert tree(sets) == before and not (sets / "new").exists()
+
+
+def test_spectrum_ssim_reads_grey_shards_as_their_luma(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (2, 20, 20, 3), dtype=np.uint8)
+    grey = np.repeat(rgb[..., :1], 3, axis=-1)
+    for name, images in (("grey", grey[..., 0]), ("grey-rgb", grey), ("rgb", rgb)):
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "shard-000000.npz", images=images, indices=np.arange(2))
+    cli = Primitives()
+    same = json.loads(cli.spectrum_ssim(str(tmp_path / "grey"), str(tmp_path / "grey-rgb"), size=16))
+    other = json.loads(cli.spectrum_ssim(str(tmp_path / "grey"), str(tmp_path / "rgb"), size=16))
+    assert same["real_images"] == 2 and same["spectrum_ssim"] == 1.0 and other["spectrum_ssim"] < 0.99

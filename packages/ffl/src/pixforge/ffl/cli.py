@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json as jsonlib
 
-from pixforge.core.cli import PixforgeError, run
+from pixforge.core.cli import run
+from pixforge.export.errors import PixforgeError
 
 
 class FFL:
@@ -34,6 +35,10 @@ class FFL:
 
         if size is not None and size < 1:
             raise PixforgeError(f"--size must be a positive number of pixels, got {size}")
+        if alpha < 0:
+            raise PixforgeError(f"--alpha must be at least 0, got {alpha}")
+        if pictures < 0:
+            raise PixforgeError(f"--pictures must be at least 0, got {pictures}")
         return write_spectra(list(inputs), out, size=size, alpha=alpha, log_matrix=log_matrix, pictures=pictures,
                              overwrite=overwrite)
 
@@ -47,7 +52,8 @@ class FFL:
                 overwrite: bool = False) -> str:
         """Train one small VAE for reconstruction without and with FFL (same seed, data and options) into
         OUT/without_ffl and OUT/with_ffl (run directories: --resume continues them), then write the PSNR / SSIM /
-        LFD (/ FID with --inception-weights) table, side-by-side samples, average spectra and loss curves to OUT.
+        LFD (/ FID with --inception-weights) table, side-by-side samples, average spectra and (with the [plots]
+        extra) loss curves to OUT.
         --data builtin = crops of scikit-image's photos (runs on a CPU in minutes); or a folder of images.
         FFL options: --ffl-weight, --alpha, --patch-factor, --ave-spectrum, --log-matrix, --batch-matrix,
         --transform fft|dct."""
@@ -55,6 +61,8 @@ class FFL:
 
         from pixforge.ffl.compare import compare
 
+        if threads is not None and threads < 1:
+            raise PixforgeError(f"--threads must be at least 1, got {threads}")
         if threads:
             torch.set_num_threads(threads)
         return compare(out, data=data, size=size, steps=steps, batch=batch, lr=lr, ffl_weight=ffl_weight,

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from pixforge.core.checkpoint import Checkpoints, read_checkpoint
 from pixforge.core.cli import output_dir, require_dir
 from pixforge.core.io import (
     ImageFolder,
@@ -38,9 +39,10 @@ from pixforge.core.io import (
 from pixforge.core.loop import read_metrics
 from pixforge.core.metrics import FID
 from pixforge.core.rundir import RunDir
-from pixforge.core.runtime import resolve_device
+from pixforge.core.runtime import autocast_dtype, resolve_device
 from pixforge.export.atomic import write_text
 from pixforge.export.errors import PixforgeError
+from pixforge.export.images import probe_image
 from pixforge.ffl.lfd import METRICS, quality, summarize
 from pixforge.ffl.loss import TRANSFORMS
 from pixforge.ffl.plots import loss_curves
@@ -78,6 +80,8 @@ def datasets(data: str, size: int, eval_images: int, seed: int) -> tuple[Dataset
                 f"builtin: random {size}x{size} crops of scikit-image's {len(photos)} embedded photos "
                 f"({eval_images} held-out crops)")
     folder = ImageFolder(require_dir(data, "--data folder"), size)
+    for file in folder.files:  # a file that is not an image stops compare here, before any training
+        probe_image(file)
     n = len(folder)
     if n < 2:
         raise PixforgeError(f"--data {data} holds {n} image: compare needs at least 2 (training + held out)")
@@ -110,11 +114,13 @@ def compare(out: str, *, data: str = "builtin", size: int = 64, steps: int = 200
     """Train both runs (or resume them), evaluate them, write the outputs; returns the table and where things are."""
     config = {k: v for k, v in locals().items() if k not in ("out", "inception_weights", "resume", "overwrite",
                                                               "quiet", "ffl_weight")}
-    _check(size, patch_factor, transform, ffl_weight, steps, batch, eval_images)
+    _check({**config, "ffl_weight": ffl_weight})
     dev = resolve_device(device)
+    autocast_dtype(dev, amp)  # a bad --amp is refused here, before any work
+    out_dir = _resumable(out) if resume else None
     train_data, evaluation, description = datasets(data, size, eval_images, seed)
     features, fid_note = _fid_features(inception_weights)
-    out_dir = require_dir(out, "--resume: --out") if resume else output_dir(out, overwrite)
+    out_dir = out_dir or output_dir(out, overwrite)
     start = time.time()
     models = {}
     for name in RUNS:
@@ -136,13 +142,14 @@ def compare(out: str, *, data: str = "builtin", size: int = 64, steps: int = 200
         "metrics": _scores(images, features),
         "fid": features.label if features is not None else f"unavailable: {fid_note}",
     }
-    _write(out_dir, images, results)
-    return (f"{format_results(results)}\n\noutputs in {out_dir}: results.md, results.json, samples.png (real / "
-            "without FFL / with FFL), spectra.png, loss_curves.png, eval/, without_ffl/, with_ffl/")
+    files = ["results.md", "results.json", "samples.png (real / without FFL / with FFL)", "spectra.png",
+             *_write(out_dir, images, results), "eval/", *(f"{name}/" for name in RUNS)]
+    return f"{format_results(results)}\n\noutputs in {out_dir}: {', '.join(files)}"
 
 
-def _check(size: int, patch_factor: int, transform: str, ffl_weight: float, steps: int, batch: int,
-           eval_images: int) -> None:
+def _check(config: dict[str, Any]) -> None:
+    """Every option compare can check on its own, as one PixforgeError naming the flag (before any work)."""
+    size, patch_factor, transform = config["size"], config["patch_factor"], config["transform"]
     try:
         check_size(size)
     except ValueError as err:
@@ -151,11 +158,35 @@ def _check(size: int, patch_factor: int, transform: str, ffl_weight: float, step
         raise PixforgeError(f"--size {size} is not divisible by --patch-factor {patch_factor}")
     if transform not in TRANSFORMS:
         raise PixforgeError(f"--transform {transform!r}: choose one of {', '.join(TRANSFORMS)}")
-    if ffl_weight <= 0:
-        raise PixforgeError(f"--ffl-weight must be positive (the run without FFL uses 0), got {ffl_weight}")
-    for flag, value in (("--steps", steps), ("--batch", batch), ("--eval-images", eval_images)):
-        if value < 1:
-            raise PixforgeError(f"{flag} must be at least 1, got {value}")
+    if config["ffl_weight"] <= 0:
+        raise PixforgeError(f"--ffl-weight must be positive (the run without FFL uses 0), got {config['ffl_weight']}")
+    if config["lr"] <= 0:
+        raise PixforgeError(f"--lr must be positive, got {config['lr']}")
+    for name in ("kl_weight", "alpha", "workers"):
+        if config[name] < 0:
+            raise PixforgeError(f"--{name.replace('_', '-')} must be at least 0, got {config[name]}")
+    for name in ("steps", "batch", "eval_images", "width", "latent", "ckpt_every", "sample_every", "keep_last"):
+        if config[name] < 1:
+            raise PixforgeError(f"--{name.replace('_', '-')} must be at least 1, got {config[name]}")
+
+
+def _resumable(out: str) -> Path:
+    """The --out of a compare to resume, checked before any work: the first run must exist (the second may not
+    have started), and each run's latest checkpoint must be a readable pixforge checkpoint."""
+    out_dir = require_dir(out, "--resume: --out")
+    first = RunDir(out_dir / RUNS[0])
+    if not first.has_run():
+        raise PixforgeError(f"--resume: {first.path} is not a compare run (no config.json); start a new compare "
+                            "without --resume")
+    for name in RUNS:
+        run = RunDir(out_dir / name)
+        if run.has_run():
+            if (latest := Checkpoints(run.checkpoints).latest()) is not None:
+                read_checkpoint(latest)
+        elif run.path.exists() and any(run.path.iterdir()):
+            raise PixforgeError(f"--resume: {run.path} holds files but no config.json, so it cannot be continued; "
+                                "move it away to start that run again")
+    return out_dir
 
 
 def _device_name(dev: torch.device) -> str:
@@ -199,8 +230,9 @@ def format_results(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _write(out_dir: Path, images: dict[str, np.ndarray], results: dict) -> None:
-    """Every output file beside the two run directories (the eval/ folders are replaced as a whole)."""
+def _write(out_dir: Path, images: dict[str, np.ndarray], results: dict) -> list[str]:
+    """Every output file beside the two run directories (the eval/ folders are replaced as a whole); returns the
+    optional files written (loss_curves.png needs the [plots] extra)."""
     eval_dir = out_dir / "eval"
     if eval_dir.exists():
         shutil.rmtree(eval_dir)
@@ -213,10 +245,13 @@ def _write(out_dir: Path, images: dict[str, np.ndarray], results: dict) -> None:
     lo, hi = min(float(s.min()) for s in spectra), max(float(s.max()) for s in spectra)
     write_image(out_dir / "spectra.png", make_grid([picture(s, lo, hi) for s in spectra], nrow=len(spectra)))
     runs = {name: _last_per_step(read_metrics(out_dir / name / "metrics.jsonl")) for name in RUNS}
-    if not loss_curves(runs, out_dir / "loss_curves.png"):
+    drawn = loss_curves(runs, out_dir / "loss_curves.png")
+    if not drawn:
         results["loss_curves"] = "not drawn: matplotlib is missing (pip install 'pixforge-ffl[plots]')"
+        (out_dir / "loss_curves.png").unlink(missing_ok=True)  # a stale one from an earlier run
     write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
     write_text(out_dir / "results.md", format_results(results) + "\n")
+    return ["loss_curves.png"] if drawn else []
 
 
 def _last_per_step(records: list[dict]) -> list[dict]:

@@ -28,11 +28,11 @@ autocast with fp16/bf16 activations on the CPU and on CUDA. NaN inputs give a Na
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 TRANSFORMS = ("fft", "dct")
 
@@ -72,15 +72,13 @@ def focal_frequency_loss(pred: torch.Tensor, target: torch.Tensor, matrix: torch
     if transform not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
     with torch.autocast(pred.device.type, enabled=False):
-        pred, target = (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in (pred, target))
-        diff = _patches(pred - target, patch_factor)
-        if ave_spectrum:
-            diff = diff.mean(0, keepdim=True)
+        difference = functools.partial(_difference, patch_factor=patch_factor, ave_spectrum=ave_spectrum)
+        diff = difference(pred, target)
         if matrix is not None:
             matrix = _predefined(matrix, diff)
         options = (alpha, log_matrix, batch_matrix)
         if transform == "fft":
-            return _HalfSpectrumLoss.apply(diff, matrix, options)
+            return _HalfSpectrumLoss.apply(diff, pred, target, matrix, options, difference)
         distance = dct2(diff).square()
         weight = spectrum_weight(distance, *options) if matrix is None else matrix
         return torch.sum(weight * distance) / diff.numel()
@@ -143,6 +141,13 @@ def _dct(x: torch.Tensor) -> torch.Tensor:
     return torch.real(torch.fft.fft(v) * twiddle)
 
 
+def _difference(pred: torch.Tensor, target: torch.Tensor, patch_factor: int, ave_spectrum: bool) -> torch.Tensor:
+    """pred - target in float32 (float64 stays) as N x P x C x h x w patches; with `ave_spectrum` the batch mean."""
+    pred, target = (x.float() if x.dtype in (torch.float16, torch.bfloat16) else x for x in (pred, target))
+    diff = _patches(pred - target, patch_factor)
+    return diff.mean(0, keepdim=True) if ave_spectrum else diff
+
+
 def _patches(x: torch.Tensor, patch_factor: int) -> torch.Tensor:
     """N x C x H x W -> N x P x C x h x w, patch p = i * patch_factor + j (the official order)."""
     n, c, h, w = x.shape
@@ -175,29 +180,53 @@ class _HalfSpectrumLoss(torch.autograd.Function):
     matrix M is replaced by (M(u, v) + M(-u, -v)) / 2, which leaves the loss unchanged because |DFT(e)|^2 is
     symmetric. Then w * DFT(e) is Hermitian and the gradient 2 / count * Re(IDFT(w * DFT(e))) is one
     irfft2 of the weighted half spectrum: no full spectrum is built forward or backward.
+
+    The weight is a constant (detached, as in the official loss), so the gradient is linear in e. A first-order
+    backward uses the saved weighted spectrum. Under `create_graph=True` (gradient penalties such as WGAN-GP or
+    R1 differentiate the gradient again) the backward is rebuilt from differentiable ops instead: e is
+    recomputed from `pred` and `target` by `difference` (the forward's own function, so its graph reaches
+    them), the weight is recomputed without gradient, and the gradient is irfft2(w * rfft2(e)).
     """
 
     @staticmethod
-    def forward(ctx, e: torch.Tensor, matrix: torch.Tensor | None, options: tuple) -> torch.Tensor:
+    def forward(ctx, e: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor | None,
+                options: tuple, difference) -> torch.Tensor:
         spectrum = torch.fft.rfft2(e, norm="ortho")
         distance = spectrum.real.square().add_(spectrum.imag.square())
-        weight = spectrum_weight(distance, *options) if matrix is None else _symmetric_half(matrix)
-        height, width = e.shape[-2:]
-        columns = torch.full((width // 2 + 1,), 2.0, dtype=e.dtype, device=e.device)
-        columns[0] = 1.0
-        if width % 2 == 0:
-            columns[-1] = 1.0  # the Nyquist column is its own mirror
-        loss = torch.sum(distance.mul_(weight).sum(-2) * columns) / e.numel()
-        ctx.save_for_backward(spectrum.mul_(weight))
-        ctx.size, ctx.count = (height, width), e.numel()
+        weight = _half_weight(distance, matrix, options)
+        loss = torch.sum(distance.mul_(weight).sum(-2) * _column_counts(e)) / e.numel()
+        ctx.save_for_backward(spectrum.mul_(weight), pred, target, matrix)
+        ctx.options, ctx.difference, ctx.size = options, difference, e.shape[-2:]
         return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_loss: torch.Tensor):
-        (weighted,) = ctx.saved_tensors
-        grad = torch.fft.irfft2(weighted, s=ctx.size, norm="ortho")
-        return grad.mul_(grad_loss * (2.0 / ctx.count)), None, None
+        weighted, pred, target, matrix = ctx.saved_tensors
+        if not torch.is_grad_enabled():  # first order: one irfft2 of the saved product
+            grad = torch.fft.irfft2(weighted, s=ctx.size, norm="ortho")
+            return grad.mul_(grad_loss * (2.0 / grad.numel())), None, None, None, None, None
+        with torch.autocast(pred.device.type, enabled=False):  # create_graph: the gradient from differentiable ops
+            e = ctx.difference(pred, target)
+            spectrum = torch.fft.rfft2(e, norm="ortho")
+            with torch.no_grad():
+                weight = _half_weight(spectrum.real.square() + spectrum.imag.square(), matrix, ctx.options)
+            grad = torch.fft.irfft2(spectrum * weight, s=ctx.size, norm="ortho")
+            return grad * (grad_loss * (2.0 / grad.numel())), None, None, None, None, None
+
+
+def _column_counts(e: torch.Tensor) -> torch.Tensor:
+    """How often each rfft2 column counts in the full spectrum: 1 for column 0 (and an even W's Nyquist), else 2."""
+    width = e.shape[-1]
+    columns = torch.full((width // 2 + 1,), 2.0, dtype=e.dtype, device=e.device)
+    columns[0] = 1.0
+    if width % 2 == 0:
+        columns[-1] = 1.0  # the Nyquist column is its own mirror
+    return columns
+
+
+def _half_weight(distance: torch.Tensor, matrix: torch.Tensor | None, options: tuple) -> torch.Tensor:
+    """The weight on the rfft2 half: dynamic from the distances, or the symmetrised predefined matrix."""
+    return spectrum_weight(distance, *options) if matrix is None else _symmetric_half(matrix)
 
 
 def _symmetric_half(matrix: torch.Tensor) -> torch.Tensor:

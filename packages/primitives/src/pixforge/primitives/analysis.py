@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pixforge.core.cli import output_dir
 from pixforge.core.datagen import read_images
 from pixforge.core.metrics import ssim
 from pixforge.export.errors import PixforgeError
@@ -35,15 +36,27 @@ def _square(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def log_spectrum(image: np.ndarray) -> np.ndarray:
-    """Centred log(1 + |FFT|) of the luma of a uint8 H x W x 3 image, mean removed."""
-    y = image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    """Centred log(1 + |FFT|) of the luma of a uint8 H x W x 3 (or H x W grey) image, mean removed."""
+    y = image.astype(np.float64)
+    if y.ndim == 3:
+        y = y[..., :3] @ np.array([0.299, 0.587, 0.114])
     return np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(y - y.mean()))))
+
+
+def _checked(image: np.ndarray, path: str | os.PathLike, index: int) -> np.ndarray:
+    """`image` if it holds 8-bit pixels as H x W (grey) or H x W x 3/4; else a PixforgeError naming the set."""
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4))):
+        raise PixforgeError(f"{path}: image {index} is a {image.dtype} array of shape {image.shape}, not 8-bit "
+                            "pixels (H x W or H x W x 3 uint8)")
+    if min(image.shape[:2]) < 1:
+        raise PixforgeError(f"{path}: image {index} is empty ({image.shape[0]}x{image.shape[1]} pixels)")
+    return image
 
 
 def average_log_spectrum(path: str | os.PathLike, size: int = 128, limit: int | None = 1000) -> tuple[np.ndarray, int]:
     total, count = np.zeros((size, size)), 0
     for image in read_images(path, limit=limit):
-        total += log_spectrum(_square(image, size))
+        total += log_spectrum(_square(_checked(image, path, count), size))
         count += 1
     if count == 0:
         raise PixforgeError(f"{path} holds no images")
@@ -51,10 +64,17 @@ def average_log_spectrum(path: str | os.PathLike, size: int = 128, limit: int | 
 
 
 def spectrum_ssim(real: str | os.PathLike, synthetic: str | os.PathLike, size: int = 128,
-                  limit: int | None = 1000, out: str | os.PathLike | None = None) -> dict:
+                  limit: int | None = 1000, out: str | os.PathLike | None = None, overwrite: bool = False) -> dict:
     """SSIM between the average log-magnitude spectra of two image sets (folders, npz or tar shards)."""
     if size < 11:
         raise PixforgeError(f"--size must be at least 11 pixels (the SSIM window), got {size}")
+    if limit is not None and limit < 1:
+        raise PixforgeError(f"--limit must be at least 1 image, got {limit}")
+    for path in (real, synthetic):
+        if not Path(path).exists():
+            raise PixforgeError(f"{path} does not exist")
+    if out is not None:
+        _check_out(Path(out), overwrite, (real, synthetic))
     a, na = average_log_spectrum(real, size, limit)
     b, nb = average_log_spectrum(synthetic, size, limit)
     scaled = [(s - s.min()) / max(s.max() - s.min(), 1e-12) for s in (a, b)]
@@ -66,8 +86,19 @@ def spectrum_ssim(real: str | os.PathLike, synthetic: str | os.PathLike, size: i
     if out is not None:
         from pixforge.core.io import write_image
 
-        out = Path(out)
+        out = output_dir(out, overwrite)
         picture = np.concatenate([np.round(s * 255).astype(np.uint8) for s in scaled], axis=1)
         write_image(out / "average_spectra.png", picture)
         report["picture"] = str(out / "average_spectra.png")
     return report
+
+
+
+def _check_out(out: Path, overwrite: bool, inputs: tuple) -> None:
+    """Refuse, before any work, an --out inside an input, a file, or a non-empty folder without `overwrite`."""
+    for path in inputs:
+        source = Path(path).resolve()
+        if source == out.resolve() or source in out.resolve().parents:
+            raise PixforgeError(f"--out {out} is inside the input {path}: write the picture somewhere else")
+    if out.exists():
+        output_dir(out, overwrite)  # created when the picture is written

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from pixforge.core.cli import PixforgeError, output_dir, run
+from pixforge.core.cli import output_dir, run
+from pixforge.export.errors import PixforgeError
 
 
 def _model(model: str, shapes: int, paper_exponents: bool, color_background: bool, any_direction_lines: bool,
@@ -42,6 +43,9 @@ class Primitives:
         from pixforge.core.datagen import generate
         from pixforge.primitives import __version__
 
+        if not 1 <= quality <= 100:
+            raise PixforgeError(f"--quality must be a JPEG quality from 1 to 100 (95 and below recommended), "
+                                f"got {quality}")
         batch = batch if batch is not None else (1 if str(device).startswith("cpu") else 64)
         synth = _model(model, shapes, paper_exponents, color_background, any_direction_lines, batch)
         summary = generate(synth, out, n=n, size=size, seed=seed, shard=shard, workers=workers, device=device,
@@ -56,9 +60,12 @@ class Primitives:
 
         from pixforge.core.datagen import preview_grid
         from pixforge.core.io import write_image
+        from pixforge.export.images import is_image_path
         from pixforge.primitives.models import NAMES, get
 
         path = Path(out)
+        if path.is_dir() or not is_image_path(path):
+            raise PixforgeError(f"--out {path} must name an image file (.png, .jpg, ...)")
         if path.exists() and not overwrite:
             raise PixforgeError(f"--out {path} exists: choose another file or pass --overwrite")
         if per_model < 1:
@@ -67,13 +74,13 @@ class Primitives:
         return str(write_image(path, grid))
 
     def spectrum_ssim(self, real: str, synthetic: str, size: int = 128, limit: int = 1000,
-                      out: str | None = None) -> str:
+                      out: str | None = None, overwrite: bool = False) -> str:
         """SSIM between the average log-magnitude spectra of REAL and SYNTHETIC (image folders, npz or tar shards;
         at most --limit images each, resized to --size) as the paper's Table 1 compares data sets; JSON.
-        --out DIR also writes the two average spectra side by side."""
+        --out DIR also writes the two average spectra side by side (a new or empty folder, or --overwrite)."""
         from pixforge.primitives.analysis import spectrum_ssim
 
-        return json.dumps(spectrum_ssim(real, synthetic, size=size, limit=limit, out=out))
+        return json.dumps(spectrum_ssim(real, synthetic, size=size, limit=limit, out=out, overwrite=overwrite))
 
     def demo(self, out: str = "demo-out/primitives", n: int = 1000, size: int = 128, workers: int = 2,
              overwrite: bool = True) -> str:
@@ -82,7 +89,11 @@ class Primitives:
         import numpy as np
 
         from pixforge.core.io import embedded_images, write_image
+        from pixforge.primitives.models import get
 
+        if n < 1:
+            raise PixforgeError(f"--n must be a positive number of images, got {n}")
+        get("primitives-ps").check_size(size)
         out_dir = output_dir(out, overwrite=overwrite)
         grid = self.preview(out=str(out_dir / "preview.png"), size=size, overwrite=True)
         summary = json.loads(self.generate("primitives-ps", n=n, size=size, out=str(out_dir / "primitives-ps"),
@@ -91,7 +102,7 @@ class Primitives:
         for i, img in enumerate(embedded_images()):
             write_image(photos / f"{i:02d}.png", np.ascontiguousarray(img))
         report = json.loads(self.spectrum_ssim(str(photos), str(out_dir / "primitives-ps"), size=size,
-                                               out=str(out_dir / "spectra")))
+                                               out=str(out_dir / "spectra"), overwrite=True))
         return (f"primitives demo: preview {grid}\n"
                 f"  {summary['generated']} primitives-ps images at {size} px in {summary['seconds']} s "
                 f"({summary['images_per_s']} images/s, {workers} workers): {summary['out']}\n"
