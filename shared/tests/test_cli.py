@@ -8,7 +8,8 @@ from pixforge.export.errors import PixforgeError
 
 SCRIPT = """
 import sys
-from pixforge.core.cli import PixforgeError, run
+from pixforge.core.cli import run
+from pixforge.export.errors import PixforgeError
 
 class Tool:
     def ok(self, x=1):

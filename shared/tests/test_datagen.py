@@ -97,12 +97,15 @@ def test_a_foreign_folder_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n": 0}, "--n must be a positive"),
+    ({"n": 0}, "--n must be a whole number at least 1, got 0"),
     ({"size": 128}, "at most 64 pixels"),
     ({"fmt": "gif"}, "--format 'gif'"),
     ({"shard": "3/2"}, "K must be between 1 and N"),
     ({"workers": 0}, "--workers"),
     ({"encoding": "bmp"}, "--encoding"),
+    ({"quality": 500}, "--quality must be a whole number from 1 to 100, got 500"),
+    ({"seed": -1}, "--seed must be a whole number at least 0, got -1"),
+    ({"per_shard": "x"}, "--per-shard must be a whole number at least 1, got 'x'"),
 ])
 def test_bad_requests_write_nothing(tmp_path, kwargs, message):
     args = {"n": 4, "size": 8} | kwargs
@@ -154,3 +157,11 @@ def test_read_images_reports_bad_shards(tmp_path):
 def test_preview_grid_has_one_labelled_row_per_model():
     grid = datagen.preview_grid([Noise(), Noise(name="other", level=3)], size=8, per_model=3, label_width=40)
     assert grid.shape == (2 * (8 + 4), 40 + 2 + 3 * 10, 3)
+
+
+@pytest.mark.parametrize("images", [np.zeros((2, 8, 8, 3), np.float32), np.full((2, 8, 8, 2), 3, np.uint8),
+                                    np.zeros((0, 8, 8, 3), np.uint8), np.full((2, 8, 8, 3), np.nan)])
+def test_shards_without_8_bit_rgb_images_are_refused(tmp_path, images):
+    np.savez(tmp_path / "shard-000000.npz", images=images)
+    with pytest.raises(PixforgeError, match="shard-000000.npz holds no 8-bit images"):
+        list(datagen.read_images(tmp_path))

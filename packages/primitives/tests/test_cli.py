@@ -75,10 +75,12 @@ def test_demo_runs(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["generate", "squares"], "unknown model 'squares'"),
-    (["generate", "--size", "8"], "16 to 4096 pixels"),
-    (["generate", "--n", "-3"], "--n must be a positive"),
-    (["generate", "--shard", "3/2"], "K must be between 1 and N"),
-    (["generate", "--format", "gif"], "--format 'gif'"),
+    (["generate", "primitives-ps", "--size", "8"], "16 to 4096 pixels"),
+    (["generate", "primitives-ps", "--n", "-3"], "--n must be a whole number at least 1, got -3"),
+    (["generate", "primitives-ps", "--shard", "3/2"], "K must be between 1 and N"),
+    (["generate", "primitives-ps", "--format", "gif"], "--format 'gif'"),
+    (["generate", "primitives-ps", "--shapez", "5"], "primitives-ps has no option shapez (options: shapes,"),
+    (["generate"], "generate: missing MODEL"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "out"
@@ -115,13 +117,14 @@ def _in_process(capsys, *args):
 @pytest.mark.parametrize("args, message", [
     (["spectrum-ssim", "good", "good", "--out", "file.txt"], "--out file.txt exists and is not a folder"),
     (["spectrum-ssim", "good", "good", "--out", "good/pic", "--overwrite"], "--out good/pic is inside the input good"),
-    (["spectrum-ssim", "good", "floats"], "floats: image 0 is a float64 array of shape (16, 16, 3), not 8-bit"),
-    (["spectrum-ssim", "good", "nan", "--out", "new"], "nan: image 0 is a float64 array"),
-    (["spectrum-ssim", "good", "none", "--out", "new"], "none holds no images"),
+    (["spectrum-ssim", "good", "floats"], "floats/shard-000000.npz holds no 8-bit images ('images' is float64"),
+    (["spectrum-ssim", "good", "nan", "--out", "new"], "nan/shard-000000.npz holds no 8-bit images"),
+    (["spectrum-ssim", "good", "none", "--out", "new"], "none/shard-000000.npz holds no 8-bit images"),
     (["spectrum-ssim", "good", "missing", "--out", "new"], "missing does not exist"),
     (["spectrum-ssim", "good", "good", "--limit", "0"], "--limit must be at least 1 image, got 0"),
-    (["generate", "--quality", "500", "--format", "jpg", "--out", "new"], "--quality must be a JPEG quality from 1"),
-    (["generate", "--quality", "0", "--out", "new"], "got 0"),
+    (["generate", "pinknoise", "--quality", "500", "--format", "jpg", "--out", "new"],
+     "--quality must be a whole number from 1 to 100, got 500"),
+    (["generate", "pinknoise", "--quality", "0", "--out", "new"], "got 0"),
     (["preview", "--out", "good", "--overwrite"], "--out good must name an image file"),
     (["preview", "--out", "new.txt"], "--out new.txt must name an image file"),
     (["demo", "--n", "0", "--out", "new"], "--n must be a positive number of images, got 0"),

@@ -169,7 +169,7 @@ def test_out_naming_an_existing_file_is_refused(tmp_path, verb):
 @pytest.mark.parametrize("args, message", [
     (["generate", "dead-leaves-triangles"], "unknown model"),
     (["generate", "wmm", "--size", "96"], "power-of-two size"),
-    (["generate", "spectrum", "--n", "0"], "--n must be a positive"),
+    (["generate", "spectrum", "--n", "0"], "--n must be a whole number at least 1, got 0"),
     (["generate", "spectrum", "--shard", "3/2"], "K must be between 1 and N"),
     (["analyze", "/nonexistent/folder"], "does not exist"),
 ])

@@ -49,6 +49,9 @@ def run(component: Any, name: str | None = None, argv: list[str] | None = None) 
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # output piped into a reader that stopped (`| head`): no traceback, no second error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
 
 
 def verbs(component: Any) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The command-line conventions every pixforge tool follows.
 
-Tools write `def main(): run(MyTool, name="pixforge-mytool")`, raise `PixforgeError` for user errors
-(one sentence naming what and where: exit code 2, no traceback; `--verbose` shows it) and validate their
-paths with the helpers below before writing anything.
+Tools write `def main(): run(MyTool, name="pixforge-mytool")`, raise `pixforge.export.errors.PixforgeError`
+(its one import path) for user errors (one sentence naming what and where: exit code 2, no traceback;
+`--verbose` shows it) and validate their paths with the helpers below before writing anything.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from pixforge.export.command import run
 from pixforge.export.errors import PixforgeError
 
-__all__ = ["PixforgeError", "run", "require_file", "require_dir", "output_dir"]
+__all__ = ["run", "require_file", "require_dir", "output_dir"]
 
 
 def require_file(path: str | Path, what: str = "input") -> Path:

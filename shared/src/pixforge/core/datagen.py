@@ -171,21 +171,25 @@ def manifest_for(model: ImageModel, *, n: int, size: int, seed: int, fmt: str, p
             "package": package, "version": version}
 
 
-def _check_request(model: ImageModel, n: int, size: int, fmt: str, per_shard: int, encoding: str,
-                   workers: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise PixforgeError(f"--n must be a positive number of images, got {n!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise PixforgeError(f"--size must be a positive number of pixels, got {size!r}")
+def whole_number(flag: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """`value` of `flag` if it is a whole number in [minimum, maximum], else a PixforgeError naming the flag."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum else f"at least {minimum}"
+        raise PixforgeError(f"{flag} must be a whole number {bounds}, got {value!r}")
+    return value
+
+
+def _check_request(model: ImageModel, n: int, size: int, seed: int, fmt: str, per_shard: int, encoding: str,
+                   quality: int, workers: int) -> None:
+    for flag, value, least in (("--n", n, 1), ("--size", size, 1), ("--seed", seed, 0), ("--per-shard", per_shard, 1),
+                               ("--workers", workers, 1)):
+        whole_number(flag, value, least)
+    whole_number("--quality", quality, 1, 100)
     model.check_size(size)
     if fmt not in FORMATS:
         raise PixforgeError(f"--format {fmt!r} is not supported: choose one of {', '.join(FORMATS)}")
     if encoding not in ("png", "jpg"):
         raise PixforgeError(f"--encoding {encoding!r} is not supported: choose png or jpg")
-    if per_shard <= 0:
-        raise PixforgeError(f"--per-shard must be a positive number of images, got {per_shard}")
-    if workers <= 0:
-        raise PixforgeError(f"--workers must be at least 1, got {workers}")
 
 
 def _open_out(out: Path, manifest: dict[str, Any], overwrite: bool) -> None:
@@ -226,7 +230,7 @@ def generate(model: ImageModel, out: str | os.PathLike, *, n: int, size: int, se
     processes generate in parallel (one thread each); on CUDA the main process generates batches and `workers`
     threads encode and write them.
     """
-    _check_request(model, n, size, fmt, per_shard, encoding, workers)
+    _check_request(model, n, size, seed, fmt, per_shard, encoding, quality, workers)
     dev = resolve_device(device)
     k0, count = parse_shard(shard)
     out = Path(out)
@@ -312,7 +316,8 @@ class GeneratedDataset(torch.utils.data.Dataset):
 
 
 def read_images(path: str | os.PathLike, limit: int | None = None) -> Iterator[np.ndarray]:
-    """uint8 H x W x 3 images from an image file or folder, npz shards or WebDataset tar shards (sorted)."""
+    """uint8 H x W x 3 images from an image file or folder, npz shards (also H x W grey or H x W x 4) or
+    WebDataset tar shards (sorted); a shard of anything else is a PixforgeError naming it."""
     path = Path(path)
     if not path.exists():
         raise PixforgeError(f"{path} does not exist")
@@ -339,7 +344,12 @@ def _read_shard(file: Path) -> Iterator[np.ndarray]:
     try:
         if file.suffix == ".npz":
             with np.load(file) as data:
-                yield from data["images"]
+                images = data["images"]
+            if images.dtype != np.uint8 or not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (3, 4))) \
+                    or 0 in images.shape:
+                raise PixforgeError(f"{file} holds no 8-bit images ('images' is {images.dtype} {list(images.shape)}; "
+                                    "pixforge shards hold uint8 N x H x W x 3, or N x H x W grey)")
+            yield from images
             return
         with tarfile.open(file) as tar:
             for member in tar.getmembers():
@@ -368,3 +378,41 @@ def preview_grid(models: Sequence[ImageModel], seed: int = 0, size: int = 128, p
         ImageDraw.Draw(label).text((6, row.shape[0] // 2 - 6), model.name, fill="black")
         rows.append(np.concatenate([np.asarray(label), row], axis=1))
     return np.concatenate(rows, axis=0)
+
+
+class DatasetVerbs:
+    """The `generate` verb of a dataset tool (spectra, primitives): its dataset options are declared here, once.
+
+    A tool's CLI class inherits it and sets `package` (the distribution, for the manifest), `default_size`,
+    `default_out` and `gpu_batch`, and implements `model(name, batch, options)`: the image model called `name`,
+    with its own options (the `--flags` not declared here), refusing unknown ones with a PixforgeError.
+    """
+
+    package = "pixforge-core"
+    default_size = 128
+    default_out = "generated"
+    gpu_batch = 32
+
+    def _model(self, name: str, batch: int, options: dict[str, Any]) -> ImageModel:
+        raise NotImplementedError
+
+    def generate(self, model: str, n: int = 1000, size: int | None = None, out: str | None = None, seed: int = 0,
+                 shard: str | None = None, workers: int = 1, device: str = "cpu", format: str = "png",
+                 per_shard: int = 1000, encoding: str = "png", quality: int = 95, batch: int | None = None,
+                 overwrite: bool = False, quiet: bool = False, **options) -> str:
+        """Generate images 0..N-1 of MODEL at SIZE x SIZE pixels (default: the tool's) under OUT: png/jpg files
+        (1,000 per folder), npz-shards or webdataset-tar (--per-shard images each), plus manifest.json. Image i is
+        a pure function of (--seed, i, --size, model options): re-runs, --shard K/N splits and resumed runs (what
+        exists is skipped) give the same bytes on one device type. --workers W: W processes on the CPU, W writer
+        threads on CUDA (--device cuda generates --batch images at once). MODEL's own options follow as flags
+        (`list` shows them; defaults = the official code). Prints a JSON summary."""
+        from importlib.metadata import version
+
+        batch = whole_number("--batch", batch if batch is not None else
+                             (1 if str(device).startswith("cpu") else self.gpu_batch))
+        synth = self._model(model, batch, options)
+        summary = generate(synth, out or self.default_out, n=n, size=size or self.default_size, seed=seed,
+                           shard=shard, workers=workers, device=device, fmt=format, per_shard=per_shard,
+                           encoding=encoding, quality=quality, overwrite=overwrite, package=self.package,
+                           version=version(self.package), show_progress=not quiet)
+        return json.dumps(summary)

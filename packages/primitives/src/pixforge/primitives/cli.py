@@ -3,55 +3,31 @@ spectrum-ssim and demo."""
 
 from __future__ import annotations
 
+import inspect
 import json
 
 from pixforge.core.cli import output_dir, run
+from pixforge.core.datagen import DatasetVerbs
 from pixforge.export.errors import PixforgeError
 
 
-def _model(model: str, shapes: int, paper_exponents: bool, color_background: bool, any_direction_lines: bool,
-           batch: int = 1):
-    from pixforge.primitives.models import get
-
-    if batch < 1:
-        raise PixforgeError(f"--batch must be at least 1, got {batch}")
-    return get(model, shapes=shapes, paper_exponents=paper_exponents, color_background=color_background,
-               any_direction_lines=any_direction_lines, batch=batch)
-
-
-class Primitives:
+class Primitives(DatasetVerbs):
     """Primitives-PS synthesizers (PinkNoise, Primitives, Primitives-S, Primitives-PS): seeded, sharded datasets."""
 
+    package, default_size, default_out, gpu_batch = "pixforge-primitives", 256, "primitives-out", 64
+
+    def _model(self, name: str, batch: int, options: dict):
+        """--shapes, --paper-exponents, --color-background, --any-direction-lines (defaults = the official code)."""
+        from pixforge.primitives.models import get
+
+        return get(name, batch=batch, **options)
+
     def list(self) -> str:
-        """The synthesizers, one per line: name and what it draws."""
+        """The synthesizers, one per line: name and what it draws; then the model options of `generate`."""
         from pixforge.primitives.models import NAMES, SUMMARIES
 
-        return "\n".join(f"{name:15s} {SUMMARIES[name]}" for name in NAMES)
-
-    def generate(self, model: str = "primitives-ps", n: int = 1000, size: int = 256, out: str = "primitives-out",
-                 seed: int = 0, shard: str | None = None, workers: int = 1, device: str = "cpu",
-                 format: str = "png", per_shard: int = 1000, encoding: str = "png", quality: int = 95,
-                 batch: int | None = None, shapes: int = 100, paper_exponents: bool = False,
-                 color_background: bool = False, any_direction_lines: bool = False,
-                 overwrite: bool = False, quiet: bool = False) -> str:
-        """Generate images 0..N-1 of MODEL at SIZE x SIZE pixels under OUT: png/jpg files (1,000 per folder),
-        npz-shards or webdataset-tar (--per-shard images each), plus manifest.json. Image i is a pure function of
-        (--seed, i, --size, options): re-runs, --shard K/N splits and resumed runs (existing files are skipped)
-        give the same bytes on one device type. --workers W: W processes on the CPU, W writer threads on CUDA
-        (--device cuda generates --batch images at once, default 64). Options (defaults = official code):
-        --shapes, --paper-exponents, --color-background, --any-direction-lines. Prints a JSON summary."""
-        from pixforge.core.datagen import generate
-        from pixforge.primitives import __version__
-
-        if not 1 <= quality <= 100:
-            raise PixforgeError(f"--quality must be a JPEG quality from 1 to 100 (95 and below recommended), "
-                                f"got {quality}")
-        batch = batch if batch is not None else (1 if str(device).startswith("cpu") else 64)
-        synth = _model(model, shapes, paper_exponents, color_background, any_direction_lines, batch)
-        summary = generate(synth, out, n=n, size=size, seed=seed, shard=shard, workers=workers, device=device,
-                           fmt=format, per_shard=per_shard, encoding=encoding, quality=quality, overwrite=overwrite,
-                           package="pixforge-primitives", version=__version__, show_progress=not quiet)
-        return json.dumps(summary)
+        rows = "\n".join(f"{name:15s} {SUMMARIES[name]}" for name in NAMES)
+        return f"{rows}\n\ngenerate MODEL also takes: {inspect.getdoc(self._model)}"
 
     def preview(self, out: str = "primitives-preview.png", size: int = 128, per_model: int = 8, seed: int = 0,
                 device: str = "cpu", overwrite: bool = False) -> str:

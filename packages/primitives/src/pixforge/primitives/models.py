@@ -124,4 +124,9 @@ def get(name: str, **options) -> Synthesizer:
     key = str(name).lower().replace("_", "-")
     if key not in NAMES:
         raise PixforgeError(f"unknown model {name!r}: choose one of {', '.join(NAMES)}")
+    fields = [f for f in Synthesizer.__dataclass_fields__ if f != "name"]
+    unknown = [k for k in options if k not in fields]
+    if unknown:
+        raise PixforgeError(f"{key} has no option {', '.join(unknown)} (options: "
+                            f"{', '.join(f for f in fields if f != 'batch')})")
     return Synthesizer(name=key, **options)

@@ -3,21 +3,15 @@ and demo."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pixforge.core.cli import output_dir, run
+from pixforge.core.datagen import DatasetVerbs, whole_number
 from pixforge.export.errors import PixforgeError
-from pixforge.spectra.checks import whole_number
-
-
-def _model(model: str, options: dict, batch: int):
-    from pixforge.spectra.models import get
-
-    whole_number("batch", batch)
-    return get(model, batch=batch, **{k: v for k, v in options.items() if v is not None})
 
 
 @contextmanager
@@ -33,60 +27,28 @@ def _out_dir(out: str, overwrite: bool) -> Iterator[Path]:
         raise
 
 
-class Spectra:
+class Spectra(DatasetVerbs):
     """Learning to See by Looking at Noise: dead leaves, statistical and random-StyleGAN image models, seeded
     datasets, statistics."""
 
+    package, default_size, default_out, gpu_batch = "pixforge-spectra", 128, "spectra-out", 32
+
+    def _model(self, name: str, batch: int, options: dict):
+        """statistical --iterations, --paper-spectrum, --correlate-channels (defaults = the official code);
+        dead leaves --paper-shapes, --texture-model, --texture-pool, --texture-size;
+        StyleGAN --images-per-network, --paper-alpha, --paper-filters, --channel-base, --channel-max; feature
+        visualisation --encoder PATH, --arch, --layer, --units sorted|single|pair|random, --steps, --lr,
+        --init-std, --fft, --decorrelate, --transforms (a GPU job: 128 Adam steps through a ResNet50 per image)."""
+        from pixforge.spectra.models import get
+
+        return get(name, batch=batch, **options)
+
     def list(self) -> str:
-        """The image models, one per line: name and what it makes."""
+        """The image models, one per line: name and what it makes; then the model options of `generate`."""
         from pixforge.spectra.models import NAMES, SUMMARIES
 
-        return "\n".join(f"{name:22s} {SUMMARIES[name]}" for name in NAMES)
-
-    def generate(self, model: str, n: int = 1000, size: int = 128,
-                 out: str = "spectra-out", seed: int = 0, shard: str | None = None, workers: int = 1,
-                 device: str = "cpu", format: str = "png", per_shard: int = 1000, encoding: str = "png",
-                 quality: int = 95, batch: int | None = None, iterations: int | None = None,
-                 paper_spectrum: bool | None = None, correlate_channels: bool | None = None,
-                 paper_shapes: bool | None = None, texture_model: str | None = None,
-                 texture_pool: int | None = None, texture_size: int | None = None,
-                 images_per_network: int | None = None, paper_alpha: bool | None = None,
-                 paper_filters: bool | None = None, channel_base: int | None = None, channel_max: int | None = None,
-                 encoder: str | None = None, arch: str | None = None, layer: str | None = None,
-                 units: str | None = None, steps: int | None = None, lr: float | None = None,
-                 init_std: float | None = None, fft: bool | None = None, decorrelate: bool | None = None,
-                 transforms: bool | None = None, overwrite: bool = False, quiet: bool = False) -> str:
-        """Generate images 0..N-1 of MODEL at SIZE x SIZE under OUT: png/jpg files (1,000 per folder), npz-shards
-        or webdataset-tar (--per-shard images each), plus manifest.json. Image i is a pure function of (--seed, i,
-        --size, options): re-runs, --shard K/N splits and resumed runs give the same bytes on one device type.
-        --workers W: W processes on the CPU, W writer threads on CUDA (statistical models run batched on the GPU,
-        --batch, default 32). Model options (defaults = the official code): statistical --iterations,
-        --paper-spectrum, --correlate-channels; dead leaves --paper-shapes, --texture-model, --texture-pool,
-        --texture-size; StyleGAN --images-per-network, --paper-alpha, --paper-filters, --channel-base,
-        --channel-max; feature visualisation --encoder PATH (featurevis-deadleaves: a MoCo v2 / torchvision ResNet
-        checkpoint), --arch, --layer, --units sorted|single|pair|random, --steps, --lr, --init-std, --fft,
-        --decorrelate, --transforms (a GPU job: 128 Adam steps through a ResNet50 per image, --batch images at
-        once). Prints a JSON summary."""
-        from pixforge.core.datagen import generate
-        from pixforge.spectra import __version__
-
-        batch = batch if batch is not None else (1 if str(device).startswith("cpu") else 32)
-        whole_number("seed", seed, 0)
-        whole_number("quality", quality, 1, 100)
-        whole_number("per-shard", per_shard)
-        whole_number("workers", workers)
-        options = {"iterations": iterations, "paper_spectrum": paper_spectrum,
-                   "correlate_channels": correlate_channels, "paper_shapes": paper_shapes,
-                   "texture_model": texture_model, "texture_pool": texture_pool, "texture_size": texture_size,
-                   "images_per_network": images_per_network, "paper_alpha": paper_alpha,
-                   "paper_filters": paper_filters, "channel_base": channel_base, "channel_max": channel_max,
-                   "encoder": encoder, "arch": arch, "layer": layer, "units": units, "steps": steps, "lr": lr,
-                   "init_std": init_std, "fft": fft, "decorrelate": decorrelate, "transforms": transforms}
-        synth = _model(model, options, batch)
-        summary = generate(synth, out, n=n, size=size, seed=seed, shard=shard, workers=workers, device=device,
-                           fmt=format, per_shard=per_shard, encoding=encoding, quality=quality, overwrite=overwrite,
-                           package="pixforge-spectra", version=__version__, show_progress=not quiet)
-        return json.dumps(summary)
+        rows = "\n".join(f"{name:22s} {SUMMARIES[name]}" for name in NAMES)
+        return f"{rows}\n\ngenerate MODEL also takes: {inspect.getdoc(self._model)}"
 
     def preview(self, out: str = "spectra-preview.png", size: int = 128, per_model: int = 8, seed: int = 0,
                 device: str = "cpu", texture_pool: int = 16, featurevis_steps: int = 32, encoder: str | None = None,
@@ -180,8 +142,8 @@ class Spectra:
         from pixforge.core.io import embedded_images, write_image
         from pixforge.spectra.analysis import require_matplotlib
 
-        whole_number("n", n)
-        whole_number("workers", workers)
+        whole_number("--n", n)
+        whole_number("--workers", workers)
         _preview_models(size, 6, 0, 6, 16, None)
         require_matplotlib()
         photos = embedded_images()
@@ -209,10 +171,10 @@ def _preview_models(size: int, per_model: int, seed: int, texture_pool: int, fea
     from pixforge.spectra.featurevis import ENCODERS
     from pixforge.spectra.models import DEAD_LEAVES, NAMES, get
 
-    whole_number("per-model", per_model)
-    whole_number("size", size)
-    whole_number("seed", seed, 0)
-    whole_number("featurevis-steps", featurevis_steps)
+    whole_number("--per-model", per_model)
+    whole_number("--size", size)
+    whole_number("--seed", seed, 0)
+    whole_number("--featurevis-steps", featurevis_steps)
     models = []
     for name in NAMES:
         if DEAD_LEAVES.get(name) == "textured":
@@ -234,9 +196,9 @@ def _open_sources(sources: list[str], out: str | None, n: int, size: int, seed: 
     from pixforge.spectra.analysis import require_matplotlib
     from pixforge.spectra.sources import open_source
 
-    whole_number("n", n)
-    whole_number("size", size, 16, 4096)
-    whole_number("seed", seed, 0)
+    whole_number("--n", n)
+    whole_number("--size", size, 16, 4096)
+    whole_number("--seed", seed, 0)
     if out is not None and plots:
         require_matplotlib()
     return [open_source(source, n, size, seed) for source in sources]

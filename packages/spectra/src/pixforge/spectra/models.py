@@ -8,10 +8,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from pixforge.core.datagen import rng
+from pixforge.core.datagen import rng, whole_number
 from pixforge.export.errors import PixforgeError
 from pixforge.spectra import deadleaves, deadleaves_torch, statistical
-from pixforge.spectra.checks import whole_number
 from pixforge.spectra.featurevis import ENCODERS, FeatureVis
 from pixforge.spectra.stylegan import VARIANTS, RandomStyleGAN
 
@@ -59,7 +58,7 @@ class Statistical:
     batch: int = 1
 
     def __post_init__(self) -> None:
-        whole_number("iterations", self.iterations)
+        whole_number("--iterations", self.iterations)
 
     def params(self) -> dict:
         params = asdict(self)
@@ -121,7 +120,7 @@ class DeadLeaves:
 
     def __post_init__(self) -> None:
         if DEAD_LEAVES[self.name] == "textured":
-            whole_number("texture-pool", self.texture_pool)
+            whole_number("--texture-pool", self.texture_pool)
             try:
                 get(self.texture_model).check_size(self.texture_size)
             except PixforgeError as err:

@@ -37,10 +37,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pixforge.core.datagen import rng
+from pixforge.core.datagen import rng, whole_number
 from pixforge.core.nets.stylegan2 import SynthesisNetwork, bias_act, upfirdn2d, upsample2d
 from pixforge.export.errors import PixforgeError
-from pixforge.spectra.checks import whole_number
 
 VARIANTS = {"stylegan-random": "random", "stylegan-highfreq": "highfreq", "stylegan-sparse": "sparse",
             "stylegan-oriented": "oriented"}
@@ -142,8 +141,8 @@ class RandomStyleGAN:
         if self.images_per_network < PER_FORWARD or self.images_per_network % PER_FORWARD:
             raise PixforgeError(f"--images-per-network must be a positive multiple of {PER_FORWARD}, "
                                 f"not {self.images_per_network}")
-        whole_number("channel-base", self.channel_base)
-        whole_number("channel-max", self.channel_max)
+        whole_number("--channel-base", self.channel_base)
+        whole_number("--channel-max", self.channel_max)
 
     def network(self, seed: int, net: int, size: int) -> tuple[SynthesisNetwork, list[np.ndarray]]:
         """Network `net` of dataset `seed` (CPU) and, per synthesis layer, its pool of noise maps."""
