@@ -4,7 +4,10 @@ batched torch path against the reference path."""
 from __future__ import annotations
 
 import hashlib
+import math
+import platform
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,6 +18,18 @@ from pixforge.forensics.distortions import FRAME_TYPES, PARAMS, Randomness, bloc
 from pixforge.forensics.resample import gaussian_kernel
 
 CASES = [(kind, level) for kind in FRAME_TYPES for level in range(1, 6)]
+# The fixtures were made where OpenCV's float colour conversions fuse multiply-adds (x86-64 with FMA3). Elsewhere
+# (e.g. OPENCV_CPU_DISABLE=AVX512-SKX,AVX2,FMA3,FP16,AVX) the official CS and GNC themselves round a few values
+# differently, and so does pixforge, which follows the OpenCV it runs on (tests below compare on this machine).
+FUSED = platform.machine().lower() in ("x86_64", "amd64") and cv2.checkHardwareSupport(12)  # CV_CPU_FMA3
+
+
+def _assert_official(frame, expected, kind, what):
+    if FUSED or kind not in ("CS", "GNC"):
+        assert np.array_equal(frame, expected), f"{what}: {(frame != expected).sum()} values differ"
+    else:
+        diff = np.abs(frame.astype(int) - expected)
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, what
 
 
 def _frames(image, kind, level, seed, count):
@@ -29,7 +44,7 @@ def test_small_image_matches_official_bit_for_bit(official, kind, level):
     for i, frame in enumerate(_frames(inputs["small"], kind, level, case["seed"], case["frames"])):
         expected = ref[f"small/{kind}/{level}/{i}"]
         assert frame.dtype == np.uint8 and frame.shape == expected.shape
-        assert np.array_equal(frame, expected), f"{kind}:{level} frame {i}: {(frame != expected).sum()} values differ"
+        _assert_official(frame, expected, kind, f"{kind}:{level} frame {i}")
 
 
 @pytest.mark.parametrize("kind,level", CASES)
@@ -38,8 +53,9 @@ def test_large_image_matches_official_bit_for_bit(official, kind, level):
     case = meta["cases"][f"large/{kind}/{level}"]
     for i, frame in enumerate(_frames(inputs["large"], kind, level, case["seed"], case["frames"])):
         name = f"large/{kind}/{level}/{i}"
-        assert np.array_equal(frame[100:124, 120:144], ref[f"{name}/crop"])
-        assert hashlib.sha256(frame.tobytes()).digest() == ref[f"{name}/sha256"].tobytes()
+        _assert_official(frame[100:124, 120:144], ref[f"{name}/crop"], kind, name)
+        if FUSED or kind not in ("CS", "GNC"):
+            assert hashlib.sha256(frame.tobytes()).digest() == ref[f"{name}/sha256"].tobytes()
 
 
 def test_block_wise_does_nothing_below_256_and_scales_above(official):
@@ -61,19 +77,55 @@ def test_random_streams_continue_frame_to_frame(official):
 
 
 @pytest.mark.parametrize("level", range(1, 6))
-def test_fast_saturation_equals_opencvs_arithmetic_on_every_colour(level):
-    """The float32 affine path (plus its exact fallback near integers) against the emulation of OpenCV's
-    arithmetic that the fixtures confirm, on all 2**24 RGB colours, in four slices to bound memory."""
+def test_fast_saturation_equals_the_official_arithmetic_on_every_colour(level):
+    """The float32 affine path (plus its exact fallback near integers) against the official arithmetic
+    (OpenCV's float conversions), on all 2**24 RGB colours, in four slices to bound memory."""
     colours = np.arange(1 << 24, dtype=np.uint32).view(np.uint8).reshape(4096, 4096, 4)[..., :3]
     p = np.float32(PARAMS["CS"][level - 1])
     for part in np.split(colours, 4):
         part = np.ascontiguousarray(part)
-        assert np.array_equal(D.color_saturation(part, level), D._color_saturation_exact(part, p, "rgb"))
+        assert np.array_equal(D.color_saturation(part, level), D.color_saturation_official(part, p))
     bgr = np.ascontiguousarray(colours[::16])  # BGR order: the same map with the channels swapped
-    assert np.array_equal(D.color_saturation(bgr, level, "bgr"), D._color_saturation_exact(bgr, p, "bgr"))
+    assert np.array_equal(D.color_saturation(bgr, level, "bgr"), D.color_saturation_official(bgr, p, "bgr"))
 
 
-def test_contrast_multiply_shift_equals_the_float_product_on_every_value():
+def _official_gnc(img_bgr, param):
+    """The official `gaussian_noise_color` (distortions.py), whole frame, its helpers inlined."""
+    x = cv2.cvtColor(img_bgr.astype(np.float32), cv2.COLOR_BGR2YCR_CB)[:, :, (0, 2, 1)].astype(np.float32)
+    x[:, :, 0] = (x[:, :, 0] * (235 - 16) + 16) / 255.0
+    x[:, :, 1:] = (x[:, :, 1:] * (240 - 16) + 16) / 255.0
+    b = (x / 255 + math.sqrt(param) * np.random.randn(*x.shape)) * 255
+    b = b.astype(np.float32)
+    b[:, :, 0] = (b[:, :, 0] * 255.0 - 16) / (235 - 16)
+    b[:, :, 1:] = (b[:, :, 1:] * 255.0 - 16) / (240 - 16)
+    b = cv2.cvtColor(b[:, :, (0, 2, 1)].astype(np.float32), cv2.COLOR_YCR_CB2BGR)
+    return np.clip(b, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (9, 4095, 3), (300, 517, 3)])
+def test_exact_noise_is_the_official_arithmetic_on_this_machine(shape):
+    """Blocks of rows, RGB or BGR, frame after frame: the official function's values, whatever OpenCV's code
+    path (no fixture: the official code runs here)."""
+    frame = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    for level in (1, 5):
+        np.random.seed(level)
+        expected = [_official_gnc(frame[..., ::-1].copy(), PARAMS["GNC"][level - 1])[..., ::-1] for _ in range(2)]
+        rgb, bgr = Randomness(level), Randomness(level)
+        for want in expected:
+            assert np.array_equal(distort(frame, "GNC", level, rgb), want)
+            assert np.array_equal(distort(frame[..., ::-1].copy(), "GNC", level, bgr, "bgr")[..., ::-1], want)
+
+
+@pytest.mark.parametrize("kind", FRAME_TYPES)
+def test_in_place_gives_the_same_frame_and_plain_calls_leave_the_input_alone(kind):
+    frame = np.random.default_rng(4).integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    original = frame.copy()
+    expected = distort(frame, kind, 4, Randomness(1))
+    assert np.array_equal(frame, original) and not np.array_equal(expected, original)
+    assert np.array_equal(distort(frame, kind, 4, Randomness(1), inplace=True), expected)
+
+
+def test_contrast_table_equals_the_float_product_on_every_value():
     values = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
     for level, factor in enumerate(PARAMS["CC"], start=1):
         official = (values.astype(np.float32) * np.float32(factor)).astype(np.uint8)
@@ -178,7 +230,7 @@ def test_row_blocks_of_any_frame_shape_give_the_same_colours(shape):
     it does not (odd sizes, the last block): every shape gives the whole-frame arithmetic's result."""
     frame = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
     p = np.float32(PARAMS["CS"][1])
-    assert np.array_equal(D.color_saturation(frame, 2), D._color_saturation_exact(frame, p, "rgb"))
+    assert np.array_equal(D.color_saturation(frame, 2), D.color_saturation_official(frame, p))
     factor = np.float32(PARAMS["CC"][2])
     assert np.array_equal(D.color_contrast(frame, 3), (frame.astype(np.float32) * factor).astype(np.uint8))
     noise = np.random.RandomState(2).randn(*shape)

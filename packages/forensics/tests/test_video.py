@@ -171,6 +171,79 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(video_factory, tmp_path
     assert _frames(clip).shape[0] == 3  # the input is untouched
 
 
+def test_a_truncated_video_is_refused_and_nothing_is_written(tmp_path):
+    """The first 30 % of a faststart mp4 (its header says 4 s): the frames that remain decode cleanly, but the
+    container declares more; the official script stops on its frame-count assertion, pixforge refuses it."""
+    from pixforge.export.video import ffmpeg_exe
+
+    whole = tmp_path / "whole.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=4",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+                    str(whole)], check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:int(whole.stat().st_size * 0.3)])
+    assert 0 < probe_video(cut).frame_count < 50  # what a reader sees: fewer frames, no error
+    text = _bad(tmp_path, "perturb", cut, "--type", "CC", "--level", "1")
+    assert "cut.mp4" in text and "truncated" in text and "4.00 s" in text
+
+
+def test_one_unusable_input_among_several_writes_nothing(video_factory, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    video_factory(name="good.mp4", frames=3, audio=False).rename(src / "good.mp4")
+    for name in ("bad1.mp4", "bad2.mp4"):
+        (src / name).write_bytes(b"not a video" * 10)
+    text = _bad(tmp_path, "perturb", src, "--type", "CC", "--level", "1")
+    assert "2 of 3 input videos are unusable" in text and "bad1.mp4" in text
+
+
+@pytest.mark.parametrize("verb", ["perturb", "make-variants", "preview", "demo"])
+def test_out_naming_a_file_is_one_line(video_factory, tmp_path, verb):
+    clip = video_factory(frames=3, audio=False)
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me")
+    args = [] if verb == "demo" else [clip if verb != "make-variants" else clip.parent]
+    for out in (taken, taken / "sub"):
+        r = _cli(verb, *args, "--out", out)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "taken.txt exists and is not a folder" in r.stderr and taken.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--level", "0"), "outside 1-5"), (("--level", "-2"), "outside 1-5"), (("--level", "2.5"), "outside 1-5"),
+    (("--type", "blur"), "unknown distortion type"), (("--mix", "0"), "--mix"), (("--crf", "-1"), "--crf"),
+    (("--workers", "0"), "--workers"), (("--shard", "3/2"), "--shard"), (("--preset", "fastest"), "--preset"),
+    (("--seed", "abc"), "--seed"), (("--batch-size", "0"), "--batch-size")])
+def test_bad_values_are_one_line_before_any_work(video_factory, tmp_path, args, message):
+    clip = video_factory(frames=3, audio=False)
+    assert message in _bad(tmp_path, "perturb", clip, *args)
+
+
+@pytest.mark.parametrize("args,message", [(("--tile", "8"), "--tile"), (("--tile", "abc"), "--tile"),
+                                          (("--work", "0"), "--work"), (("--seed", "1.5"), "--seed")])
+def test_bad_preview_values_are_one_line(video_factory, tmp_path, args, message):
+    assert message in _bad(tmp_path, "preview", video_factory(frames=3, audio=False), *args)
+
+
+def test_exact_random_streams_take_any_video_seed(video_factory, tmp_path):
+    """--exact-random seeds numpy's legacy generator, which takes 32 bits, from a 63-bit per-video seed."""
+    clip = video_factory(frames=3, audio=False)
+    r = _cli("perturb", clip, "--out", tmp_path / "out", "--type", "GNC", "--level", "2", "--exact-random")
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_cpu_video_path_never_imports_torch(video_factory, tmp_path):
+    """`perturb` through the real CLI entry point in a fresh process: torch (seconds, ~200 MB) stays out."""
+    clip = video_factory(frames=4, size="64x48")
+    out = tmp_path / "out"
+    code = (f"import sys\nfrom pixforge.forensics.cli import main\nsys.argv = ['pixforge-forensics', 'perturb', "
+            f"{str(clip)!r}, '--out', {str(out)!r}, '--mix', '3']\ntry:\n    main()\nfinally:\n"
+            "    print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "torch imported: False" and (out / clip.name).is_file()
+
+
 def test_ffmpeg_without_libx264_is_refused_with_the_fix(video_factory, tmp_path):
     clip = video_factory(frames=3, audio=False)
     fake = tmp_path / "bin"

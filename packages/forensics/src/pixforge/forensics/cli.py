@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pixforge.core.cli import PixforgeError, run
+from pixforge.core.cli import run
+from pixforge.export.errors import PixforgeError
 from pixforge.forensics.distortions import TYPES, check_level, check_type
 
 
@@ -20,13 +21,49 @@ def _level(level) -> int | str:
     return "random" if str(level).lower() == "random" else check_level(level)
 
 
-def _check_encoder(crf: int, workers: int, batch_size: int) -> None:
-    if not isinstance(crf, int) or not 0 <= crf <= 51:
-        raise PixforgeError(f"--crf must be an integer in 0-51, got {crf!r}")
-    if not isinstance(workers, int) or workers < 1:
-        raise PixforgeError(f"--workers must be a positive integer, got {workers!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise PixforgeError(f"--batch-size must be a positive integer, got {batch_size!r}")
+def out_folder(out: str, flag: str = "--out") -> Path:
+    """An output folder (created later, by the first write): refused when it, or the nearest existing path
+    above it, is not a folder."""
+    path = Path(out)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise PixforgeError(f"{flag} {path}: {existing} exists and is not a folder")
+    return path
+
+
+def _meta_file(meta: str | None) -> Path | None:
+    if meta is None:
+        return None
+    path = Path(meta)
+    if path.is_dir():
+        raise PixforgeError(f"--meta {path} is a folder: give the meta file's path, e.g. {path / 'meta.txt'}")
+    out_folder(path.parent, f"--meta {path}: its folder")
+    return path
+
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
+
+def integer(flag: str, value, least: int | None = None, most: int | None = None) -> int:
+    """A whole-number option within [least, most], or one line saying what was expected."""
+    if isinstance(value, bool) or not isinstance(value, int) or not (least is None or value >= least) or \
+            not (most is None or value <= most):
+        span = (f" in {least}-{most}" if most is not None else f" >= {least}") if least is not None else ""
+        raise PixforgeError(f"{flag} must be an integer{span}, got {value!r}")
+    return value
+
+
+def _check_options(crf: int, workers: int, batch_size: int, preset: str, seed: int, shard: str | None) -> None:
+    """The options every video verb shares, checked before any work."""
+    from pixforge.export.shard import parse_shard
+
+    integer("--seed", seed)
+    integer("--crf", crf, 0, 51)
+    integer("--workers", workers, 1)
+    integer("--batch-size", batch_size, 1)
+    if preset not in PRESETS:
+        raise PixforgeError(f"--preset {preset!r} is not a libx264 preset: choose one of {', '.join(PRESETS)}")
+    parse_shard(shard)
 
 
 class Forensics:
@@ -47,14 +84,15 @@ class Forensics:
         from pixforge.forensics.video import draw_steps, require_libx264
 
         kind, lv = _kind(type), _level(level)
-        if not isinstance(mix, int) or not 1 <= mix <= 4:
-            raise PixforgeError(f"--mix must be 1 (one distortion) or 2-4 (a mixture), got {mix!r}")
-        _check_encoder(crf, workers, batch_size)
-        src, out_dir = Path(input), Path(out)
+        integer("--mix", mix, 1, 4)
+        _check_options(crf, workers, batch_size, preset, seed, shard)
+        src, out_dir, meta_path = Path(input), out_folder(out), _meta_file(meta)
         videos = list_videos(src)
         require_libx264()
         if out_dir.resolve() == (src if src.is_dir() else src.parent).resolve():
             raise PixforgeError(f"--out {out_dir} is the input folder: the outputs would replace the inputs")
+        if meta_path and meta_path.resolve() == out_dir.resolve():
+            raise PixforgeError(f"--meta {meta_path} is the --out folder: give the meta file's path")
         jobs = [make_job(v, src, out_dir, draw_steps(seed, v.name if src.is_file() else v.relative_to(src).as_posix(),
                                                      kind, lv, mix), seed) for v in videos]
         done, skipped, failures = run_jobs(jobs, shard=shard, workers=workers, overwrite=overwrite, crf=crf,
@@ -63,7 +101,7 @@ class Forensics:
         if failures and len(jobs) == 1:
             raise PixforgeError(failures[0])
         finished = done + skipped
-        meta_file = write_meta(Path(meta), finished, shard) if meta and finished else None
+        meta_file = write_meta(meta_path, finished, shard) if meta_path and finished else None
         return summary(done, skipped, failures, out_dir, meta_file)
 
     def make_variants(self, src_dir: str, out: str, variants: str = "all", seed: int = 0, plan: bool = False,
@@ -77,8 +115,8 @@ class Forensics:
         from pixforge.forensics.variants import describe_plan, make_variants, plan_jobs, select
 
         names = select(variants)
-        _check_encoder(crf, workers, batch_size)
-        src, out_dir = Path(src_dir), Path(out)
+        _check_options(crf, workers, batch_size, preset, seed, shard)
+        src, out_dir = Path(src_dir), out_folder(out)
         if not src.is_dir():
             raise PixforgeError(f"input folder {src} does not exist or is not a folder")
         if out_dir.resolve() == src.resolve():
@@ -95,7 +133,10 @@ class Forensics:
         of a video's first frame, written to OUT/<name>_distortions.png."""
         from pixforge.forensics.preview import write_preview
 
-        return f"contact sheet: {write_preview(image, out, tile=tile, work=work, seed=seed, overwrite=overwrite)}"
+        integer("--work", work, integer("--tile", tile, 16))
+        integer("--seed", seed)
+        sheet = write_preview(image, out_folder(out), tile=tile, work=work, seed=seed, overwrite=overwrite)
+        return f"contact sheet: {sheet}"
 
     def types(self) -> str:
         """The distortion types and their official parameters at levels 1-5."""
@@ -108,7 +149,7 @@ class Forensics:
         tone as audio) perturbed with a 3-distortion mixture; prints where they are (under a minute on 2 cores)."""
         from pixforge.forensics.demo import run_demo
 
-        return run_demo(Path(out), overwrite)
+        return run_demo(out_folder(out), overwrite)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@ embedded photos (a slow pan across each, with a 440 Hz tone as audio) perturbed 
 
 from __future__ import annotations
 
-import shutil
 import wave
 from pathlib import Path
 
@@ -43,14 +42,12 @@ def make_clip(path: Path, seconds: int = 3) -> Path:
 
 
 def run_demo(out: Path, overwrite: bool) -> str:
-    if overwrite and out.exists():
-        shutil.rmtree(out)
-    out = output_dir(out, overwrite)
-    (astronaut,) = embedded_images(["astronaut"])
+    (astronaut,) = embedded_images(["astronaut"])  # first: without scikit-image, nothing is created
+    out = output_dir(out, overwrite)  # its own files are replaced; nothing else in the folder is touched
     sheet = write_image(out / "astronaut_distortions.png", contact_sheet(astronaut))
     clip = make_clip(out / "clip.mp4")
     job = make_job(clip, clip, out / "perturbed", draw_steps(0, clip.name, mix=3), 0)
-    run_jobs([job], crf=18, preset="veryfast")
+    run_jobs([job], crf=18, preset="veryfast", overwrite=True)
     meta = write_meta(out / "meta.txt", [job], None)
     src, dst = probe_video(clip), probe_video(job.dst)
     return (f"contact sheet: {sheet}\nclip: {clip} ({src.frame_count} frames, audio {src.has_audio})\n"

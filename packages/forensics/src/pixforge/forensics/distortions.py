@@ -1,16 +1,17 @@
 """The seven DeeperForensics-1.0 distortions at five levels, on uint8 frames (H x W x 3), one frame at a time.
 
-Each function gives exactly the output of the official `perturbation/distortions.py` (OpenCV 4.x, x86-64)
-for the same frame and the same random state; tests check this against reference outputs of the official
-functions stored as fixtures. Frames are RGB by default (pixforge's convention); pass `channels="bgr"` for
-OpenCV-ordered frames (only CS and GNC depend on the order: they go through YCbCr). Facts of the method:
+Each function gives exactly the output of the official `perturbation/distortions.py` for the same frame and the
+same random state (where bit-exactness holds: see the README); tests check this against reference outputs of
+the official functions stored as fixtures. Frames are RGB by default (pixforge's convention); pass
+`channels="bgr"` for OpenCV-ordered frames (only CS and GNC depend on the order: they go through YCbCr).
+Facts of the method:
 
 * CS (colour saturation): chroma of the official float YCbCr scaled towards 0.5 by the level's factor.
 * CC (colour contrast): pixels multiplied by the factor (multiplicative, truncated).
 * BW (local block-wise): `min(h, w) // 256 * param` grey (128) 8x8 blocks at random places: none below 256 px.
 * GNC (white Gaussian noise in colour components): N(0, param) added to Y, Cb and Cr in [0, 1] units.
-* GB (Gaussian blur): kernel `param` x `param`, sigma `param / 6`, OpenCV's bit-exact 8-bit fixed point.
-* JPEG: down-then-up bilinear resize by `param` (no JPEG codec), OpenCV's fixed-point bilinear.
+* GB (Gaussian blur): `cv2.GaussianBlur`, kernel `param` x `param`, sigma `param / 6`.
+* JPEG: down-then-up `cv2.resize` (bilinear) by `param` (no JPEG codec).
 * VC (video compression): a libx264 re-encode at CRF `param` (see `pixforge.forensics.video`).
 
 Random distortions (BW, GNC) take a `Randomness`: `Randomness(seed, exact=True)` draws exactly what the
@@ -18,10 +19,13 @@ official script draws after `random.seed(seed); np.random.seed(seed)`; `exact=Fa
 numpy's `Generator` and adds it in float32 (same distribution, different numbers, several times faster: what
 videos use by default). Successive frames continue the streams.
 
-Speed: numpy only (no torch, no OpenCV), on blocks of rows whose temporaries stay in the CPU cache. CS and GNC
-are float32 matrix products (the YCbCr round trip is affine); CS stays bit-exact by redoing, in OpenCV's
-arithmetic, the few colours whose value lies near an integer. GB and JPEG are OpenCV's fixed-point integer
-arithmetic (`pixforge.forensics.resample`), CC an exact integer multiply-shift.
+Speed: where the official function is one OpenCV call (GB, JPEG) it is that call (OpenCV, the field's own
+library, is exact by construction and as fast); CC is a table of the official products (`cv2.LUT`). CS and
+GNC's fast mode are our own float32 matrix products (the YCbCr round trip is affine) on blocks of rows whose
+temporaries stay in the CPU cache; CS stays bit-exact by redoing, in the official arithmetic, the few colours
+whose value lies near an integer. GNC's exact mode is the official arithmetic on blocks of rows. With
+`inplace=True` (what the video path uses) all but CS and GB write over the frame they are given (no new frame
+to allocate), as the official BW does.
 """
 
 from __future__ import annotations
@@ -32,10 +36,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
-from pixforge.core.cli import PixforgeError
-from pixforge.forensics import resample
+from pixforge.export.errors import PixforgeError
 
 TYPES = ("CS", "CC", "BW", "GNC", "GB", "JPEG", "VC")
 FRAME_TYPES = TYPES[:-1]
@@ -54,6 +58,20 @@ PARAMS = {
     "VC": (30, 32, 35, 38, 40),
 }
 F32 = np.float32
+YCRCB_RANGE = np.array([219, 224, 224], dtype=F32)  # the official [16, 235] / [16, 240] ranges of Y, Cr, Cb
+
+
+@lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread: the matrix products here are small, and OpenBLAS's
+    spinning worker threads cost far more than they give on a busy machine or beside a video encoder."""
+    return _blas_controller().limit(limits=1, user_api="blas")
 
 
 def check_type(kind: str) -> str:
@@ -89,7 +107,10 @@ class Randomness:
 
     def __post_init__(self) -> None:
         self.python = random.Random(self.seed)
-        self.numpy = np.random.RandomState(self.seed) if self.exact else np.random.default_rng(self.seed)
+        if self.exact:  # numpy's legacy seeding takes 32 bits: what np.random.seed(seed) does for 0 <= seed < 2**32
+            self.numpy = np.random.RandomState(None if self.seed is None else self.seed % 2**32)
+        else:
+            self.numpy = np.random.default_rng(self.seed)
 
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:
@@ -99,31 +120,39 @@ def _check_frame(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def _fma(a: np.ndarray, b: np.float32, c) -> np.ndarray:
-    """float32 a*b + c with one rounding, as OpenCV's SIMD colour conversions compute it (via float64)."""
-    return (a.astype(np.float64) * np.float64(b) + np.asarray(c, dtype=np.float64)).astype(F32)
+SWAP_CHROMA = [0, 0, 1, 2, 2, 1]  # cv2.mixChannels: (Y, Cr, Cb) <-> (Y, Cb, Cr)
 
 
-def _to_ycbcr(frame: np.ndarray, channels: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The official `bgr2ycbcr`: OpenCV's float YCrCb (delta 0.5) rescaled to [16, 235] / [16, 240] over 255."""
-    x = frame.astype(F32)
-    r, g, b = (x[..., 0], x[..., 1], x[..., 2]) if channels == "rgb" else (x[..., 2], x[..., 1], x[..., 0])
-    y = _fma(b, F32(0.114), _fma(g, F32(0.587), r * F32(0.299)))
-    cr = _fma(r - y, F32(0.713), F32(0.5))
-    cb = _fma(b - y, F32(0.564), F32(0.5))
-    return ((y * F32(219) + F32(16)) / F32(255.0), (cb * F32(224) + F32(16)) / F32(255.0),
-            (cr * F32(224) + F32(16)) / F32(255.0))
+def _per_channel(x: np.ndarray, values: np.ndarray, op) -> None:
+    """`op(x, values, out=x)` for a contiguous H x W x 3 float32 `x` and 3 `values`, along rows of 64 pixels
+    (numpy is slow on a last axis of length 3)."""
+    flat = x.reshape(-1)
+    body = flat.size - flat.size % 192
+    op(flat[:body].reshape(-1, 192), np.tile(values, 64), out=flat[:body].reshape(-1, 192))
+    op(flat[body:].reshape(-1, 3), values, out=flat[body:].reshape(-1, 3))
 
 
-def _from_ycbcr(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, channels: str) -> np.ndarray:
-    """The official `ycbcr2bgr`: undo the rescaling, then OpenCV's float YCrCb -> RGB/BGR (float32 result)."""
-    y = (y * F32(255.0) - F32(16)) / F32(219)
-    cb = (cb * F32(255.0) - F32(16)) / F32(224) - F32(0.5)
-    cr = (cr * F32(255.0) - F32(16)) / F32(224) - F32(0.5)
-    b = _fma(cb, F32(1.773), y)
-    g = _fma(cr, F32(-0.714), _fma(cb, F32(-0.344), y))
-    r = _fma(cr, F32(1.403), y)
-    return np.stack((r, g, b) if channels == "rgb" else (b, g, r), axis=-1)
+def _to_ycrcb(bgr: np.ndarray) -> np.ndarray:
+    """The official `bgr2ycbcr` on uint8 BGR rows (float32), kept in OpenCV's Y, Cr, Cb channel order: the
+    official reorders to Y, Cb, Cr and back, but treats Cb and Cr alike, so the values are the same."""
+    x = cv2.cvtColor(bgr.astype(F32), cv2.COLOR_BGR2YCrCb)
+    _per_channel(x, YCRCB_RANGE, np.multiply)
+    x += F32(16)
+    x /= F32(255.0)
+    return x
+
+
+def _to_bgr(ycrcb: np.ndarray) -> np.ndarray:
+    """The official `ycbcr2bgr` on float32 Y, Cr, Cb rows (overwritten): undo the rescaling, then OpenCV's
+    float YCrCb -> BGR (float32 result)."""
+    ycrcb *= F32(255.0)
+    ycrcb -= F32(16)
+    _per_channel(ycrcb, YCRCB_RANGE, np.divide)
+    return cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2BGR)
+
+
+def _as_bgr(frame: np.ndarray, channels: str) -> np.ndarray:
+    return frame if channels == "bgr" else frame[..., ::-1]
 
 
 def _channels(channels: str) -> str:
@@ -170,7 +199,7 @@ def _affine_rows(frame: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> I
     pixels, values = np.empty(size, dtype=F32), np.empty(size, dtype=F32)
     quad = np.kron(np.eye(4, dtype=F32), matrix)
     tiled = np.tile(offset.astype(F32), 64)
-    with resample.one_blas_thread():
+    with one_blas_thread():
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             n = (r1 - r0) * w * 3
@@ -206,8 +235,13 @@ def _colour_memo(p: np.float32, channels: str) -> np.ndarray:
     return np.zeros(1 << 24, dtype=np.uint32)
 
 
+SIMD_SPAN = 64  # pixels: a multiple of every SIMD step of OpenCV's row loops (4, 8 or 16 float32 lanes)
+
+
 def _exact_colours(colours: np.ndarray, p: np.float32, channels: str) -> np.ndarray:
-    """CS through OpenCV's exact arithmetic for N x 3 colours, each distinct colour computed once per level."""
+    """CS in the official arithmetic for N x 3 colours, as OpenCV's vector loop computes them (the colours
+    are padded to whole SIMD steps: a row's last few pixels take OpenCV's scalar loop, whose rounding may
+    differ), each distinct colour computed once per level."""
     packed = np.zeros((len(colours), 4), dtype=np.uint8)
     packed[:, :3] = colours
     keys = packed.view(np.uint32)[:, 0]
@@ -215,19 +249,23 @@ def _exact_colours(colours: np.ndarray, p: np.float32, channels: str) -> np.ndar
     found = memo[keys]
     missing = _distinct(np.sort(keys[found == 0]))
     if missing.size:
-        exact = _color_saturation_exact(missing.view(np.uint8).reshape(1, -1, 4)[..., :3], p, channels)[0]
+        padded = np.zeros((1, -(-missing.size // SIMD_SPAN) * SIMD_SPAN, 3), dtype=np.uint8)
+        padded[0, :missing.size] = missing.view(np.uint8).reshape(-1, 4)[:, :3]
         result = np.zeros((missing.size, 4), dtype=np.uint8)
-        result[:, :3] = exact
+        result[:, :3] = color_saturation_official(padded, p, channels)[0, :missing.size]
         memo[missing] = result.view(np.uint32)[:, 0] | KNOWN
         found = memo[keys]
     return found.view(np.uint8).reshape(-1, 4)[:, :3]
 
 
-def _color_saturation_exact(frame: np.ndarray, p: np.float32, channels: str) -> np.ndarray:
-    y, cb, cr = _to_ycbcr(frame, channels)
-    cb = F32(0.5) + (cb - F32(0.5)) * p
-    cr = F32(0.5) + (cr - F32(0.5)) * p
-    return _from_ycbcr(y, cb, cr, channels).astype(np.uint8)
+def color_saturation_official(frame: np.ndarray, p: float, channels: str = "rgb") -> np.ndarray:
+    """CS exactly as the official code computes it (OpenCV's float conversions), for the factor `p`."""
+    x = _to_ycrcb(_as_bgr(frame, channels))
+    chroma = x[..., 1:]
+    chroma -= F32(0.5)
+    chroma *= F32(p)
+    chroma += F32(0.5)
+    return np.ascontiguousarray(_as_bgr(_to_bgr(x).astype(np.uint8), channels))
 
 
 def color_saturation(frame: np.ndarray, level: int, channels: str = "rgb") -> np.ndarray:
@@ -235,7 +273,8 @@ def color_saturation(frame: np.ndarray, level: int, channels: str = "rgb") -> np
 
     Bit-exact and fast: the round trip is affine, so one float32 matrix product gives every value to within
     6.1e-5 of OpenCV's float result (checked on all 2**24 colours); truncation can only differ where a value
-    lies within `NEAR_INTEGER` of an integer, and those pixels (distinct colours only) take the exact path."""
+    lies within `NEAR_INTEGER` of an integer, and those pixels (distinct colours only) take the official
+    arithmetic; near pixels among a row's last `width % SIMD_SPAN` (OpenCV's scalar loop) redo that stretch."""
     p = F32(parameter("CS", level))
     frame, channels = _check_frame(frame), _channels(channels)
     matrix, offset = _affine(float(p), channels)
@@ -252,36 +291,24 @@ def color_saturation(frame: np.ndarray, level: int, channels: str = "rgb") -> np
     if near:
         pixels = _distinct(np.concatenate(near))
         out.reshape(-1, 3)[pixels] = _exact_colours(frame.reshape(-1, 3)[pixels], p, channels)
+        width = frame.shape[1]
+        start = width - width % SIMD_SPAN  # a stretch aligned as in the frame's rows: same vector / scalar split
+        for r in np.unique(pixels[pixels % width >= start] // width):
+            out[r, start:] = color_saturation_official(frame[r:r + 1, start:], p, channels)[0]
     return out
 
 
 @lru_cache(maxsize=8)
-def _contrast_multiplier(level: int) -> tuple[int, int]:
-    """(m, s) with `(x * m) >> s` == the official `uint8(float32(x) * factor)` for every x in 0..255."""
-    factor = F32(parameter("CC", level))
-    table = (np.arange(256, dtype=F32) * factor).astype(np.uint8)
-    x = np.arange(256, dtype=np.uint32)
-    for shift in range(8, 24):
-        base = int(float(factor) * (1 << shift))
-        for m in (base, base + 1, base - 1, base + 2):
-            if np.array_equal((x * m) >> shift, table):
-                return m, shift
-    raise AssertionError(f"no multiply-shift form for CC level {level}")
+def _contrast_table(level: int) -> np.ndarray:
+    """The official `uint8(float32(x) * factor)` for every x in 0..255."""
+    return (np.arange(256, dtype=F32) * F32(parameter("CC", level))).astype(np.uint8)
 
 
-def color_contrast(frame: np.ndarray, level: int) -> np.ndarray:
-    """CC: every value times 0.85/0.725/0.6/0.475/0.35, truncated (as an exact integer multiply-shift)."""
-    m, shift = _contrast_multiplier(check_level(level))
+def color_contrast(frame: np.ndarray, level: int, inplace: bool = False) -> np.ndarray:
+    """CC: every value times 0.85/0.725/0.6/0.475/0.35, truncated: a 256-entry table of the official products
+    (`cv2.LUT`); with `inplace` written over `frame`."""
     frame = _check_frame(frame)
-    out = np.empty(frame.shape, dtype=np.uint8)
-    rows = _block_rows(frame.shape[1], 4)  # the uint32 products of a block stay in cache
-    product = np.empty((min(rows, frame.shape[0]), *frame.shape[1:]), dtype=np.uint32)
-    for r0 in range(0, frame.shape[0], rows):
-        block = product[:min(rows, frame.shape[0] - r0)]
-        np.multiply(frame[r0:r0 + rows], np.uint32(m), out=block, dtype=np.uint32)
-        block >>= shift
-        out[r0:r0 + rows] = block
-    return out
+    return cv2.LUT(frame, _contrast_table(check_level(level)), dst=frame if inplace else None)
 
 
 def block_count(height: int, width: int, level: int) -> int:
@@ -289,9 +316,10 @@ def block_count(height: int, width: int, level: int) -> int:
     return min(height, width) // 256 * parameter("BW", level)
 
 
-def block_wise(frame: np.ndarray, level: int, rng: random.Random) -> np.ndarray:
-    """BW: grey (128) 8x8 blocks at uniform random places (`rng.randint`, x then y, as the official)."""
-    out = _check_frame(frame).copy()
+def block_wise(frame: np.ndarray, level: int, rng: random.Random, inplace: bool = False) -> np.ndarray:
+    """BW: grey (128) 8x8 blocks at uniform random places (`rng.randint`, x then y, as the official). With
+    `inplace` the blocks are drawn on `frame` itself, as the official does; otherwise on a copy."""
+    out = _check_frame(frame) if inplace else _check_frame(frame).copy()
     h, w = out.shape[:2]
     for _ in range(block_count(h, w, level)):
         x = rng.randint(0, w - 1 - 8)
@@ -334,55 +362,84 @@ def _noise_matrix(level: int, channels: str) -> np.ndarray:
 
 
 def gaussian_noise_color(frame: np.ndarray, level: int, rng: np.random.RandomState | np.random.Generator | None = None,
-                         channels: str = "rgb", noise: np.ndarray | None = None) -> np.ndarray:
+                         channels: str = "rgb", noise: np.ndarray | None = None, inplace: bool = False) -> np.ndarray:
     """GNC: N(0, 0.001/0.002/0.005/0.01/0.05) added to Y, Cb and Cr (scaled to [0, 1]), back to RGB, clipped.
 
-    The noise comes from `rng` (see `gnc_noise`) or is given as `noise` (H, W, 3), Y/Cb/Cr order. float64
-    noise (the official stream) takes OpenCV's exact arithmetic; float32 noise the same affine map in float32
-    (one matrix product: what differs is float rounding, far below the noise)."""
+    The noise comes from `rng` (see `gnc_noise`) or is given as `noise` (H, W, 3), Y/Cb/Cr order. A RandomState
+    or float64 noise (the official stream) takes the official arithmetic (`_noise_official`); a Generator or
+    float32 noise the same affine map in float32 (one matrix product: what differs is float rounding, far below
+    the noise). Both work on blocks of rows and draw the noise block by block, in order; a block is read before
+    it is written, so with `inplace` the result overwrites `frame`."""
     frame, channels = _check_frame(frame), _channels(channels)
     if noise is None and rng is None:
         raise ValueError("gaussian_noise_color needs rng or noise")
-    if noise is None and isinstance(rng, np.random.RandomState):
-        noise = gnc_noise(rng, frame.shape)
-    if noise is None or noise.dtype != np.float64:
-        mix = _noise_matrix(check_level(level), channels)
-        quad = np.kron(np.eye(4, dtype=F32), mix)
-        out = np.empty(frame.shape, dtype=np.uint8)
-        flat, row = out.reshape(-1), frame.shape[1] * 3
-        for r0, r1, values in _affine_rows(frame, *_affine(1.0, channels)):
-            n = len(values)  # a Generator's noise is drawn block by block, in order: deterministic per seed
-            draws = gnc_noise(rng, (n,)) if noise is None else np.asarray(noise[r0:r1], dtype=F32).reshape(-1)
-            width = 12 if n % 12 == 0 else 3
-            values.reshape(-1, width)[...] += draws.reshape(-1, width) @ (quad if width == 12 else mix)
-            np.clip(values, 0, 255, out=values)
-            flat[r0 * row:r1 * row] = values
-        return out
+    out = frame if inplace else np.empty(frame.shape, dtype=np.uint8)
+    if isinstance(rng, np.random.RandomState) if noise is None else noise.dtype == np.float64:
+        return _noise_official(frame, level, rng, channels, noise, out)
+    mix = _noise_matrix(check_level(level), channels)
+    quad = np.kron(np.eye(4, dtype=F32), mix)
+    flat, row = out.reshape(-1), frame.shape[1] * 3
+    for r0, r1, values in _affine_rows(frame, *_affine(1.0, channels)):
+        n = len(values)
+        draws = gnc_noise(rng, (n,)) if noise is None else np.asarray(noise[r0:r1], dtype=F32).reshape(-1)
+        width = 12 if n % 12 == 0 else 3
+        values.reshape(-1, width)[...] += draws.reshape(-1, width) @ (quad if width == 12 else mix)
+        np.clip(values, 0, 255, out=values)
+        flat[r0 * row:r1 * row] = values
+    return out
+
+
+def _noise_official(frame: np.ndarray, level: int, rng: np.random.RandomState | None, channels: str,
+                    noise: np.ndarray | None, out: np.ndarray) -> np.ndarray:
+    """The official GNC arithmetic, operation for operation (OpenCV's float conversions, float64 noise), on
+    blocks of rows: the same values as on the whole frame (OpenCV converts row by row, numpy's legacy normals
+    are one stream however they are split), with the temporaries in the CPU cache."""
     std = math.sqrt(parameter("GNC", level))
-    planes = [((p / F32(255)) + std * noise[..., i]) * 255 for i, p in enumerate(_to_ycbcr(frame, channels))]
-    out = _from_ycbcr(*(p.astype(F32) for p in planes), channels)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    h, w, _ = frame.shape
+    rows = _block_rows(w)
+    bgr, swapped = np.empty((min(h, rows), w, 3), dtype=np.uint8), np.empty((min(h, rows), w, 3), dtype=F32)
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        src = frame[r0:r1] if channels == "bgr" else cv2.cvtColor(frame[r0:r1], cv2.COLOR_RGB2BGR, dst=bgr[:r1 - r0])
+        x = _to_ycrcb(src)
+        x /= F32(255)
+        ycbcr = cv2.mixChannels([x], [swapped[:r1 - r0]], SWAP_CHROMA)[0]  # the noise is drawn in Y, Cb, Cr order
+        noisy = rng.randn(r1 - r0, w, 3) if noise is None else noise[r0:r1].copy()
+        noisy *= std
+        noisy += ycbcr
+        noisy *= 255
+        x = cv2.mixChannels([noisy.astype(F32)], [x], SWAP_CHROMA)[0]
+        result = _to_bgr(x)
+        np.clip(result, 0, 255, out=result)
+        if channels == "bgr":
+            out[r0:r1] = result
+        else:
+            cv2.cvtColor(result.astype(np.uint8), cv2.COLOR_BGR2RGB, dst=out[r0:r1])
+    return out
 
 
 def gaussian_blur(frame: np.ndarray, level: int) -> np.ndarray:
-    """GB: separable Gaussian, kernel 7/9/13/17/21 with sigma k/6, reflect-101 border, OpenCV's exact 8-bit
-    fixed point (see `pixforge.forensics.resample`)."""
-    return resample.gaussian_blur(_check_frame(frame), int(parameter("GB", level)))
+    """GB: `cv2.GaussianBlur` with kernel 7/9/13/17/21 and sigma k/6, as the official calls it (a new frame:
+    OpenCV copies the source of an in-place blur first)."""
+    p = int(parameter("GB", level))
+    return cv2.GaussianBlur(_check_frame(frame), (p, p), p * 1.0 / 6)
 
 
-def jpeg_compression(frame: np.ndarray, level: int) -> np.ndarray:
-    """JPEG: bilinear down by 2/3/4/5/6 (`h // p`, `w // p`), then bilinear back up to the frame's size."""
+def jpeg_compression(frame: np.ndarray, level: int, inplace: bool = False) -> np.ndarray:
+    """JPEG: `cv2.resize` (bilinear) down by 2/3/4/5/6 (`h // p`, `w // p`), then back up to the frame's size;
+    with `inplace` written over `frame`."""
     frame = _check_frame(frame)
     p = int(parameter("JPEG", level))
     h, w = frame.shape[:2]
     if h // p < 1 or w // p < 1:
         raise PixforgeError(f"a {w}x{h} frame is too small for JPEG level {level} (needs at least {p} px a side)")
-    return resample.resize_linear(resample.resize_linear(frame, w // p, h // p), w, h)
+    return cv2.resize(cv2.resize(frame, (w // p, h // p)), (w, h), dst=frame if inplace else None)
 
 
 def distort(frame: np.ndarray, kind: str, level: int, randomness: Randomness | None = None,
-            channels: str = "rgb") -> np.ndarray:
-    """Apply one frame distortion (any type but VC, which is an encoder setting) at `level`."""
+            channels: str = "rgb", inplace: bool = False) -> np.ndarray:
+    """Apply one frame distortion (any type but VC, which is an encoder setting) at `level`. With `inplace`
+    the result may be written over `frame` (all but CS and GB do so); use the returned frame."""
     kind = check_type(kind)
     level = check_level(level)
     if kind == "VC":
@@ -392,11 +449,11 @@ def distort(frame: np.ndarray, kind: str, level: int, randomness: Randomness | N
     if kind == "CS":
         return color_saturation(frame, level, channels)
     if kind == "CC":
-        return color_contrast(frame, level)
+        return color_contrast(frame, level, inplace)
     if kind == "BW":
-        return block_wise(frame, level, randomness.python)
+        return block_wise(frame, level, randomness.python, inplace)
     if kind == "GNC":
-        return gaussian_noise_color(frame, level, randomness.numpy, channels)
+        return gaussian_noise_color(frame, level, randomness.numpy, channels, inplace=inplace)
     if kind == "GB":
         return gaussian_blur(frame, level)
-    return jpeg_compression(frame, level)
+    return jpeg_compression(frame, level, inplace)

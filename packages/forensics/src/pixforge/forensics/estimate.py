@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixforge.core.cli import PixforgeError
+from pixforge.export.errors import PixforgeError
 from pixforge.export.video import VideoReader, VideoWriter, ffmpeg_error, ffmpeg_exe
 from pixforge.forensics.distortions import Randomness, distort, parameter
 from pixforge.forensics.video import XVID_FINAL_CRF

@@ -1,5 +1,6 @@
-"""Many videos at once: a list of jobs, split by `--shard K/N`, run in worker processes with a progress bar,
-resumable (finished outputs, which are written atomically, are skipped), with the official meta file."""
+"""Many videos at once: a list of jobs, split by `--shard K/N`, every source checked before anything is written,
+run in worker processes with a progress bar, resumable (finished outputs, which are written atomically, are
+skipped), with the official meta file. Torch-free: the CPU video path never imports it (seconds, ~200 MB)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from pixforge.core.cli import PixforgeError
-from pixforge.core.distributed import parse_shard, shard_indices
-from pixforge.core.loop import progress
+from tqdm import tqdm
+
 from pixforge.export.atomic import write_text
-from pixforge.export.video import is_video_path
-from pixforge.forensics.video import Steps, format_meta, perturb_video, video_seed
+from pixforge.export.errors import PixforgeError
+from pixforge.export.shard import parse_shard, shard_indices
+from pixforge.export.video import VideoInfo, is_video_path
+from pixforge.forensics.video import Steps, check_input, format_meta, perturb_video, video_seed
 
 
 @dataclass(frozen=True)
@@ -47,18 +49,39 @@ def make_job(src: Path, root: Path, out: Path, steps: Steps, seed: int, prefix: 
     return Job(src, out / rel, key, tuple(steps), video_seed(seed, key))
 
 
+def check_sources(jobs: Sequence[Job]) -> dict[Path, VideoInfo]:
+    """Probe every distinct source (`check_input`) before any output is written; all problems in one line."""
+    infos, problems = {}, []
+    for src in dict.fromkeys(job.src for job in jobs):
+        try:
+            infos[src] = check_input(src)
+        except PixforgeError as err:
+            problems.append(str(err))
+    if len(problems) == 1 and not infos:
+        raise PixforgeError(problems[0])
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise PixforgeError(f"{len(problems)} of {len(infos) + len(problems)} input videos are unusable, so nothing "
+                            f"was written: {problems[0]}{more}")
+    return infos
+
+
 def _run(job: Job, options: dict) -> str:
-    if options.pop("single_thread", False):  # workers share the cores: one BLAS / OpenMP thread each
+    if options.pop("single_thread", False):  # workers share the cores: one BLAS / OpenMP / OpenCV thread each
+        import cv2
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
+        cv2.setNumThreads(1)
     perturb_video(job.src, job.dst, list(job.steps), job.seed, **options)
     return job.key
 
 
 def run_jobs(jobs: Sequence[Job], *, shard: str | None = None, workers: int = 1, overwrite: bool = False,
-             desc: str = "perturb", **options) -> tuple[list[Job], list[Job], list[str]]:
-    """Run this shard's jobs; returns (done now, already done before, failures as one line each)."""
+             desc: str = "perturb", infos: dict[Path, VideoInfo] | None = None,
+             **options) -> tuple[list[Job], list[Job], list[str]]:
+    """Run this shard's jobs, once all their sources passed `check_sources` (or were checked by the caller:
+    `infos`); returns (done now, already done before, failures as one line each)."""
     k, n = parse_shard(shard)
     mine = [jobs[i] for i in shard_indices(len(jobs), k, n)]
     for job in mine:
@@ -66,17 +89,21 @@ def run_jobs(jobs: Sequence[Job], *, shard: str | None = None, workers: int = 1,
             raise PixforgeError(f"the output {job.dst} is the input video: choose another --out")
     todo = [j for j in mine if overwrite or not j.dst.exists()]
     skipped = [j for j in mine if j not in todo]
+    infos = infos if infos is not None else check_sources(todo)
     done, failures = [], []
-    bar = progress(len(mine), initial=len(skipped), desc=desc, unit="video", disable=len(todo) <= 1)
+    bar = tqdm(total=len(mine), initial=len(skipped), desc=desc, unit="video", dynamic_ncols=True,
+               disable=len(todo) <= 1)
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_run, job, dict(options, single_thread=True)): job for job in todo}
+            futures = {pool.submit(_run, job, dict(options, single_thread=True, info=infos[job.src])): job
+                       for job in todo}
             for future in as_completed(futures):
                 _collect(futures[future], future.exception, done, failures)
                 bar.update(1)
     else:
-        for job in todo:
-            _collect(job, lambda job=job: _call(job, options), done, failures)
+        for job in todo:  # a single video shows its frames instead
+            _collect(job, lambda job=job: _call(job, dict(options, info=infos[job.src], progress=len(todo) == 1)),
+                     done, failures)
             bar.update(1)
     bar.close()
     return done, skipped, failures
@@ -84,7 +111,7 @@ def run_jobs(jobs: Sequence[Job], *, shard: str | None = None, workers: int = 1,
 
 def _call(job: Job, options: dict) -> BaseException | None:
     try:
-        _run(job, dict(options))
+        _run(job, options)
     except PixforgeError as err:
         return err
     return None

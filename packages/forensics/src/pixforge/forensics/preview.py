@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pixforge.core.cli import PixforgeError
-from pixforge.core.io import VideoReader, VideoWriter, read_image, write_image
-from pixforge.export.video import is_video_path
+from pixforge.export.errors import PixforgeError
+from pixforge.export.images import read_image, write_image
+from pixforge.export.video import VideoReader, VideoWriter, is_video_path
 from pixforge.forensics.distortions import LEVELS, NAMES, TYPES, Randomness, distort, parameter
 
 
@@ -80,6 +80,4 @@ def write_preview(image: str, out: str, tile: int = 256, work: int = 512, seed: 
     dst = Path(out) / f"{src.stem}_distortions.png"
     if dst.exists() and not overwrite:
         raise PixforgeError(f"{dst} exists: pass --overwrite to replace it")
-    if tile < 16 or work < tile:
-        raise PixforgeError(f"--tile must be >= 16 and --work >= --tile, got {tile} and {work}")
     return write_image(dst, contact_sheet(load_frame(src), tile, work, seed))

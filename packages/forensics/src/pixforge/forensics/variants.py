@@ -16,11 +16,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pixforge.core.cli import PixforgeError
-from pixforge.core.distributed import parse_shard, shard_indices
 from pixforge.export.atomic import atomic_path
+from pixforge.export.errors import PixforgeError
+from pixforge.export.shard import parse_shard, shard_indices
 from pixforge.forensics.estimate import SAMPLE_FRAMES, signature, size_ratios
-from pixforge.forensics.jobs import Job, list_videos, make_job, run_jobs, write_meta
+from pixforge.forensics.jobs import Job, check_sources, list_videos, make_job, run_jobs, write_meta
 from pixforge.forensics.video import draw_steps
 
 RAW = "end_to_end"
@@ -111,6 +111,7 @@ def make_variants(src: Path, out: Path, variants: list[str], seed: int, *, shard
     _, jobs = plan_jobs(src, out, variants, seed)
     lines, failures = [], []
     k, n = parse_shard(shard)
+    infos = check_sources([items[i] for items in jobs.values() for i in shard_indices(len(items), k, n)])
     for variant, items in jobs.items():
         mine = [items[i] for i in shard_indices(len(items), k, n)]
         if variant == RAW:
@@ -119,7 +120,7 @@ def make_variants(src: Path, out: Path, variants: list[str], seed: int, *, shard
             skipped, failed = [j for j in mine if j not in done], []
         else:
             done, skipped, failed = run_jobs(items, shard=shard, workers=workers, overwrite=overwrite,
-                                             desc=variant, **options)
+                                             desc=variant, infos=infos, **options)
         failures += failed
         meta = write_meta(meta_path(out, variant), [j for j in mine if j.dst.exists()], shard,
                           out / "manipulated_videos")

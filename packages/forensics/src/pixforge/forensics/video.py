@@ -31,9 +31,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from pixforge.core.cli import PixforgeError
 from pixforge.export.atomic import atomic_path
+from pixforge.export.errors import PixforgeError
 
 # the torch-free video I/O that pixforge.core.io re-exports: importing torch would cost seconds and ~200 MB
 from pixforge.export.video import (
@@ -139,21 +140,30 @@ def _pix_fmt(width: int, height: int) -> str:
     return "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
 
 
-def _distort_batch(frames: np.ndarray, steps: Steps, randomness: Randomness) -> np.ndarray:
-    out = np.empty_like(frames)
-    for i, frame in enumerate(frames):
+def distort_frames(frames: np.ndarray, steps: Steps, randomness: Randomness) -> list[np.ndarray]:
+    """`steps` applied to each frame of a decoded batch. The batch is ours: the distortions that can write
+    over a frame do (`distort(..., inplace=True)`), the others' new frames are returned as they are."""
+    out = []
+    for frame in frames:
         for kind, level in steps:
-            frame = distort(frame, kind, level, randomness)
-        out[i] = frame
+            frame = distort(frame, kind, level, randomness, inplace=True)
+        out.append(frame)
     return out
+
+
+def _write_frames(writer: VideoWriter, frames: list[np.ndarray], bar: tqdm) -> None:
+    for frame in frames:
+        writer.write(frame)
+    bar.update(len(frames))
 
 
 def _encode(src: Path, dst: Path, steps: Steps, randomness: Randomness, crf: int | None, preset: str,
             audio_from: Path | None, batch_size: int, codec: str = "libx264", extra: list[str] | None = None,
-            info: VideoInfo | None = None) -> int:
+            info: VideoInfo | None = None, bar: tqdm | None = None) -> int:
     """Decode -> frame steps -> encode, overlapped: one thread reads the decoder's next batch and another feeds
     the encoder while this one distorts (numpy and pipe I/O release the GIL); at most four batches are alive
-    at once, so memory does not depend on the video's length."""
+    at once, so memory does not depend on the video's length. `bar` counts the frames written."""
+    bar = bar or tqdm(disable=True)
     with VideoReader(src, batch_size, info=info) as reader:
         info = reader.info
         writer = VideoWriter(dst, info.fps_fraction, codec=codec, crf=crf, preset=preset if crf else None,
@@ -162,7 +172,8 @@ def _encode(src: Path, dst: Path, steps: Steps, randomness: Randomness, crf: int
             ahead, behind = reads.submit(next, reader, None), deque()
             while (frames := ahead.result()) is not None:
                 ahead = reads.submit(next, reader, None)
-                behind.append(writes.submit(writer.write, _distort_batch(frames, steps, randomness)))
+                distorted = distort_frames(frames, steps, randomness)
+                behind.append(writes.submit(_write_frames, writer, distorted, bar))
                 while len(behind) > 1:
                     behind.popleft().result()
             for pending in behind:
@@ -191,33 +202,57 @@ def _transcode(src: Path, dst: Path, info: VideoInfo, crf: int, preset: str, aud
             raise PixforgeError(f"{dst}: ffmpeg could not encode the video ({message})")
 
 
+SHORTFALL_S = 0.5  # seconds a stream may end before the container says (e.g. a longer audio track)
+
+
+def check_input(src: Path) -> VideoInfo:
+    """Probe a source video and refuse one that cannot be perturbed whole: no video frames, or fewer than its
+    container declares (a truncated file: its header promises a length the packets do not reach; the official
+    script stops on its frame-count assertion there)."""
+    info = probe_video(src)
+    if info.frame_count == 0:
+        raise PixforgeError(f"{src} has no video frames")
+    if info.frame_count is not None and info.duration is not None:
+        declared = round(info.duration * info.fps)
+        if info.frame_count < declared - max(SHORTFALL_S * info.fps, 0.05 * declared):
+            raise PixforgeError(f"{src} holds {info.frame_count} frames ({info.frame_count / info.fps:.2f} s) but "
+                                f"its container declares {info.duration:.2f} s ({declared} frames): the file looks "
+                                "truncated")
+    return info
+
+
 def perturb_video(src: str | os.PathLike, dst: str | os.PathLike, steps: Steps, seed: int, *, crf: int = DEFAULT_CRF,
                   preset: str = "medium", via_xvid: bool = False, exact_random: bool = False,
-                  batch_size: int = 4) -> Path:
-    """Write `src` with `steps` applied to `dst` (atomic; audio kept); `seed` is this video's own seed."""
+                  batch_size: int = 4, info: VideoInfo | None = None, progress: bool = False) -> Path:
+    """Write `src` with `steps` applied to `dst` (atomic; audio kept); `seed` is this video's own seed. `info`:
+    what `check_input(src)` returned, if the caller has checked the source already; `progress`: a bar of the
+    frames distorted on stderr."""
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
         raise PixforgeError(f"the output {dst} is the input video: choose another --out")
     require_libx264()
-    info = probe_video(src)
-    if info.frame_count == 0:
-        raise PixforgeError(f"{src} has no video frames")
+    info = info or check_input(src)
     randomness = Randomness(seed, exact=exact_random)
     passes = _passes(steps, crf, via_xvid)
     audio = src if info.has_audio else None
+    frame_passes = sum(bool(p.steps or p.xvid or info.frame_count is None) for p in passes)
+    bar = tqdm(total=(info.frame_count or 0) * frame_passes or None, desc=src.name, unit="frame", leave=False,
+               dynamic_ncols=True, disable=not progress or not frame_passes)
     with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
         current = src
         for i, stage in enumerate(passes):
             last = i == len(passes) - 1
             if stage.xvid:  # official --via_xvid: cv2.VideoWriter's XVID .avi, then ffmpeg's default libx264
                 avi = stack.enter_context(_temp_video(dst, ".avi"))
                 _encode(current, avi, stage.steps, randomness, None, preset, None, batch_size, codec="mpeg4",
-                        extra=xvid_args(info.width, info.height, info.fps), info=info if current == src else None)
+                        extra=xvid_args(info.width, info.height, info.fps), info=info if current == src else None,
+                        bar=bar)
                 current, stage = avi, _Pass([], stage.crf)
             target = dst if last else stack.enter_context(_temp_video(dst, ".mp4"))
             if stage.steps or info.frame_count is None:
                 _encode(current, target, stage.steps, randomness, stage.crf, preset, audio, batch_size,
-                        info=info if current == src else None)
+                        info=info if current == src else None, bar=bar)
             else:
                 _transcode(current, target, info, stage.crf, preset, audio)
             current = target
