@@ -42,6 +42,7 @@ from pixforge.core.runtime import resolve_device
 from pixforge.export.atomic import atomic_path, write_bytes, write_text
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import list_images, read_image
+from pixforge.export.options import whole_number
 
 FORMATS = ("png", "jpg", "npz-shards", "webdataset-tar")
 MANIFEST = "manifest.json"
@@ -169,14 +170,6 @@ def manifest_for(model: ImageModel, *, n: int, size: int, seed: int, fmt: str, p
                        else "shard-SSSSSS.npz (images N x H x W x 3 uint8, indices)" if fmt == "npz-shards"
                        else "shard-SSSSSS.tar (WebDataset: IIIIIIII.ext members)"),
             "package": package, "version": version}
-
-
-def whole_number(flag: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
-    """`value` of `flag` if it is a whole number in [minimum, maximum], else a PixforgeError naming the flag."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
-        bounds = f"from {minimum} to {maximum}" if maximum else f"at least {minimum}"
-        raise PixforgeError(f"{flag} must be a whole number {bounds}, got {value!r}")
-    return value
 
 
 def _check_request(model: ImageModel, n: int, size: int, seed: int, fmt: str, per_shard: int, encoding: str,

@@ -10,60 +10,9 @@ from pathlib import Path
 
 from pixforge.core.cli import run
 from pixforge.export.errors import PixforgeError
-from pixforge.forensics.distortions import TYPES, check_level, check_type
-
-
-def _kind(kind: str) -> str:
-    return "random" if str(kind).lower() == "random" else check_type(kind)
-
-
-def _level(level) -> int | str:
-    return "random" if str(level).lower() == "random" else check_level(level)
-
-
-def out_folder(out: str, flag: str = "--out") -> Path:
-    """An output folder (created later, by the first write): refused when it, or the nearest existing path
-    above it, is not a folder."""
-    path = Path(out)
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise PixforgeError(f"{flag} {path}: {existing} exists and is not a folder")
-    return path
-
-
-def _meta_file(meta: str | None) -> Path | None:
-    if meta is None:
-        return None
-    path = Path(meta)
-    if path.is_dir():
-        raise PixforgeError(f"--meta {path} is a folder: give the meta file's path, e.g. {path / 'meta.txt'}")
-    out_folder(path.parent, f"--meta {path}: its folder")
-    return path
-
-
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
-
-
-def integer(flag: str, value, least: int | None = None, most: int | None = None) -> int:
-    """A whole-number option within [least, most], or one line saying what was expected."""
-    if isinstance(value, bool) or not isinstance(value, int) or not (least is None or value >= least) or \
-            not (most is None or value <= most):
-        span = (f" in {least}-{most}" if most is not None else f" >= {least}") if least is not None else ""
-        raise PixforgeError(f"{flag} must be an integer{span}, got {value!r}")
-    return value
-
-
-def _check_options(crf: int, workers: int, batch_size: int, preset: str, seed: int, shard: str | None) -> None:
-    """The options every video verb shares, checked before any work."""
-    from pixforge.export.shard import parse_shard
-
-    integer("--seed", seed)
-    integer("--crf", crf, 0, 51)
-    integer("--workers", workers, 1)
-    integer("--batch-size", batch_size, 1)
-    if preset not in PRESETS:
-        raise PixforgeError(f"--preset {preset!r} is not a libx264 preset: choose one of {', '.join(PRESETS)}")
-    parse_shard(shard)
+from pixforge.export.options import whole_number
+from pixforge.forensics.distortions import TYPES
+from pixforge.forensics.options import check_encoding, out_folder
 
 
 class Forensics:
@@ -80,21 +29,10 @@ class Forensics:
         lines. Draws depend only on (--seed, relative path): --shard K/N splits the work across jobs,
         --workers N runs N videos at a time. --via-xvid aligns with the released dataset (XVID pass, then
         libx264 CRF 23); otherwise frames are encoded with libx264 --crf/--preset (VC sets its own CRF)."""
-        from pixforge.forensics.jobs import list_videos, make_job, run_jobs, summary, write_meta
-        from pixforge.forensics.video import draw_steps, require_libx264
+        from pixforge.forensics.jobs import plan_perturb, run_jobs, summary, write_meta
 
-        kind, lv = _kind(type), _level(level)
-        integer("--mix", mix, 1, 4)
-        _check_options(crf, workers, batch_size, preset, seed, shard)
-        src, out_dir, meta_path = Path(input), out_folder(out), _meta_file(meta)
-        videos = list_videos(src)
-        require_libx264()
-        if out_dir.resolve() == (src if src.is_dir() else src.parent).resolve():
-            raise PixforgeError(f"--out {out_dir} is the input folder: the outputs would replace the inputs")
-        if meta_path and meta_path.resolve() == out_dir.resolve():
-            raise PixforgeError(f"--meta {meta_path} is the --out folder: give the meta file's path")
-        jobs = [make_job(v, src, out_dir, draw_steps(seed, v.name if src.is_file() else v.relative_to(src).as_posix(),
-                                                     kind, lv, mix), seed) for v in videos]
+        check_encoding(crf, workers, batch_size, preset, seed, shard)
+        jobs, out_dir, meta_path = plan_perturb(input, out, type, level, mix, meta, seed)
         done, skipped, failures = run_jobs(jobs, shard=shard, workers=workers, overwrite=overwrite, crf=crf,
                                            preset=preset, via_xvid=via_xvid, exact_random=exact_random,
                                            batch_size=batch_size)
@@ -115,7 +53,7 @@ class Forensics:
         from pixforge.forensics.variants import describe_plan, make_variants, plan_jobs, select
 
         names = select(variants)
-        _check_options(crf, workers, batch_size, preset, seed, shard)
+        check_encoding(crf, workers, batch_size, preset, seed, shard)
         src, out_dir = Path(src_dir), out_folder(out)
         if not src.is_dir():
             raise PixforgeError(f"input folder {src} does not exist or is not a folder")
@@ -133,8 +71,8 @@ class Forensics:
         of a video's first frame, written to OUT/<name>_distortions.png."""
         from pixforge.forensics.preview import write_preview
 
-        integer("--work", work, integer("--tile", tile, 16))
-        integer("--seed", seed)
+        whole_number("--work", work, whole_number("--tile", tile, 16))
+        whole_number("--seed", seed, 0)
         sheet = write_preview(image, out_folder(out), tile=tile, work=work, seed=seed, overwrite=overwrite)
         return f"contact sheet: {sheet}"
 

@@ -14,9 +14,19 @@ from tqdm import tqdm
 
 from pixforge.export.atomic import write_text
 from pixforge.export.errors import PixforgeError
+from pixforge.export.options import whole_number
 from pixforge.export.shard import parse_shard, shard_indices
 from pixforge.export.video import VideoInfo, is_video_path
-from pixforge.forensics.video import Steps, check_input, format_meta, perturb_video, video_seed
+from pixforge.forensics import options
+from pixforge.forensics.video import (
+    Steps,
+    check_input,
+    draw_steps,
+    format_meta,
+    perturb_video,
+    require_libx264,
+    video_seed,
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,23 @@ def list_videos(root: Path) -> list[Path]:
     if not videos:
         raise PixforgeError(f"input folder {root} holds no videos")
     return videos
+
+
+def plan_perturb(input: str, out: str, kind: str, level, mix: int, meta: str | None,
+                 seed: int) -> tuple[list[Job], Path, Path | None]:
+    """`perturb`'s jobs, its output folder and meta file, every option and path checked (nothing written)."""
+    kind, level = options.distortion(kind), options.level(level)
+    whole_number("--mix", mix, 1, 4)
+    src, out_dir, meta_path = Path(input), options.out_folder(out), options.meta_file(meta)
+    videos = list_videos(src)
+    require_libx264()
+    if out_dir.resolve() == (src if src.is_dir() else src.parent).resolve():
+        raise PixforgeError(f"--out {out_dir} is the input folder: the outputs would replace the inputs")
+    if meta_path and meta_path.resolve() == out_dir.resolve():
+        raise PixforgeError(f"--meta {meta_path} is the --out folder: give the meta file's path")
+    jobs = [make_job(v, src, out_dir, draw_steps(seed, v.name if src.is_file() else v.relative_to(src).as_posix(),
+                                                 kind, level, mix), seed) for v in videos]
+    return jobs, out_dir, meta_path
 
 
 def make_job(src: Path, root: Path, out: Path, steps: Steps, seed: int, prefix: str = "") -> Job:
