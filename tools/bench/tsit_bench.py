@@ -3,8 +3,8 @@
 Training: `pixforge.tsit.train.train` itself on a folder of scikit-image photos (batch 1, style transfer, perceptual
 loss off), timed from the step timestamps in metrics.jsonl (median over the steps after `--warmup`); reference: the
 fp32 run at the same size. Translation: the network call on one 2-image batch (content + style + noise), PyTorch
-eager fp32 (`Translator.run`, spectral norms folded) as the reference vs the exported model under pixforge-run's
-session (fp16 + IOBinding on CUDA, fp32 on the CPU). One JSON line per case:
+eager fp32 (translate's graph as a `TorchSession`, spectral norms folded) as the reference vs the exported model
+under pixforge-run's session (fp16 + IOBinding on CUDA, fp32 on the CPU). One JSON line per case:
 name, device, size, median_s, throughput, reference, reference_median_s, ratio (reference time / case time).
 
 `--widths 64 32 16`: instead, PyTorch eager translation of a 2-image batch at each `--sizes` for each width (ngf, the
@@ -39,11 +39,10 @@ from pixforge.core.io import embedded_images, read_image, write_image
 from pixforge.core.loop import read_metrics
 from pixforge.export.pipeline import Pipeline
 from pixforge.export.session import open_session
-from pixforge.tsit.export import export
+from pixforge.tsit.export import export, session
 from pixforge.tsit.model import build_generator, load, make_arch
 from pixforge.tsit.nets import init_weights
 from pixforge.tsit.train import train
-from pixforge.tsit.translate import Translator
 
 
 def _emit(name, device, size, median, items, reference=None, reference_median=None, **extra) -> None:
@@ -77,12 +76,12 @@ def bench_translate(root: Path, size: int, ngf: int, iters: int, device: str) ->
     arch = make_arch("ast", ngf=ngf, levels=8, size=(size, size))
     save_release(run, init_weights(build_generator(arch)).eval(), arch, name="generator")
     dev = torch.device(device)
-    translator = Translator(load(run), dev)
     rng = np.random.default_rng(0)
     images = list(rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8))
     style = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    eager = median_time(lambda: translator.run(images, style, [0, 1]).cpu(), iters, 2, sync)
+    eager_pipe = Pipeline(session(load(run), dev), images={"style": style})
+    eager_feeds = eager_pipe.feeds(images, [0, 1])
+    eager = median_time(lambda: eager_pipe.session.run(eager_feeds), iters, 2, lambda: None)  # outputs copied back
     _emit(f"translate_torch_fp32_ngf{ngf}", device, size, eager, 2)
     fp16 = dev.type == "cuda"
     model = export(run, root / f"tsit{size}.onnx", fp16=fp16, check=False)
@@ -99,16 +98,17 @@ def bench_widths(root: Path, size: int, widths: list[int], iters: int, device: s
     rng = np.random.default_rng(0)
     images = list(rng.integers(0, 256, (2, size, size, 3), dtype=np.uint8))
     style = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     reference = None
     for ngf in widths:
         torch.manual_seed(0)
         arch = make_arch("ast", ngf=ngf, levels=8, size=(size, size))
         run = root / f"width{ngf}"
         save_release(run, init_weights(build_generator(arch)).eval(), arch, name="generator")
-        translator = Translator(load(run), dev)
-        params = sum(p.numel() for p in translator.generator.parameters())
-        median = median_time(lambda t=translator: t.run(images, style, [0, 1]).cpu(), iters, 1, sync)
+        trained = load(run)
+        params = sum(p.numel() for p in trained.generator.parameters())
+        pipe = Pipeline(session(trained, dev), images={"style": style})
+        feeds = pipe.feeds(images, [0, 1])
+        median = median_time(lambda p=pipe, f=feeds: p.session.run(f), iters, 1, lambda: None)
         name = f"translate_torch_fp32_ngf{ngf}"
         _emit(name, device, size, median, 2, *(reference or (None, None)), params=params,
               threads=torch.get_num_threads())

@@ -76,6 +76,7 @@ def test_demo_runs(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["generate", "squares"], "unknown model 'squares'"),
     (["generate", "primitives-ps", "--size", "8"], "16 to 4096 pixels"),
+    (["generate", "primitives-ps", "--size", "0"], "--size must be a whole number at least 1, got 0"),
     (["generate", "primitives-ps", "--n", "-3"], "--n must be a whole number at least 1, got -3"),
     (["generate", "primitives-ps", "--shard", "3/2"], "K must be between 1 and N"),
     (["generate", "primitives-ps", "--format", "gif"], "--format 'gif'"),

@@ -74,6 +74,20 @@ def labels(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def torch_graph():
+    """make(run, code="style", **Pipeline options): the pipeline `translate` runs, the model's exported graph in
+    PyTorch on the CPU (`pipe.session.run(pipe.feeds(...))` gives its float outputs, as with an ONNX session)."""
+    from pixforge.export.pipeline import Pipeline
+    from pixforge.tsit.export import session
+    from pixforge.tsit.model import load
+
+    def make(run, code="style", **options):
+        return Pipeline(session(load(run), torch.device("cpu"), code=code), **options)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def vgg_file(tmp_path_factory):
     """Random VGG19 weights saved in torchvision's vgg19 state-dict format."""
     torch.manual_seed(0)

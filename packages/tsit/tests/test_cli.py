@@ -123,10 +123,10 @@ def test_translate_never_writes_over_an_input(tmp_path, ast_run, folders, cli):
     before = {p.name: p.read_bytes() for p in work.iterdir()}
     for args in (["--style", folders / "style" / "s0.png"], ["--style", folders / "style" / "s0.png", "--overwrite"]):
         _one_error_line(cli("translate", work / "x.png", "--run", ast_run, "--out", work, *args, "--device", "cpu"),
-                        f"{work / 'x.png'} is one of the inputs and would be overwritten")
+                        f"{work / 'x.png'} is an input: choose an --out that does not write over the inputs")
     # the style image is an input too: content s0.png from elsewhere, written into the style's folder
     _one_error_line(cli("translate", folders / "style" / "s0.png", "--run", ast_run, "--style", work / "s0.png",
-                        "--out", work, "--overwrite", "--device", "cpu"), f"{work / 's0.png'} is one of the inputs")
+                        "--out", work, "--overwrite", "--device", "cpu"), f"{work / 's0.png'} is an input")
     assert {p.name: p.read_bytes() for p in work.iterdir()} == before
     _one_error_line(cli("translate", work / "x.png", "--run", ast_run, "--style", work / "s0.png", "--out",
                         work / "x.png", "--device", "cpu"), "--out", "x.png exists and is not a folder")

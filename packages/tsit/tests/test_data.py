@@ -6,7 +6,7 @@ from PIL import Image
 
 from pixforge.core.io import write_image
 from pixforge.export.errors import PixforgeError
-from pixforge.tsit.data import Geometry, PairedData, UnpairedData, resize
+from pixforge.tsit.data import Geometry, PairedData, UnpairedData, pil_resize
 
 IMG = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
 
@@ -27,9 +27,9 @@ def test_scaling_modes(mode, resized):
     out = Geometry((16, 24), mode, 32, top=0.0, left=1 - 1e-9).apply(IMG, Image.Resampling.BICUBIC)
     assert out.shape == (16, 24, 3)
     if resized is None:
-        assert np.array_equal(out, resize(IMG, (16, 24), Image.Resampling.BICUBIC))
+        assert np.array_equal(out, pil_resize(IMG, (16, 24), Image.Resampling.BICUBIC))
     else:
-        full = resize(IMG, resized, Image.Resampling.BICUBIC)
+        full = pil_resize(IMG, resized, Image.Resampling.BICUBIC)
         assert np.array_equal(out, full[:16, full.shape[1] - 24:])  # crop at the right edge
 
 

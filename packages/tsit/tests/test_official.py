@@ -17,10 +17,9 @@ from torch.nn.utils import spectral_norm as old_spectral_norm
 from pixforge.core.io import image_to_tensor, write_image
 from pixforge.export.errors import PixforgeError
 from pixforge.export.pipeline import read_labels
-from pixforge.tsit.export import LabelGraph
 from pixforge.tsit.model import load
 from pixforge.tsit.official import convert, encoder_key, generator_key
-from pixforge.tsit.translate import Translator
+from pixforge.tsit.translate import translate
 
 NGF = 2
 
@@ -236,7 +235,7 @@ def _official_ade20k_semantics(label_png, label_nc=150):
     return torch.zeros(1, nc, *label_map.shape[-2:]).scatter_(1, label_map, 1.0)
 
 
-def test_ade20k_checkpoint_reads_labels_as_the_official_loader(tmp_path):
+def test_ade20k_checkpoint_reads_labels_as_the_official_loader(tmp_path, torch_graph):
     """An official ADE20K model saw id k on channel k (0..150): converted with --num-classes 151 it gets the same
     input, and so the official output, from translate's and the exported graph's label handling."""
     torch.manual_seed(4)
@@ -250,18 +249,17 @@ def test_ade20k_checkpoint_reads_labels_as_the_official_loader(tmp_path):
     with pytest.raises(PixforgeError, match="--dontcare 0: the official loader maps only the id 255.*151"):
         convert(tmp_path / "latest_net_G.pth", tmp_path / "bad", size="128x256", num_classes=150, dontcare=0)
     release = convert(tmp_path / "latest_net_G.pth", tmp_path / "rel", size="128x256", num_classes=151)
-    translator = Translator(load(release), torch.device("cpu"))
+    pipe = torch_graph(release)  # translate's (and the exported model's) feeds and graph
     with torch.no_grad():
         expected = official(semantics, None)
-        torch.testing.assert_close(translator.run([read_labels(tmp_path / "ADE_val_1.png")], None, [0]), expected,
-                                   atol=1e-5, rtol=1e-4)
-        graph = LabelGraph(translator.generator, None, 151)  # what the exported model computes from the stored ids
-        torch.testing.assert_close(graph(torch.from_numpy(ids).float()[None, None]), expected, atol=1e-5, rtol=1e-4)
-    with pytest.raises(PixforgeError, match="holds class id 255, outside the model's 151 classes"):
-        translator.run([np.full((128, 256, 1), 255, np.int32)], None, [0])
+    got = pipe.session.run(pipe.feeds([read_labels(tmp_path / "ADE_val_1.png")], [0]))["image"]
+    torch.testing.assert_close(torch.from_numpy(got), expected, atol=1e-5, rtol=1e-4)
+    write_image(tmp_path / "bad" / "x.png", np.full((128, 256), 255, np.uint8))
+    with pytest.raises(PixforgeError, match=r"x\.png holds class id 255, outside the model's 151 classes"):
+        translate(str(tmp_path / "bad"), run=str(release), out=str(tmp_path / "out"), device="cpu", quiet=True)
 
 
-def test_mmis_checkpoint_runs_as_the_official_test_in_train_mode(tmp_path):
+def test_mmis_checkpoint_runs_as_the_official_test_in_train_mode(tmp_path, torch_graph):
     """The official test.py skips model.eval() for MMIS (and photo2art): batch statistics of one image, one spectral-
     norm power iteration per forward. `convert --task mmis` records that mode; translate equals a train-mode forward
     of the official network on each image (the exported graph equals translate: test_translate_export)."""
@@ -273,18 +271,20 @@ def test_mmis_checkpoint_runs_as_the_official_test_in_train_mode(tmp_path):
     official = _trained(OfficialGenerator(), c, s.expand(2, -1, -1, -1), None, torch.randn(2, 3, 1, 2))
     torch.save(official.state_dict(), tmp_path / "latest_net_G.pth")
     release = convert(tmp_path / "latest_net_G.pth", tmp_path / "rel", task="mmis", size="128x256")
-    translator = Translator(load(release), torch.device("cpu"))
-    assert translator.arch["inference"] == "train"
-    noise = torch.from_numpy(np.stack([translator.noise(i, (128, 256)) for i in range(2)]))
+    assert load(release).arch["inference"] == "train"
+    pipe = torch_graph(release, images={"style": style})  # translate's feeds and graph
+    feeds = pipe.feeds(contents, [0, 1])
+    noise = torch.from_numpy(feeds["noise"])
     with torch.no_grad():
         expected = torch.cat([copy.deepcopy(official).train()(c[i:i + 1], s, None, noise[i:i + 1]) for i in range(2)])
         assert (expected - official(c, s.expand(2, -1, -1, -1), None, noise)).abs().max() > 1e-3  # eval mode differs
-        torch.testing.assert_close(translator.run(contents, style, [0, 1]), expected, atol=1e-5, rtol=1e-4)
+        eval_expected = official(c, s.expand(2, -1, -1, -1), None, noise)
+    torch.testing.assert_close(torch.from_numpy(pipe.session.run(feeds)["image"]), expected, atol=1e-5, rtol=1e-4)
     eval_release = convert(tmp_path / "latest_net_G.pth", tmp_path / "eval", task="mmis", size="128x256",
                            inference="eval")
-    with torch.no_grad():
-        torch.testing.assert_close(Translator(load(eval_release), torch.device("cpu")).run(contents, style, [0, 1]),
-                                   official(c, s.expand(2, -1, -1, -1), None, noise), atol=1e-5, rtol=1e-4)
+    eval_pipe = torch_graph(eval_release, images={"style": style})
+    torch.testing.assert_close(torch.from_numpy(eval_pipe.session.run(eval_pipe.feeds(contents, [0, 1]))["image"]),
+                               eval_expected, atol=1e-5, rtol=1e-4)
 
 
 class Payload:

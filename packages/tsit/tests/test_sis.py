@@ -17,10 +17,10 @@ from pixforge.export.metadata import TensorSpec, parse_metadata
 from pixforge.export.pipeline import Pipeline, label_classes, read_labels
 from pixforge.export.session import open_session
 from pixforge.tsit import data as tdata
-from pixforge.tsit.export import LabelGraph, export, input_names
+from pixforge.tsit.export import LabelGraph, export
 from pixforge.tsit.model import load
 from pixforge.tsit.train import train
-from pixforge.tsit.translate import Translator, translate
+from pixforge.tsit.translate import translate
 
 
 def palette_png(path, ids):
@@ -86,13 +86,13 @@ def test_edges_are_the_official_boundary_map():
 
 
 def test_dontcare_ids_and_errors(tmp_path, sis_data):
-    classes = tdata.read_labels(sis_data / "labels" / "x0.png", 4, 255)
+    classes = tdata.read_label_map(sis_data / "labels" / "x0.png", 4, 255)
     assert classes[:4, :4].max() == 4 and classes.max() == 4  # 255 -> the extra class K
     with pytest.raises(PixforgeError, match=r"x0\.png holds class id 255, outside --num-classes 4"):
-        tdata.read_labels(sis_data / "labels" / "x0.png", 4)  # without --dontcare, 255 is an error
+        tdata.read_label_map(sis_data / "labels" / "x0.png", 4)  # without --dontcare, 255 is an error
     write_image(tmp_path / "rgb.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(PixforgeError, match=r"rgb\.png is a RGB image"):
-        tdata.read_labels(tmp_path / "rgb.png", 4)
+        tdata.read_label_map(tmp_path / "rgb.png", 4)
 
 
 def _sis_run(tmp_path, sis_data, tiny, **kw):
@@ -115,15 +115,14 @@ def _meta(model):
 
 
 @pytest.mark.parametrize("vae", [False, True])
-def test_sis_translate_export_and_pixforge_run_agree(tmp_path, sis_data, sis_runs, vae):
+def test_sis_translate_export_and_pixforge_run_agree(tmp_path, sis_data, sis_runs, vae, torch_graph):
     run = sis_runs[vae]
     arch = load(run).arch
     assert arch["content_channels"] == 5 + vae and arch["dontcare"] == 255 and arch["instance"] == vae
     assert arch["start"] == ("vae" if vae else "content")
     model = export(run, tmp_path / "sis.onnx")  # verify_onnx inside: ids -> classes -> one-hot (+ edges) in the graph
     meta = _meta(model)
-    assert [s.name for s in meta.inputs] == input_names(arch) == (["content", "instances", "style"] if vae else
-                                                                  ["content"])
+    assert [s.name for s in meta.inputs] == (["content", "instances", "style"] if vae else ["content"])
     spec = meta.input("content")
     assert (spec.kind, spec.num_classes, spec.dontcare, spec.size) == ("labels", 4, 255, (32, 32) if vae else None)
     if vae:
@@ -131,21 +130,22 @@ def test_sis_translate_export_and_pixforge_run_agree(tmp_path, sis_data, sis_run
         assert (inst.kind, inst.num_classes, inst.paired, inst.size) == ("labels", None, True, (32, 32))
     style, instances = sis_data / "images" / "x1.png", sis_data / "all_instances"
     extra = {"images": {"style": str(style), "instances": str(instances)}} if vae else {}
-    # float outputs: pixforge-run's feeds through onnxruntime vs Translator.run in PyTorch (odd-sized label maps)
-    translator = Translator(load(run), torch.device("cpu"))
+    # float outputs: pixforge-run's feeds through onnxruntime vs through translate's graph in PyTorch (odd-sized
+    # label maps)
     ids = [read_labels(sis_data / "odd" / "a.png")] * 2
-    inst = [read_labels(instances / "a.png")] * 2 if vae else None
+    paired = {"instances": [read_labels(instances / "a.png")] * 2} if vae else None
     pipe = Pipeline(open_session(str(model), "cpu"), **extra)
-    got = pipe.session.run(pipe.feeds(ids, [0, 1], {"instances": inst} if vae else None))["image"]
-    expected = translator.run(ids, read_image(style) if vae else None, [0, 1], inst).numpy()
+    got = pipe.session.run(pipe.feeds(ids, [0, 1], paired))["image"]
+    torch_pipe = torch_graph(run, **extra)
+    expected = torch_pipe.session.run(torch_pipe.feeds(ids, [0, 1], paired))["image"]
     assert got.shape == expected.shape == ((2, 3, 32, 32) if vae else (2, 3, 24, 40))
     assert np.abs(got - expected).max() < 1e-3
     # pictures: every item, pixforge-run vs pixforge-tsit translate
     inputs = [str(sis_data / "labels"), str(sis_data / "odd")]
     Runtime().run(str(model), *inputs, out=str(tmp_path / "rt"), device="cpu",
                   input=f"style={style},instances={instances}" if vae else None)
-    translate(str(run), inputs, str(tmp_path / "tr"), style=str(style) if vae else None, quiet=True, device="cpu",
-              instances=str(instances) if vae else None)
+    translate(*inputs, run=str(run), out=str(tmp_path / "tr"), style=str(style) if vae else None, quiet=True,
+              device="cpu", instances=str(instances) if vae else None)
     for name, hw in (("x0.png", (32, 32)), ("x1.png", (32, 32)), ("a.png", (24, 40)), ("b.png", (17, 30))):
         a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
         assert a.shape == b.shape == (*hw, 3) and np.abs(a - b).max() <= 1, name
@@ -183,33 +183,35 @@ def test_fp16_export_keeps_label_and_instance_ids_exact(tmp_path, sis_data, sis_
     assert np.array_equal(semantics[0, 1], np.ones((32, 32))) and semantics[0, 5].sum() == 2 * 32  # columns 15, 16
 
 
-def test_vae_code_follows_the_style_image(sis_data, sis_runs):
-    translator = Translator(load(sis_runs[True]), torch.device("cpu"))
-    ids, inst = [read_labels(sis_data / "labels" / "x0.png")], [read_labels(sis_data / "instances" / "x0.png")]
-    a = translator.run(ids, read_image(sis_data / "images" / "x0.png"), [0], inst)
-    b = translator.run(ids, read_image(sis_data / "images" / "x1.png"), [0], inst)
-    assert (a - b).abs().max() > 0
+def test_vae_code_follows_the_style_image(sis_data, sis_runs, torch_graph):
+    ids, paired = [read_labels(sis_data / "labels" / "x0.png")], {"instances": [read_labels(sis_data / "instances" /
+                                                                                            "x0.png")]}
+    a, b = (torch_graph(sis_runs[True], images={"style": str(sis_data / "images" / name)}) for name in ("x0.png",
+                                                                                                        "x1.png"))
+    assert np.abs(a.session.run(a.feeds(ids, [0], paired))["image"]
+                  - b.session.run(b.feeds(ids, [0], paired))["image"]).max() > 0
 
 
-def test_random_code_export_gives_multimodal_output_as_translate(tmp_path, sis_data, sis_runs):
+def test_random_code_export_gives_multimodal_output_as_translate(tmp_path, sis_data, sis_runs, torch_graph):
     run, instances = sis_runs[True], sis_data / "all_instances"
     model = export(run, tmp_path / "random.onnx", code="random")  # verify_onnx inside: z -> image == PyTorch
     meta = _meta(model)
-    assert [s.name for s in meta.inputs] == input_names(load(run).arch, "random") == ["content", "instances", "z"]
+    assert [s.name for s in meta.inputs] == ["content", "instances", "z"]
     assert (meta.input("z").kind, meta.input("z").shape) == ("noise", ["N", 256])
-    # float outputs: pixforge-run draws z per item from (seed, index); Translator without a style image the same
-    translator = Translator(load(run), torch.device("cpu"), seed=5)
+    # float outputs: pixforge-run draws z per item from (seed, index); translate without a style image the same
     ids = [read_labels(sis_data / "labels" / "x0.png")] * 2
-    inst = [read_labels(instances / "x0.png")] * 2
+    paired = {"instances": [read_labels(instances / "x0.png")] * 2}
     pipe = Pipeline(open_session(str(model), "cpu"), seed=5, images={"instances": str(instances)})
-    got = pipe.session.run(pipe.feeds(ids, [0, 1], {"instances": inst}))["image"]
-    expected = translator.run(ids, None, [0, 1], inst).numpy()
+    got = pipe.session.run(pipe.feeds(ids, [0, 1], paired))["image"]
+    torch_pipe = torch_graph(run, code="random", seed=5, images={"instances": str(instances)})
+    expected = torch_pipe.session.run(torch_pipe.feeds(ids, [0, 1], paired))["image"]
     assert np.abs(got - expected).max() < 1e-3
     assert np.abs(got[0] - got[1]).max() > 0  # one label map, two items: two appearances
     # pictures: pixforge-run --seed 3 vs translate --seed 3 without --style
     inputs = [str(sis_data / "labels"), str(sis_data / "odd")]
     Runtime().run(str(model), *inputs, out=str(tmp_path / "rt"), device="cpu", seed=3, input=f"instances={instances}")
-    translate(str(run), inputs, str(tmp_path / "tr"), seed=3, instances=str(instances), quiet=True, device="cpu")
+    translate(*inputs, run=str(run), out=str(tmp_path / "tr"), seed=3, instances=str(instances), quiet=True,
+              device="cpu")
     for name in ("x0.png", "x1.png", "a.png", "b.png"):
         a, b = read_image(tmp_path / "rt" / name).astype(int), read_image(tmp_path / "tr" / name).astype(int)
         assert a.shape == b.shape and np.abs(a - b).max() <= 1, name
@@ -226,18 +228,17 @@ def test_instance_maps(tmp_path, sis_data, tiny):
     assert config["arch"]["instance"] and config["arch"]["content_channels"] == 4 + 1 + 1
     d = torch.load(run / "checkpoints" / "step-000000001.pt", weights_only=True)["models"]["D"]
     assert d["scales.0.blocks.0.0.weight"].shape[1] == 3 + 6  # D sees one-hot + don't care + edges + image
-    written = translate(str(run), [str(sis_data / "labels")], str(tmp_path / "tr"), instances=str(sis_data /
-                                                                                               "instances"),
-                        quiet=True, device="cpu")
-    assert [p.name for p in written] == ["x0.png", "x1.png"]
+    out = translate(str(sis_data / "labels"), run=str(run), out=str(tmp_path / "tr"),
+                    instances=str(sis_data / "instances"), quiet=True, device="cpu")
+    assert sorted(p.name for p in out.iterdir()) == ["x0.png", "x1.png"]
     with pytest.raises(PixforgeError, match="--instances DIR"):
-        translate(str(run), [str(sis_data / "labels")], str(tmp_path / "no"), quiet=True, device="cpu")
-    with pytest.raises(PixforgeError, match=r"a\.png has no instance map"):
-        translate(str(run), [str(sis_data / "labels"), str(sis_data / "odd")], str(tmp_path / "no"),
+        translate(str(sis_data / "labels"), run=str(run), out=str(tmp_path / "no"), quiet=True, device="cpu")
+    with pytest.raises(PixforgeError, match=r"a\.png has no 'instances' file .*instances/a\.\*"):
+        translate(str(sis_data / "labels"), str(sis_data / "odd"), run=str(run), out=str(tmp_path / "no"),
                   instances=str(sis_data / "instances"), quiet=True, device="cpu")
     (tmp_path / "small").mkdir()
     Image.fromarray(np.zeros((16, 32), np.uint16)).save(tmp_path / "small" / "x0.png")
-    with pytest.raises(PixforgeError, match=r"instance map .*small/x0\.png is not the size of its label map"):
-        translate(str(run), [str(sis_data / "labels" / "x0.png")], str(tmp_path / "no"),
+    with pytest.raises(PixforgeError, match=r"small/x0\.png is 32x16 but its item .*x0\.png is 32x32"):
+        translate(str(sis_data / "labels" / "x0.png"), run=str(run), out=str(tmp_path / "no"),
                   instances=str(tmp_path / "small"), quiet=True, device="cpu")
     assert not (tmp_path / "no").exists()

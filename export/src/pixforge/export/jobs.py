@@ -45,18 +45,23 @@ class Item:
 
 
 def plan(pipe: Pipeline, inputs: list[str], out: Path, *, count: int | None = None, shard: str | None = None,
-         tensor_format: str = "json", overwrite: bool = False, skip_existing: bool = False) -> list[Item]:
-    """The items to run, each with its output files; every check on the inputs and outputs happens here."""
-    items = _shard(_collect(pipe, inputs, count, out), shard)
+         tensor_format: str = "json", overwrite: bool = False, skip_existing: bool = False,
+         results: Path | None = None) -> list[Item]:
+    """The items to run, each with its output files; every check on the inputs and outputs happens here.
+
+    `results` (default `out`): the folder of earlier results, skipped when folders are searched for inputs (a
+    caller writing into subfolders of one results folder passes that folder)."""
+    items = _shard(_collect(pipe, inputs, count, out if results is None else results), shard)
     _validate(pipe, items)
     _assign_outputs(pipe, items, out, tensor_format)
     return _check_existing(items, overwrite, skip_existing)
 
 
-def execute(pipe: Pipeline, items: list[Item], batch: int) -> int:
-    """Run every item (stills of one network size batched together, then videos); returns the files written."""
+def execute(pipe: Pipeline, items: list[Item], batch: int, *, desc: str = PROG, quiet: bool = False) -> int:
+    """Run every item (stills of one network size batched together, then videos); returns the files written.
+    A progress bar named `desc` goes to stderr (every 10 s when it is not a terminal) unless `quiet`."""
     total = sum((it.frames or 1) if it.video else 1 for it in items)
-    with tqdm(total=total, unit="item", desc=PROG, file=sys.stderr,
+    with tqdm(total=total, unit="item", desc=desc, file=sys.stderr, disable=quiet,
               delay=2, mininterval=0.1 if sys.stderr.isatty() else 10) as bar:
         def size_of(item: Item) -> tuple[int, int]:  # stills of one network size batch together
             return pipe.network_size(item.hw) if pipe.primary else (0, 0)
@@ -110,7 +115,7 @@ def _collect(pipe: Pipeline, inputs: list[str], count: int | None, out: Path) ->
     if count is not None:
         raise PixforgeError("--count is for models without image inputs; this model takes images: give INPUTS")
     if not inputs:
-        raise PixforgeError("no inputs: give image files, folders or videos after the model")
+        raise PixforgeError("no inputs: give image files, folders or videos")
     pairs = media_files(inputs, out)
     items = [Item(k, f, stem, video=is_video_path(f)) for k, (f, stem) in enumerate(pairs)]
     return items

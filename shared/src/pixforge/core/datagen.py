@@ -404,7 +404,8 @@ class DatasetVerbs:
         batch = whole_number("--batch", batch if batch is not None else
                              (1 if str(device).startswith("cpu") else self.gpu_batch))
         synth = self._model(model, batch, options)
-        summary = generate(synth, out or self.default_out, n=n, size=size or self.default_size, seed=seed,
+        summary = generate(synth, out or self.default_out, n=n, size=self.default_size if size is None else size,
+                           seed=seed,
                            shard=shard, workers=workers, device=device, fmt=format, per_shard=per_shard,
                            encoding=encoding, quality=quality, overwrite=overwrite, package=self.package,
                            version=version(self.package), show_progress=not quiet)

@@ -61,16 +61,16 @@ class Geometry:
         th, tw = self.size
         h, w = image.shape[:2]
         if self.preprocess == "fixed":
-            out = resize(image, (th, tw), resample)
+            out = pil_resize(image, (th, tw), resample)
         else:
             load = self.load_size
             if self.preprocess == "resize_and_crop":
-                image = resize(image, (load, load), resample)
+                image = pil_resize(image, (load, load), resample)
             elif self.preprocess == "scale_width_and_crop":
-                image = resize(image, (load * h // w, load), resample)
+                image = pil_resize(image, (load * h // w, load), resample)
             elif self.preprocess == "scale_shortside_and_crop":
                 long = int(load * max(h, w) / min(h, w))
-                image = resize(image, (long, load) if w <= h else (load, long), resample)
+                image = pil_resize(image, (long, load) if w <= h else (load, long), resample)
             out = crop(image, int(self.top * (max(0, image.shape[0] - th) + 1)),
                        int(self.left * (max(0, image.shape[1] - tw) + 1)), (th, tw))
         return np.ascontiguousarray(out[:, ::-1] if self.flip else out)
@@ -92,7 +92,8 @@ def check_preprocess(preprocess: str, load_size: int | None, size: tuple[int, in
         raise PixforgeError(f"--load-size {load_size} is smaller than the {size[0]}x{size[1]} crop (--size)")
 
 
-def resize(image: np.ndarray, hw: tuple[int, int], resample: int) -> np.ndarray:
+def pil_resize(image: np.ndarray, hw: tuple[int, int], resample: int) -> np.ndarray:
+    """H x W x C pixels or ids resized to `hw` with PIL's filter `resample` (a one-channel array keeps its axis)."""
     if image.shape[:2] == tuple(hw):
         return image
     squeeze = image.ndim == 3 and image.shape[2] == 1
@@ -144,7 +145,7 @@ class UnpairedData(torch.utils.data.Dataset):
         return {"content": self._image(content, rng), "style": self._image(style, rng)}
 
 
-def read_labels(path: Path, num_classes: int, dontcare: int | None = None) -> np.ndarray:
+def read_label_map(path: Path, num_classes: int, dontcare: int | None = None) -> np.ndarray:
     """A label map as uint8 H x W x 1 class indices (0..num_classes, the last for `dontcare`); a colour image or an
     id outside the classes is a PixforgeError naming the file."""
     classes = label_classes(read_label_ids(path), num_classes, dontcare)
@@ -215,7 +216,7 @@ class PairedData(torch.utils.data.Dataset):
         k = int(rng.integers(len(self.pairs)))
         label_path, image_path = self.pairs[k]
         geo = Geometry.draw(rng, self.size, self.preprocess, self.load_size, self.hflip)
-        labels = geo.apply(read_labels(label_path, self.num_classes, self.dontcare), Image.Resampling.NEAREST)
+        labels = geo.apply(read_label_map(label_path, self.num_classes, self.dontcare), Image.Resampling.NEAREST)
         image = geo.apply(read_image(image_path), Image.Resampling.BICUBIC)
         item = {"content": torch.from_numpy(labels[..., 0].astype(np.int64)), "style": image_to_tensor(image)}
         if self.instances is not None:

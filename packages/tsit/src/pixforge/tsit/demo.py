@@ -22,7 +22,9 @@ def _write_set(folder: Path, names: tuple[str, ...]) -> None:
 
 
 def demo(out: str = "tsit-demo", steps: int = 150, overwrite: bool = False) -> str:
-    """Everything under OUT: data/, run/ (samples, metrics, weights), translated/, model.onnx, onnx-run/."""
+    """A few-minute CPU run on scikit-image's photos (content) and textures (style): train a small TSIT, translate,
+    export and run the ONNX model with pixforge-run; everything under OUT: data/, run/ (samples, metrics, weights),
+    translated/, model.onnx, onnx-run/."""
     from pixforge.export.cli import Runtime
     from pixforge.tsit.export import export
     from pixforge.tsit.train import train
@@ -36,7 +38,7 @@ def demo(out: str = "tsit-demo", steps: int = 150, overwrite: bool = False) -> s
                 steps=steps, ngf=NGF, levels=LEVELS, ndf=16, sample_every=max(1, steps // 3),
                 ckpt_every=max(1, steps // 3), device="cpu", overwrite=overwrite, quiet=True)
     style_image = style / f"{STYLE[0]}.png"
-    translate(str(run), [str(content)], str(root / "translated"), style=str(style_image), quiet=True,
+    translate(str(content), run=str(run), out=str(root / "translated"), style=str(style_image), quiet=True,
               overwrite=overwrite, device="cpu")
     model = export(run, root / "model.onnx", overwrite=overwrite)
     Runtime().run(str(model), str(content), out=str(root / "onnx-run"), input=f"style={style_image}", device="cpu",

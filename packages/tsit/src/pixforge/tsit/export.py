@@ -29,6 +29,7 @@ InstanceNormalization) and each spectral norm one power-iteration step on from i
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,19 +37,12 @@ import torch
 from torch import nn
 
 from pixforge.export.errors import PixforgeError
+from pixforge.export.metadata import ModelMeta, TensorSpec
 from pixforge.tsit.data import edges
-from pixforge.tsit.model import check_alpha, load
+from pixforge.tsit.model import Trained, check_alpha, load
 from pixforge.tsit.nets import ConvEncoder, TSITGenerator, for_inference
 
 CODES = ("style", "random")
-
-
-def input_names(arch: dict, code: str = "style") -> list[str]:
-    """The exported graph's inputs in order (pixforge-run seeds item i's noise with [seed, i, input position])."""
-    if arch["task"] != "sis":
-        return ["content", "style", "noise", "alpha"]
-    names = ["content"] + (["instances"] if arch.get("instance") else [])
-    return names + ([("style" if code == "style" else "z")] if arch["start"] == "vae" else [])
 
 
 class StyleGraph(nn.Module):
@@ -92,28 +86,30 @@ class LabelGraph(nn.Module):
         return self.generator(semantics, None, code)
 
 
-def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = False, check: bool = True,
-           overwrite: bool = False, code: str = "style", quiet: bool = False) -> Path:
-    """Export RUN's generator to OUT (.onnx) with pixforge metadata, then check it against PyTorch; `code` (VAE
-    models): the appearance from a `style` image input, or `random` from a noise input z. Each of the two long
-    steps announces itself on stderr unless `quiet`."""
-    from pixforge.core.onnx import export_onnx, verify_onnx
-    from pixforge.export.metadata import TensorSpec
+@dataclass
+class Graph:
+    """A trained model as its exported graph: the module, the pixforge metadata that tells the runtime how to feed
+    it, and what `torch.export` needs (example inputs, dynamic shapes) and `verify_onnx` checks (inputs)."""
+
+    module: nn.Module
+    meta: ModelMeta
+    example: tuple
+    dynamic: tuple
+    checks: list
+
+
+def graph(trained: Trained, code: str = "style", alpha: float = 1.0) -> Graph:
+    """The exported graph of `trained` (its networks made ready for inference in place: `for_inference` in the
+    model's recorded mode); `code` (VAE models): the appearance from a `style` image input, or `random` from a
+    noise input z; `alpha`: the default of the FAdaIN strength input."""
     from pixforge.tsit import __version__
 
-    out = Path(out)
-    if out.suffix != ".onnx":
-        raise PixforgeError(f"--out {out} must end in .onnx")
-    if out.is_dir():
-        raise PixforgeError(f"--out {out} is a folder: give the .onnx file to write")
-    if out.exists() and not overwrite:
-        raise PixforgeError(f"{out} already exists: pass --overwrite to replace it")
     alpha = check_alpha(alpha)
     if code not in CODES:
         raise PixforgeError(f"--code must be one of {', '.join(CODES)}, got {code!r}")
-    trained = load(run)
     if code != "style" and trained.arch["start"] != "vae":
-        raise PixforgeError(f"--code {code} is for semantic-synthesis models with a VAE encoder; {run} has none")
+        raise PixforgeError(f"--code {code} is for semantic-synthesis models with a VAE encoder; {trained.source} "
+                            "has none")
     arch, stride = trained.arch, trained.arch["stride"]
     generator = for_inference(trained.generator, arch["inference"])
     encoder = for_inference(trained.encoder, arch["inference"]) if trained.encoder is not None else None
@@ -121,7 +117,6 @@ def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = Fa
     batch = torch.export.Dim("batch", min=1)
     h, w = torch.export.Dim("h", min=1), torch.export.Dim("w", min=1)
     size = tuple(arch["size"])
-    extra = {"arch": arch, "source": str(trained.source)}
     if arch["task"] != "sis":
         module = StyleGraph(generator)
         ex_h, ex_w = 2 * stride, 3 * stride
@@ -168,17 +163,52 @@ def export(run: str | Path, out: str | Path, alpha: float = 1.0, fp16: bool = Fa
             checks.append(torch.randn(1, arch["z_dim"]))
         example = tuple(example)  # forward(content, *extra): torch.export nests the extra inputs' shapes
         dynamic = (dynamic[0], tuple(dynamic[1:])) if len(dynamic) > 1 else tuple(dynamic)
+    task = "style-transfer" if arch["task"] != "sis" else "semantic-synthesis"
+    meta = ModelMeta("pixforge-tsit", __version__, task, specs, [TensorSpec("image", **image)],
+                     {"arch": arch, "source": str(trained.source)})
+    return Graph(module.eval(), meta, example, dynamic, checks)
+
+
+def session(trained: Trained, device: torch.device, code: str = "style", alpha: float = 1.0):
+    """`trained`'s exported graph run by torch on `device`, as `pixforge-run` runs the ONNX file (a `TorchSession`
+    for `pixforge.export.pipeline.Pipeline` and `pixforge.export.jobs`): translate's code path."""
+    from pixforge.core.session import TorchSession
+
+    g = graph(trained, code, alpha)
+    return TorchSession(g.module.to(device), g.meta, trained.source, device)
+
+
+def export(run: str | Path, out: str | Path = "model.onnx", alpha: float = 1.0, fp16: bool = False,
+           overwrite: bool = False, code: str = "style", check: bool = True, quiet: bool = False) -> Path:
+    """Export the generator of --run to an ONNX file (inputs content, style, noise, alpha; dynamic batch and
+    spatial sizes; pixforge metadata) and check it against PyTorch (--nocheck: skip). Run it with
+    `pixforge-run run OUT CONTENT --input style=STYLE --out DIR`. Semantic synthesis: content is a label map,
+    plus `--input instances=DIR` (each label map's instance map, same name) for a model trained with them; a VAE
+    model takes the style image (--code style) or, with --code random, a noise input z that pixforge-run draws
+    from --seed per item (multi-modal output, as translate without --style). The export and the check each print
+    a line on stderr when they start (--quiet: none)."""
+    from pixforge.core.onnx import export_onnx, verify_onnx
+
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise PixforgeError(f"--out {out} must end in .onnx")
+    if out.is_dir():
+        raise PixforgeError(f"--out {out} is a folder: give the .onnx file to write")
+    if out.exists() and not overwrite:
+        raise PixforgeError(f"{out} already exists: pass --overwrite to replace it")
+    trained = load(run)
+    g = graph(trained, code, alpha)
+    meta = g.meta
     _note(f"exporting {trained.source} to {out} (torch.export; up to a minute or two at the official size)", quiet)
-    path = export_onnx(module, example, out, input_names=[s.name for s in specs], output_names=["image"],
-                       inputs=specs, outputs=[TensorSpec("image", **image)], package="pixforge-tsit",
-                       version=__version__, task="style-transfer" if arch["task"] != "sis" else "semantic-synthesis",
-                       extra=extra, dynamic_shapes=dynamic, fp16=fp16)
+    path = export_onnx(g.module, g.example, out, input_names=[s.name for s in meta.inputs], output_names=["image"],
+                       inputs=meta.inputs, outputs=meta.outputs, package=meta.package, version=meta.version,
+                       task=meta.task, extra=meta.extra, dynamic_shapes=g.dynamic, fp16=fp16)
     if check:
         _note(f"checking {path} against PyTorch with onnxruntime", quiet)
         tolerance = 5e-2 if fp16 else 1e-3
-        verify_onnx(path, module.half() if fp16 else module,
-                    [c.half() if fp16 and spec.kind != "labels" else c for c, spec in zip(checks, specs, strict=True)],
-                    atol=tolerance, rtol=tolerance)
+        verify_onnx(path, g.module.half() if fp16 else g.module,
+                    [c.half() if fp16 and spec.kind != "labels" else c
+                     for c, spec in zip(g.checks, meta.inputs, strict=True)], atol=tolerance, rtol=tolerance)
     return path
 
 

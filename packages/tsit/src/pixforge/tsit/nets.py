@@ -117,6 +117,60 @@ class FADEBlock(nn.Module):
         return shortcut + dx
 
 
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics span every process of the default torch.distributed group, on any
+    backend and device (torch's SyncBatchNorm takes GPU tensors only): each process normalises with the mean and
+    variance of the global batch, as one process on that batch would. The statistics are all-reduced with an
+    all-reduce in the backward pass too, so DDP's averaged gradients equal the one-process gradients. Outside a
+    process group, and in eval mode, it is BatchNorm2d."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return super().forward(x)
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))  # statistics in float32 at least (under AMP too)
+        count = torch.tensor(float(x.numel() // x.shape[1]), dtype=xf.dtype, device=x.device)
+        torch.distributed.all_reduce(count)
+        mean = _AllReduceSum.apply(xf.sum((0, 2, 3))) / count
+        centered = xf - mean[:, None, None]
+        var = _AllReduceSum.apply(centered.square().sum((0, 2, 3))) / count
+        out = centered * torch.rsqrt(var + self.eps)[:, None, None]
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var * count / (count - 1), self.momentum)
+                self.num_batches_tracked.add_(1)
+        if self.affine:
+            out = out * self.weight[:, None, None] + self.bias[:, None, None]
+        return out.to(x.dtype)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the processes; the gradient is summed likewise (each process's loss depends on every input)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        torch.distributed.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
+def sync_batch_norm(module: nn.Module) -> nn.Module:
+    """FADE's batch norms as `SyncBatchNorm2d` (same state), in place: under torchrun the official SyncBN."""
+    for m in module.modules():
+        if isinstance(m, FADE):
+            norm = m.param_free_norm
+            synced = SyncBatchNorm2d(norm.num_features, norm.eps, norm.momentum, affine=False).to(norm.running_mean)
+            synced.load_state_dict(norm.state_dict())
+            m.param_free_norm = synced
+    return module
+
+
 def _mean_std(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample, per-channel mean and sqrt(unbiased variance + eps) over the spatial dims."""
     flat = x.flatten(2)
@@ -220,11 +274,6 @@ class ConvEncoder(nn.Module):
         return self.fc_mu(x), self.fc_var(x)
 
 
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)), summed over the batch and code (the official KLDLoss)."""
-    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-
-
 def init_weights(module: nn.Module, gain: float = 0.02) -> nn.Module:
     """Xavier-normal (gain 0.02) conv / linear weights and zero biases, as the official code initialises."""
     for m in module.modules():
@@ -271,7 +320,3 @@ def _official_power_step(weight: parametrize.ParametrizationList) -> None:
     v = F.normalize(torch.mv(matrix.t(), norm._u), dim=0, eps=norm.eps)
     norm._u.copy_(F.normalize(torch.mv(matrix, v), dim=0, eps=norm.eps))
     norm._v.copy_(v)
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

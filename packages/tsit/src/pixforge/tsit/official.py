@@ -127,12 +127,24 @@ def _load(module: torch.nn.Module, state: dict, rename, source: Path) -> None:
     module.load_state_dict(mapped)
 
 
-def convert(weights: str | Path, out: str | Path, *, encoder: str | Path | None = None, task: str | None = None,
-            size=256, num_classes: int | None = None, dontcare: int | None = None, instance: bool = False,
-            enc_size: int = 256, inference: str | None = None, overwrite: bool = False) -> Path:
-    """Official latest_net_G.pth (+ latest_net_E.pth for a VAE model) -> a pixforge-tsit release folder OUT."""
+def convert(weights: str | Path, out: str | Path | None = None, encoder: str | Path | None = None,
+            task: str | None = None, size=256, num_classes: int | None = None, dontcare: int | None = None,
+            instance: bool = False, enc_size: int = 256, inference: str | None = None,
+            overwrite: bool = False) -> Path:
+    """Turn an official TSIT generator (EndlessSora/TSIT latest_net_G.pth; + --encoder latest_net_E.pth for a VAE
+    model) into a release folder OUT that translate and export take as --run. The width and the kind of start
+    come from the weights; --task (ast/mmis; sis when it has no style stream), --size HxW (the training size,
+    which a VAE model's start map fixes) and, for semantic synthesis, the labels as the official loader feeds
+    them: --num-classes (label_nc), --dontcare 255 (contain_dontcare_label: id 255 -> the extra channel),
+    --instance (instance maps used); ADE20K: --num-classes 151 and no --dontcare (its official postprocess has
+    no effect, so id k is channel k for 0..150). --inference train runs the model as the official test.py runs
+    multi-modal (the default for --task mmis) and photo2art models, without model.eval(): each image normalised
+    by its own statistics, spectral norms one power-iteration step on; eval (the default otherwise) uses the
+    running statistics."""
     from pixforge.core.cli import output_dir
 
+    if out is None:
+        raise PixforgeError("--out is required: the release folder to write")
     weights = Path(weights)
     state = read_state(weights, "generator weights")
     arch = official_arch(state, weights, task=task, size=size, num_classes=num_classes, dontcare=dontcare,

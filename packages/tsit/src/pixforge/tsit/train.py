@@ -1,12 +1,18 @@
 """TSIT training: generator (two streams + FADE/FAdaIN decoder) against a multi-scale PatchGAN, as the official code.
 
+    train(...)          the launcher and CLI verb: every option checked, per-task defaults, the dataset; then
+    training_loop(...)  one loop under the phase headings of `pixforge.core.toy` (the template);
+    TSITLoss            the forward passes and loss terms of the "G" and "D" phases.
+
 Per step (batch per process; under torchrun the global batch is batch x world size):
   G step: fake = G(content, style, noise); L_G = hinge_G(D(fake)) + lambda_feat * FM(D(fake), D(real))
-          + lambda_vgg * VGG(fake, target) [+ KL * lambda_kld with the VAE], target = content for style transfer,
+          + lambda_vgg * VGG(fake, target) [+ lambda_kld * KL with the VAE], target = content for style transfer,
           the real image for semantic synthesis; D sees (label, image) pairs there.
   D step: a fresh fake (no grad); L_D = hinge(D(real)) + hinge(D(fake)).
 Adam(0, 0.9), TTUR lr G 1e-4 / D 4e-4, optional linear decay to 0 over the last `decay_steps` steps.
-Data, noise and VAE samples are functions of (seed, step, rank): `--resume` continues bit-exactly.
+Data and noise are functions of (seed, global sample index) (`pixforge.core.steps`) and FADE's batch norm spans every
+process under torchrun, so `--resume` continues exactly and N processes on --batch B train what one process trains
+on N * B.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,57 +29,23 @@ from pixforge.core import distributed
 from pixforge.core.checkpoint import Checkpoints, load_checkpoint, save_release
 from pixforge.core.io import save_grid
 from pixforge.core.loop import EMA, GracefulStop, MetricLogger, progress
-from pixforge.core.losses import VGGPerceptualLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss
+from pixforge.core.losses import VGGPerceptualLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss, kl_divergence
 from pixforge.core.nets.patchgan import MultiScaleDiscriminator
 from pixforge.core.rundir import RunDir
 from pixforge.core.runtime import autocast, autocast_dtype, configure, grad_scaler, resolve_device, seed_everything
+from pixforge.core.steps import StepSampler, linear_decay_lr, sample_noise, set_lr
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import parse_size
 from pixforge.tsit import data as tdata
 from pixforge.tsit.model import TASKS, build_encoder, build_generator, check_enc_size, classes, make_arch
-from pixforge.tsit.nets import init_weights, kl_divergence
+from pixforge.tsit.nets import init_weights, sync_batch_norm
 
 # (lambda_vgg, lambda_feat) of the official train scripts: summer2winter / mmis 1, 1 (day2night 2, 1; photo2art 1, 2);
 # Cityscapes / ADE20K 20, 10 with the VAE (lambda_kld 0.05)
 TASK_WEIGHTS = {"ast": (1.0, 1.0), "mmis": (1.0, 1.0), "sis": (20.0, 10.0)}
 SAMPLES = 4
-
-
-def check_size(size: tuple[int, int], levels: int, what: str = "--size") -> None:
-    stride = 2 ** (levels - 1)
-    if size[0] % stride or size[1] % stride:
-        raise PixforgeError(f"{what} {size[0]}x{size[1]} is not divisible by the network's stride {stride} "
-                            f"(--levels {levels}): use a multiple of {stride} or fewer levels")
-    if (size[0] // stride) * (size[1] // stride) < 2:
-        raise PixforgeError(f"{what} {size[0]}x{size[1]} leaves a 1x1 map at the deepest level (stride {stride}), "
-                            "where FAdaIN's variance is undefined: use a larger size or fewer levels")
-
-
-class StepBatches(torch.utils.data.Sampler):
-    """The global sample indices of each step from `start` on: rank r of w takes [(step*w + r)*batch, +batch)."""
-
-    def __init__(self, start: int, steps: int, batch: int, rank: int, world: int):
-        self.start, self.steps, self.batch, self.rank, self.world = start, steps, batch, rank, world
-
-    def __len__(self) -> int:
-        return max(0, self.steps - self.start)
-
-    def __iter__(self):
-        for step in range(self.start, self.steps):
-            first = (step * self.world + self.rank) * self.batch
-            yield list(range(first, first + self.batch))
-
-
-def draw(shape: tuple[int, ...], seed: int, step: int, rank: int, salt: int, device: torch.device) -> torch.Tensor:
-    """Standard normal noise that depends only on (seed, step, rank, salt)."""
-    g = torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1009 + rank) * 31 + salt)
-    return torch.randn(shape, generator=g).to(device)
-
-
-def palette(num_classes: int) -> torch.Tensor:
-    """A fixed colour per class (for label maps in sample grids), values in [-1, 1]."""
-    colors = np.random.default_rng(0).integers(0, 256, (max(num_classes, 1), 3))
-    return torch.from_numpy(colors).float() / 127.5 - 1
+# one noise stream per draw: `sample_noise(..., salt)`
+G_NOISE, D_NOISE, SAMPLE_NOISE, FID_NOISE = 0, 1, 2, 3
 
 
 def train(out: str, task: str = "ast", content: str | None = None, style: str | None = None, size=256,
@@ -87,8 +60,31 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
           sample_every: int = 500, keep_last: int = 3, fid_every: int = 0, fid_images: int = 500,
           inception_weights: str | None = None, device: str = "auto", amp: bool | str = False,
           threads: int | None = None, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
-    """Train TSIT; returns the run directory (see the module docstring and `pixforge-tsit train --help`)."""
+    """Train TSIT into the run directory OUT (config.json, checkpoints/, samples/, metrics.jsonl, log.txt);
+    multi-GPU with `torchrun --nproc-per-node G -m pixforge.tsit.cli train ...` (--batch is per process).
+
+    Tasks: ast = arbitrary style transfer (--content and --style: unpaired image folders); mmis = multi-modal
+    synthesis (--style holds one subfolder per condition); sis = semantic synthesis (--content: label-map PNGs
+    of class ids, --style: the matching images by relative name, --num-classes K; VAE encoder on by default;
+    --dontcare 255 adds the "don't care" class for that id (official contain_dontcare_label; ADE20K as the
+    official code feeds it: --num-classes 151, id 0 "unknown" a class of its own; or --num-classes 150
+    --dontcare 0, the SPADE intent: 0 -> the don't-care class, ids above 0 down by one); --instances DIR adds
+    the instance maps' boundary channel (official default for Cityscapes, whose *_instanceIds.png go there,
+    renamed to the label maps' names)).
+    Network: --ngf 64 and --levels 8 are the official model (~398M parameters, stride 128: sizes must be
+    multiples of 2^(levels-1)); --num-d 2 scales of --n-layers-d 3 (4 for sis) PatchGANs.
+    Losses: hinge GAN + --lambda-feat feature matching + --lambda-vgg VGG19 perceptual (defaults per task as the
+    official scripts: ast/mmis 1/1, sis 20/10, + --lambda-kld 0.05 with the VAE, the KL summed over the global
+    batch); --vgg-weights PATH|URL is torchvision's vgg19 file (without it the perceptual term is off, with a
+    warning).
+    Optimiser: Adam(--beta1 0, --beta2 0.9), --lr-g 1e-4 / --lr-d 4e-4, --decay-steps N = linear decay to 0 over
+    the last N steps. Length: --steps N or --kimg K (thousands of images). --size 256 or HxW (the crop);
+    --preprocess fixed (resize to --size; Cityscapes, style transfer), resize_and_crop (--load-size square, then a
+    random crop; ADE20K 286), crop, scale_width_and_crop or scale_shortside_and_crop (to --load-size); --amp
+    (bf16/fp16 on GPU); --ema 0.999 keeps an EMA generator; --fid-every N with --inception-weights logs FID
+    against the style images. --resume continues."""
     config = {k: v for k, v in locals().items() if k not in ("out", "resume", "overwrite", "quiet", "threads")}
+    # Check options and data (before the run directory exists).
     _check_numbers({**config, "threads": threads})
     if Path(out).exists() and not Path(out).is_dir():
         raise PixforgeError(f"--out {out} exists and is not a folder (a run directory)")
@@ -100,151 +96,219 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
     check_size(size, levels)
     if (steps is None) == (kimg is None):
         raise PixforgeError("give exactly one of --steps or --kimg (the training length)")
-    if threads:
-        torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    configure(dev)
-    dist = distributed.setup(dev)
-    steps = steps if steps is not None else math.ceil(kimg * 1000 / (batch * dist.world_size))
     sis = task == "sis"
     vae = sis if vae is None else bool(vae)
     if vae and not sis:
         raise PixforgeError("--vae is for semantic synthesis (--task sis) only")
     if vae:
         check_enc_size(enc_size)
-    default_vgg, default_feat = TASK_WEIGHTS[task]
-    lambda_vgg = default_vgg if lambda_vgg is None else lambda_vgg
-    lambda_feat = default_feat if lambda_feat is None else lambda_feat
     if not sis and (dontcare is not None or instances is not None):
         raise PixforgeError("--dontcare and --instances are for semantic synthesis (--task sis) only")
+    if fid_every > 0 and inception_weights is None:
+        raise PixforgeError("--fid-every needs --inception-weights (the public pt_inception-2015-12-05 file)")
     dataset, conditions = _dataset(task, content, style, size, num_classes, seed, preprocess, load_size, hflip,
                                    dontcare, instances)
+    # Resolve defaults.
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    world = distributed.setup(dev).world_size
+    default_vgg, default_feat = TASK_WEIGHTS[task]
     arch = make_arch(task, ngf=ngf, levels=levels, size=size, num_classes=num_classes, dontcare=dontcare,
                      instance=instances is not None, vae=vae, z_dim=z_dim, enc_size=enc_size, conditions=conditions)
-    n_classes = classes(arch) if sis else None
-    config.update(size=list(size), steps=steps, vae=vae, lambda_vgg=lambda_vgg, lambda_feat=lambda_feat, arch=arch)
-    perceptual = VGGPerceptualLoss(vgg_weights, imagenet_norm=vgg_imagenet_norm).to(dev) if lambda_vgg > 0 else None
-    fid = _fid_metric(inception_weights, style, dev) if fid_every > 0 else None
+    config.update(size=list(size), steps=steps if steps is not None else math.ceil(kimg * 1000 / (batch * world)),
+                  vae=vae, lambda_vgg=default_vgg if lambda_vgg is None else lambda_vgg,
+                  lambda_feat=default_feat if lambda_feat is None else lambda_feat, arch=arch)
+    return training_loop(RunDir(out), config, dataset, dev, resume=resume, overwrite=overwrite, quiet=quiet)
 
-    amp_dtype = autocast_dtype(dev, amp)
-    run = RunDir(out)
-    ckpts = Checkpoints(run.checkpoints, keep_last=keep_last)
+
+class TSITLoss:
+    """TSIT's forward passes and loss terms, per phase: "G" (hinge, feature matching, perceptual, KL) and "D" (hinge
+    on real and fresh fake). `G`, `D`, `E` are the (DDP-wrapped) networks; the G phase runs D outside DDP (frozen by
+    the loop: gradients reach G through the fake images), the D phase generates without DDP and without gradients.
+    Noise and VAE samples are drawn per global sample index (`indices`), one salt per draw."""
+
+    def __init__(self, G, D, E, perceptual, config: dict[str, Any], world: int, amp_dtype, scaler):
+        self.G, self.D, self.E, self.perceptual = G, D, E, perceptual
+        self.sis = config["task"] == "sis"
+        self.lambda_vgg, self.lambda_feat = config["lambda_vgg"], config["lambda_feat"]
+        # the KL is a sum over the global batch: each process sums its share, world x that under DDP's gradient mean
+        self.lambda_kld = config["lambda_kld"] * world
+        self.seed, self.amp_dtype, self.scaler = config["seed"], amp_dtype, scaler
+
+    def generate(self, G, E, content, real, indices, salt: int):
+        """(fake, mu, logvar): G's output with noise (or the VAE code mu + sigma * noise) of sample `indices`."""
+        mu = logvar = None
+        if E is not None:
+            mu, logvar = E(real)
+            code = mu + sample_noise(mu.shape[1:], indices, self.seed, salt, mu.device) * torch.exp(0.5 * logvar)
+        else:
+            code = sample_noise(distributed.unwrap(G).noise_shape(1, *content.shape[-2:])[1:], indices, self.seed,
+                                salt, content.device)
+        return G(content, None if self.sis else real, code), mu, logvar
+
+    def discriminate(self, D, content, fake, real):
+        """D's outputs on the fakes and on the reals (one batch; semantic synthesis: label maps beside the images)."""
+        pair = torch.cat([fake, real]) if not self.sis else torch.cat([torch.cat([content, fake], 1),
+                                                                       torch.cat([content, real], 1)])
+        outs = D(pair)
+        return [[t[: len(fake)] for t in o] for o in outs], [[t[len(fake):] for t in o] for o in outs]
+
+    def accumulate_gradients(self, phase: str, content, real, indices) -> dict[str, torch.Tensor]:
+        """Forward, loss and (scaled) backward of `phase`; returns its loss terms, detached, for the log."""
+        dev = content.device
+        if phase == "G":
+            with autocast(dev, self.amp_dtype):
+                fake, mu, logvar = self.generate(self.G, self.E, content, real, indices, G_NOISE)
+                pred_fake, pred_real = self.discriminate(distributed.unwrap(self.D), content, fake, real)
+                terms = {"g_gan": hinge_g_loss(pred_fake),
+                         "g_feat": feature_matching_loss(pred_fake, pred_real) * self.lambda_feat,
+                         "g_vgg": (self.perceptual(fake, real if self.sis else content) * self.lambda_vgg
+                                   if self.perceptual is not None else torch.zeros((), device=dev))}
+                if mu is not None:
+                    terms["g_kld"] = kl_divergence(mu.float(), logvar.float(), "sum") * self.lambda_kld
+            self.scaler.scale(sum(terms.values())).backward()
+        else:
+            assert phase == "D", phase
+            with torch.no_grad(), autocast(dev, self.amp_dtype):
+                E = distributed.unwrap(self.E) if self.E is not None else None
+                fake = self.generate(distributed.unwrap(self.G), E, content, real, indices, D_NOISE)[0]
+            with autocast(dev, self.amp_dtype):
+                pred_fake, pred_real = self.discriminate(self.D, content, fake, real)
+                d_real, d_fake = hinge_d_loss(pred_real, pred_fake)
+            self.scaler.scale(d_real + d_fake).backward()
+            terms = {"d_real": d_real, "d_fake": d_fake}
+        return {k: v.detach() for k, v in terms.items()}
+
+
+def training_loop(run: RunDir, config: dict[str, Any], dataset: torch.utils.data.Dataset, dev: torch.device, *,
+                  resume: bool, overwrite: bool, quiet: bool) -> Path:
+    """The loop of `train`: `config` holds its resolved options; returns the run directory."""
+    # Initialize.
+    configure(dev)
+    dist = distributed.setup(dev)
+    steps, seed, arch = config["steps"], config["seed"], config["arch"]
+    sis = config["task"] == "sis"
+    n_classes = classes(arch) if sis else None
     seed_everything(seed)
+
+    # Construct networks.
     G, E = init_weights(build_generator(arch)).to(dev), build_encoder(arch)
     E = init_weights(E).to(dev) if E is not None else None
     d_in = 3 + (arch["content_channels"] if sis else 0)  # D sees (label maps [+ edges], image) for sis
-    D = init_weights(MultiScaleDiscriminator(d_in, num_d, ndf, n_layers_d or (4 if sis else 3))).to(dev)
-    if dist.enabled and dev.type == "cuda":
-        G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)  # FADE's batch norm spans all GPUs, as SyncBN upstream
-    G_ema = EMA(G, ema) if ema > 0 else None
+    D = init_weights(MultiScaleDiscriminator(d_in, config["num_d"], config["ndf"],
+                                             config["n_layers_d"] or (4 if sis else 3))).to(dev)
+    if dist.enabled:
+        sync_batch_norm(G)  # FADE's batch norm over the global batch, as SyncBN upstream
+    G_ema = EMA(G, config["ema"]) if config["ema"] > 0 else None
     g_params = list(G.parameters()) + (list(E.parameters()) if E is not None else [])
-    opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=(beta1, beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(beta1, beta2))
+    opt_g = torch.optim.Adam(g_params, lr=config["lr_g"], betas=(config["beta1"], config["beta2"]))
+    opt_d = torch.optim.Adam(D.parameters(), lr=config["lr_d"], betas=(config["beta1"], config["beta2"]))
+    amp_dtype = autocast_dtype(dev, config["amp"])
     scaler = grad_scaler(dev, amp_dtype)
+    perceptual = (VGGPerceptualLoss(config["vgg_weights"], imagenet_norm=config["vgg_imagenet_norm"]).to(dev)
+                  if config["lambda_vgg"] > 0 else None)
+    fid = _fid_metric(config["inception_weights"], dev) if config["fid_every"] > 0 else None
     models = {"G": G, "D": D, **({"E": E} if E is not None else {}), **({"G_ema": G_ema.module} if G_ema else {})}
     optimizers = {"G": opt_g, "D": opt_d}
+
+    # Resume (read before the run is touched: a broken checkpoint leaves it as it was).
+    ckpts = Checkpoints(run.checkpoints, keep_last=config["keep_last"])
     start, latest = 0, ckpts.latest() if resume else None
-    if latest is not None:  # read before the run is touched: a broken checkpoint leaves it as it was
+    if latest is not None:
         start = load_checkpoint(latest, models=models, optimizers=optimizers, scaler=scaler, map_location=dev)["step"]
     config = run.start(config, resume=resume, overwrite=overwrite)  # only now, every input checked, is it written
-    log = logging.getLogger("pixforge")
+    log = logging.getLogger("pixforge")  # RunDir.start set it up: console, and log.txt on the main rank
     if latest is not None:
         log.info("resumed from %s (step %d)", latest, start)
+
+    # Distribute.
     G_ddp, D_ddp = distributed.wrap_ddp(G, dev), distributed.wrap_ddp(D, dev)
     E_ddp = distributed.wrap_ddp(E, dev) if E is not None else None
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=StepBatches(start, steps, batch, dist.rank,
-                                                                            dist.world_size),
-                                         num_workers=workers, pin_memory=dev.type == "cuda")
+    loss = TSITLoss(G_ddp, D_ddp, E_ddp, perceptual, config, dist.world_size, amp_dtype, scaler)
+    sampler = StepSampler(start, steps, config["batch"], dist.rank, dist.world_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=config["workers"],
+                                         pin_memory=dev.type == "cuda",
+                                         generator=torch.Generator())  # leaves the global RNG (checkpointed) alone
+
+    # Export sample images.
     fixed = _fixed_samples(dataset, dev)
 
-    def prepare(item: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        c, s = item["content"].to(dev, non_blocking=True), item["style"].to(dev, non_blocking=True)
-        inst = item["instance"].to(dev, non_blocking=True) if "instance" in item else None
-        return (tdata.semantics(c, n_classes, inst) if sis else c), s
-
-    def generate(gen, enc, c, s, step: int, salt: int, with_kld: bool):
-        n, kld = c.shape[0], None
-        if enc is not None:
-            mu, logvar = enc(s)
-            noise = mu + draw(mu.shape, seed, step, dist.rank, salt, dev) * torch.exp(0.5 * logvar)
-            kld = kl_divergence(mu.float(), logvar.float()) * lambda_kld if with_kld else None
-        else:
-            noise = draw(G.noise_shape(n, *c.shape[-2:]), seed, step, dist.rank, salt, dev)
-        return gen(c, s if not sis else None, noise), kld
-
-    def discriminate(disc, c, fake, real):
-        pair = torch.cat([fake, real]) if not sis else torch.cat([torch.cat([c, fake], 1), torch.cat([c, real], 1)])
-        outs = disc(pair)
-        return [[t[: len(fake)] for t in o] for o in outs], [[t[len(fake):] for t in o] for o in outs]
-
-    def save(step: int) -> None:
-        if dist.is_main:
-            ckpts.save(step, models=models, optimizers=optimizers, scaler=scaler, config=config)
-        distributed.barrier()
-
+    # Train.
     step = start
     with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
             progress(steps, initial=start, disable=quiet) as bar:
         for item in loader:
             if stop.requested:
                 break
-            factor = 1.0 if decay_steps <= 0 else min(1.0, (steps - step) / decay_steps)
-            for opt, lr in ((opt_g, lr_g), (opt_d, lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = lr * factor
-            c, real = prepare(item)
-            # generator step: D frozen and run outside DDP, gradients reach G through the fake images
+
+            # Fetch data.
+            content, real = _network_inputs(item, n_classes, dev)
+            indices = sampler.indices(step)
+            lr_scale = linear_decay_lr(1.0, step, steps, config["decay_steps"])
+            set_lr(opt_g, config["lr_g"] * lr_scale)
+            set_lr(opt_d, config["lr_d"] * lr_scale)
+
+            # G step.
             D.requires_grad_(False)
-            with autocast(dev, amp_dtype):
-                fake, kld = generate(G_ddp, E_ddp, c, real, step, 0, with_kld=True)
-                pred_fake, pred_real = discriminate(D, c, fake, real)
-                g_gan = hinge_g_loss(pred_fake)
-                g_feat = feature_matching_loss(pred_fake, pred_real) * lambda_feat
-                target = real if sis else c
-                g_vgg = perceptual(fake, target) * lambda_vgg if perceptual is not None else torch.zeros((), device=dev)
-                g_total = g_gan + g_feat + g_vgg + (kld if kld is not None else 0.0)
             opt_g.zero_grad(set_to_none=True)
-            scaler.scale(g_total).backward()
+            terms = loss.accumulate_gradients("G", content, real, indices)
             scaler.step(opt_g)
             D.requires_grad_(True)
-            # discriminator step on a fresh fake
-            with torch.no_grad(), autocast(dev, amp_dtype):
-                fake, _ = generate(G, E, c, real, step, 1, with_kld=False)
-            with autocast(dev, amp_dtype):
-                pred_fake, pred_real = discriminate(D_ddp, c, fake.detach(), real)
-                d_real, d_fake = hinge_d_loss(pred_real, pred_fake)
+
+            # D step.
             opt_d.zero_grad(set_to_none=True)
-            scaler.scale(d_real + d_fake).backward()
+            terms |= loss.accumulate_gradients("D", content, real, indices)
             scaler.step(opt_d)
             scaler.update()
+
+            # EMA.
             if G_ema is not None:
                 G_ema.update(G)
+            final = G_ema.module if G_ema is not None else G
+
+            # Log.
             step += 1
-            scalars = dict(g_gan=g_gan, g_feat=g_feat, g_vgg=g_vgg, d_real=d_real, d_fake=d_fake, lr_scale=factor)
-            if kld is not None:
-                scalars["g_kld"] = kld
-            values = metrics.log(step, **{k: distributed.all_reduce_mean(v.detach()) if torch.is_tensor(v) else v
-                                          for k, v in scalars.items()})
+            values = metrics.log(step, **{k: distributed.all_reduce_mean(v) for k, v in terms.items()},
+                                 lr_scale=lr_scale)
             bar.set_postfix(g=f"{values['g_gan']:.3f}", d=f"{values['d_real'] + values['d_fake']:.3f}")
             bar.update()
-            final = G_ema.module if G_ema is not None else G
-            if dist.is_main and (step % sample_every == 0 or step == steps):
-                _sample(final, E, fixed, run.sample_path(step), sis, n_classes, seed, dev)
-            if fid is not None and (step % fid_every == 0 or step == steps):
-                metrics.log(step, fid=_fid(fid, final, E, dataset, fid_images, sis, n_classes, seed, dev,
+
+            # Samples.
+            if dist.is_main and (step % config["sample_every"] == 0 or step == steps):
+                _sample(final, E, fixed, run.sample_path(step), n_classes, seed, dev)
+
+            # Metrics.
+            if fid is not None and (step % config["fid_every"] == 0 or step == steps):
+                metrics.log(step, fid=_fid(fid, final, E, dataset, config["fid_images"], n_classes, seed, dev,
                                            dist.rank, dist.world_size))
-            if step % ckpt_every == 0 or step == steps or stop.requested:
-                save(step)
-    if stop.requested or step < steps:
+
+            # Checkpoint.
+            if step % config["ckpt_every"] == 0 or step == steps or stop.requested:
+                if dist.is_main:
+                    ckpts.save(step, models=models, optimizers=optimizers, scaler=scaler, config=config)
+                distributed.barrier()
+
+    # Done.
+    if step < steps:
         log.info("stopped at step %d; continue with --resume", step)
     elif dist.is_main:
-        final = G_ema.module if G_ema is not None else G
-        save_release(run.path, final, arch, name="generator")
+        save_release(run.path, G_ema.module if G_ema is not None else G, arch, name="generator")
         if E is not None:
             save_release(run.path, E, arch, name="encoder")
         log.info("finished %d steps: %s", step, run.path)
     distributed.teardown()
     return run.path
+
+
+def check_size(size: tuple[int, int], levels: int, what: str = "--size") -> None:
+    stride = 2 ** (levels - 1)
+    if size[0] % stride or size[1] % stride:
+        raise PixforgeError(f"{what} {size[0]}x{size[1]} is not divisible by the network's stride {stride} "
+                            f"(--levels {levels}): use a multiple of {stride} or fewer levels")
+    if (size[0] // stride) * (size[1] // stride) < 2:
+        raise PixforgeError(f"{what} {size[0]}x{size[1]} leaves a 1x1 map at the deepest level (stride {stride}), "
+                            "where FAdaIN's variance is undefined: use a larger size or fewer levels")
 
 
 # the smallest value of each integer option (None: not given)
@@ -283,7 +347,7 @@ def _dataset(task, content, style, size, num_classes, seed, preprocess, load_siz
         pairs = tdata.pair_files(content, style)
         tdata.check_images([img for _, img in pairs])
         for label, _ in pairs:
-            tdata.read_labels(label, num_classes, dontcare)
+            tdata.read_label_map(label, num_classes, dontcare)
         inst = None
         if instances is not None:
             matched = dict(tdata.pair_files(content, instances))
@@ -304,42 +368,56 @@ def _dataset(task, content, style, size, num_classes, seed, preprocess, load_siz
                               load_size=load_size, hflip=hflip), conditions
 
 
+def _network_inputs(item: dict, n_classes: int | None, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(content, real image) on the device; semantic synthesis (`n_classes`): one-hot label maps (+ edges)."""
+    content, real = item["content"].to(dev, non_blocking=True), item["style"].to(dev, non_blocking=True)
+    if n_classes is None:
+        return content, real
+    inst = item["instance"].to(dev, non_blocking=True) if "instance" in item else None
+    return tdata.semantics(content, n_classes, inst), real
+
+
 def _fixed_samples(dataset, dev: torch.device) -> dict[str, torch.Tensor]:
     """SAMPLES items drawn outside the training index range: the same pictures at every sample step."""
     items = [dataset[2**61 + k] for k in range(SAMPLES)]
     return {key: torch.stack([it[key] for it in items]).to(dev) for key in items[0]}
 
 
+def palette(num_classes: int) -> torch.Tensor:
+    """A fixed colour per class (for label maps in sample grids), values in [-1, 1]."""
+    colors = np.random.default_rng(0).integers(0, 256, (max(num_classes, 1), 3))
+    return torch.from_numpy(colors).float() / 127.5 - 1
+
+
 @torch.no_grad()
-def _sample(G, E, fixed, path: Path, sis: bool, num_classes: int | None, seed: int, dev: torch.device) -> None:
+def _sample(G, E, fixed, path: Path, n_classes: int | None, seed: int, dev: torch.device) -> None:
     """A grid with one row per sample: content (label colours for semantic synthesis) | style | output."""
     was = G.training
     G.eval()
+    sis = n_classes is not None
     c, s = fixed["content"], fixed["style"]
-    net_c = tdata.semantics(c, num_classes, fixed.get("instance")) if sis else c
-    noise = draw(G.noise_shape(len(c), *c.shape[-2:]), seed, -1, 0, 7, dev)
+    net_c = tdata.semantics(c, n_classes, fixed.get("instance")) if sis else c
+    noise = sample_noise(G.noise_shape(1, *c.shape[-2:])[1:], range(len(c)), seed, SAMPLE_NOISE, dev)
     if E is not None:
         E.eval()
         noise = E(s)[0]
         E.train()
     out = G(net_c, None if sis else s, noise).float()
     G.train(was)
-    shown = palette(num_classes).to(dev)[c].movedim(-1, 1) if sis else c
+    shown = palette(n_classes).to(dev)[c].movedim(-1, 1) if sis else c
     save_grid(torch.stack([shown, s, out], 1).flatten(0, 1).clamp(-1, 1), path, nrow=3)
 
 
-def _fid_metric(weights: str | None, style: str, dev: torch.device):
-    if weights is None:
-        raise PixforgeError("--fid-every needs --inception-weights (the public pt_inception-2015-12-05 file)")
+def _fid_metric(weights: str, dev: torch.device) -> dict:
+    """{"metric": torchmetrics FID on our InceptionV3 features, "real": whether it holds the real statistics}."""
     from pixforge.core.metrics import FID
     from pixforge.core.nets.inception import InceptionFeatures
 
-    return {"metric": FID(InceptionFeatures("fid", weights), reset_real_features=False).to(dev), "real": False,
-            "style": style}
+    return {"metric": FID(InceptionFeatures("fid", weights), reset_real_features=False).to(dev), "real": False}
 
 
 @torch.no_grad()
-def _fid(fid: dict, G, E, dataset, count: int, sis: bool, num_classes, seed: int, dev: torch.device,
+def _fid(fid: dict, G, E, dataset, count: int, n_classes: int | None, seed: int, dev: torch.device,
          rank: int = 0, world_size: int = 1) -> float:
     """FID of `count` translations (content and style drawn from the training sets) against as many style images.
     Under torchrun each rank scores every `world_size`-th batch of 8 and torchmetrics sums the ranks' feature
@@ -353,9 +431,10 @@ def _fid(fid: dict, G, E, dataset, count: int, sis: bool, num_classes, seed: int
         c = torch.stack([it["content"] for it in items]).to(dev)
         s = torch.stack([it["style"] for it in items]).to(dev)
         inst = torch.stack([it["instance"] for it in items]).to(dev) if "instance" in items[0] else None
-        noise = E.eval()(s)[0] if E is not None else draw(G.noise_shape(len(c), *c.shape[-2:]), seed, -2, start, 0,
-                                                          dev)
-        out = G(tdata.semantics(c, num_classes, inst) if sis else c, None if sis else s, noise).float()
+        noise = (E.eval()(s)[0] if E is not None else
+                 sample_noise(G.noise_shape(1, *c.shape[-2:])[1:], range(start, start + len(c)), seed, FID_NOISE, dev))
+        out = G(tdata.semantics(c, n_classes, inst) if n_classes is not None else c,
+                None if n_classes is not None else s, noise).float()
         if not fid["real"]:
             metric.update(((s + 1) / 2).clamp(0, 1), real=True)
         metric.update(((out + 1) / 2).clamp(0, 1), real=False)
