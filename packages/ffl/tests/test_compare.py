@@ -1,7 +1,9 @@
 """The VAE, the deterministic data stream, and `compare` end to end (tiny sizes): outputs, fairness, resume, FID."""
 
 import json
+import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -12,7 +14,8 @@ from pixforge.core.nets.inception import InceptionV3
 from pixforge.export.errors import PixforgeError
 from pixforge.ffl.compare import Shuffled, compare
 from pixforge.ffl.lfd import score_pairs
-from pixforge.ffl.vae import VAE, check_size, kl_divergence
+from pixforge.ffl.loss import FocalFrequencyLoss
+from pixforge.ffl.vae import VAE, check_size
 
 TINY = dict(size=16, steps=4, batch=4, width=8, latent=8, eval_images=4, ckpt_every=2, sample_every=2, quiet=True)
 
@@ -33,12 +36,12 @@ def test_vae_shapes_and_deterministic_reconstruction(size):
     torch.manual_seed(0)
     vae = VAE(size, width=8, latent=4)
     x = torch.rand(3, 3, size, size) * 2 - 1
-    recon, mu, logvar = vae(x)
+    recon, mu, logvar = vae(x, torch.randn(3, 4))
     assert recon.shape == x.shape and mu.shape == logvar.shape == (3, 4)
     assert recon.abs().max() <= 1
     vae.eval()
     torch.testing.assert_close(vae.reconstruct(x), vae.reconstruct(x))
-    assert kl_divergence(torch.zeros(2, 4), torch.zeros(2, 4)) == 0
+    torch.testing.assert_close(vae(x, torch.zeros(3, 4))[0], vae.reconstruct(x))  # zero noise decodes mu
 
 
 @pytest.mark.parametrize("size", [4, 12, 48, 2048])
@@ -81,18 +84,46 @@ def test_compare_end_to_end(tmp_path):
         compare(str(out), **TINY)
 
 
-def test_resume_continues_exactly(tmp_path):
-    compare(str(tmp_path / "straight"), **TINY)
-    shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
-    final = "checkpoints/step-000000004.pt"
-    for run in ("without_ffl", "with_ffl"):  # as if killed after the step-2 checkpoint
-        (tmp_path / "resumed" / run / final).unlink()
-    compare(str(tmp_path / "resumed"), **TINY, resume=True)
+def _assert_same_state(straight, resumed, step):
+    """The step-`step` checkpoints of both runs hold the same weights and Adam moments, bit for bit."""
+    name = f"checkpoints/step-{step:09d}.pt"
     for run in ("without_ffl", "with_ffl"):
-        a, b = (torch.load(tmp_path / d / run / final, weights_only=True)["models"]["vae"]
-                for d in ("straight", "resumed"))
-        for key in a:
-            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{run} {key}")
+        a, b = (torch.load(d / run / name, weights_only=True) for d in (straight, resumed))
+        for key, value in a["models"]["vae"].items():
+            assert torch.equal(value, b["models"]["vae"][key]), f"{run} {key}"
+        for index, state in a["optimizers"]["opt"]["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, b["optimizers"]["opt"]["state"][index][key]), f"{run} Adam {index}.{key}"
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    straight = tmp_path / "straight"
+    compare(str(straight), **TINY)
+    shutil.copytree(straight, tmp_path / "resumed")
+    for run in ("without_ffl", "with_ffl"):  # as if killed after the step-2 checkpoint
+        (tmp_path / "resumed" / run / "checkpoints/step-000000004.pt").unlink()
+    compare(str(tmp_path / "resumed"), **TINY, resume=True)
+    _assert_same_state(straight, tmp_path / "resumed", 4)
+
+    # SIGINT during step 3 of the first run: that step ends, is checkpointed (between the step-2 and step-4
+    # checkpoints), the command stops; --resume then ends on the uninterrupted run's weights
+    calls = []
+
+    class Interrupted(FocalFrequencyLoss):
+        def forward(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().forward(*args, **kwargs)
+
+    monkeypatch.setattr("pixforge.ffl.train.FocalFrequencyLoss", Interrupted)
+    stopped = tmp_path / "stopped"
+    assert compare(str(stopped), **TINY).startswith(f"stopped: continue with pixforge-ffl compare --out {stopped}")
+    assert sorted(p.name for p in (stopped / "without_ffl" / "checkpoints").iterdir()) == [
+        "step-000000002.pt", "step-000000003.pt"]
+    assert not (stopped / "with_ffl").exists()
+    compare(str(stopped), **TINY, resume=True)
+    _assert_same_state(straight, stopped, 4)
     with pytest.raises(PixforgeError, match="--resume"):
         compare(str(tmp_path / "nothing-here"), **TINY, resume=True)
 

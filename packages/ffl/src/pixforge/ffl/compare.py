@@ -1,5 +1,9 @@
 """`pixforge-ffl compare`: one VAE trained for reconstruction with and without FFL, then measured side by side.
 
+`compare` is the verb itself (the CLI exposes it: its signature is the option list) and the launcher of
+`pixforge.ffl.train.training_loop`: it checks every option and the data before anything is written, then
+trains the two runs in turn and evaluates them.
+
 Both runs (OUT/without_ffl, OUT/with_ffl: pixforge run directories, resumable) share the seed, the data
 stream and every option but the FFL weight. Each is then evaluated on the same held-out images through
 its posterior-mean reconstruction, quantised to 8 bits as image files are: PSNR, SSIM and LFD as the
@@ -47,7 +51,7 @@ from pixforge.ffl.lfd import METRICS, quality, summarize
 from pixforge.ffl.loss import TRANSFORMS
 from pixforge.ffl.plots import loss_curves
 from pixforge.ffl.spectrum import log_magnitude, picture
-from pixforge.ffl.train import train
+from pixforge.ffl.train import training_loop
 from pixforge.ffl.vae import check_size
 
 RUNS = ("without_ffl", "with_ffl")
@@ -103,18 +107,26 @@ def _fid_features(weights: str | None):
         return None, str(err)
 
 
-def compare(out: str, *, data: str = "builtin", size: int = 64, steps: int = 2000, batch: int = 16,
+def compare(out: str = "runs/ffl-compare", data: str = "builtin", size: int = 64, steps: int = 2000, batch: int = 16,
             lr: float = 1e-3, ffl_weight: float = 1.0, kl_weight: float = 1.0, alpha: float = 1.0,
-            patch_factor: int = 1, ave_spectrum: bool = False, log_matrix: bool = False,
-            batch_matrix: bool = False, transform: str = "fft", width: int = 32, latent: int = 128,
-            eval_images: int = 256, seed: int = 0, ckpt_every: int = 500, sample_every: int = 500,
-            keep_last: int = 2, workers: int = 0, device: str = "auto", amp: bool | str = False,
+            patch_factor: int = 1, ave_spectrum: bool = False, log_matrix: bool = False, batch_matrix: bool = False,
+            transform: str = "fft", width: int = 32, latent: int = 128, eval_images: int = 256, seed: int = 0,
+            ckpt_every: int = 500, sample_every: int = 500, keep_last: int = 2, workers: int = 0,
+            device: str = "auto", amp: bool | str = False, threads: int | None = None,
             inception_weights: str | None = None, resume: bool = False, overwrite: bool = False,
             quiet: bool = False) -> str:
-    """Train both runs (or resume them), evaluate them, write the outputs; returns the table and where things are."""
-    config = {k: v for k, v in locals().items() if k not in ("out", "inception_weights", "resume", "overwrite",
-                                                              "quiet", "ffl_weight")}
-    _check({**config, "ffl_weight": ffl_weight})
+    """Train one small VAE for reconstruction without and with FFL (same seed, data and options) into
+    OUT/without_ffl and OUT/with_ffl (run directories: --resume continues them), then write the PSNR / SSIM /
+    LFD (/ FID with --inception-weights) table, side-by-side samples, average spectra and (with the [plots]
+    extra) loss curves to OUT.
+    --data builtin = crops of scikit-image's photos (runs on a CPU in minutes); or a folder of images.
+    FFL options: --ffl-weight, --alpha, --patch-factor, --ave-spectrum, --log-matrix, --batch-matrix,
+    --transform fft|dct."""
+    config = {k: v for k, v in locals().items() if k not in ("out", "threads", "inception_weights", "resume",
+                                                              "overwrite", "quiet")}
+    _check(config, threads)
+    if threads:
+        torch.set_num_threads(threads)
     dev = resolve_device(device)
     autocast_dtype(dev, amp)  # a bad --amp is refused here, before any work
     out_dir = _resumable(out) if resume else None
@@ -124,10 +136,10 @@ def compare(out: str, *, data: str = "builtin", size: int = 64, steps: int = 200
     start = time.time()
     models = {}
     for name in RUNS:
+        run = RunDir(out_dir / name)
         run_config = {**config, "ffl_weight": ffl_weight if name == "with_ffl" else 0.0}
-        run_dir = out_dir / name
-        model, finished = train(run_dir, run_config, train_data, evaluation[:8], overwrite=overwrite, quiet=quiet,
-                                resume=resume and RunDir(run_dir).has_run())
+        model, finished = training_loop(run, run_config, train_data, dev, fixed=evaluation[:8],
+                                        resume=resume and run.has_run(), overwrite=overwrite, quiet=quiet)
         if not finished:
             return f"stopped: continue with pixforge-ffl compare --out {out_dir} --resume (same options)"
         models[name] = model
@@ -147,8 +159,10 @@ def compare(out: str, *, data: str = "builtin", size: int = 64, steps: int = 200
     return f"{format_results(results)}\n\noutputs in {out_dir}: {', '.join(files)}"
 
 
-def _check(config: dict[str, Any]) -> None:
+def _check(config: dict[str, Any], threads: int | None) -> None:
     """Every option compare can check on its own, as one PixforgeError naming the flag (before any work)."""
+    if threads is not None and threads < 1:
+        raise PixforgeError(f"--threads must be at least 1, got {threads}")
     size, patch_factor, transform = config["size"], config["patch_factor"], config["transform"]
     try:
         check_size(size)

@@ -109,14 +109,20 @@ def _labels(groups: list[Group]) -> list[str]:
     return labels
 
 
-def write_spectra(inputs: list[str], out: str, size: int | None = None, alpha: float = 1.0,
+def write_spectra(*inputs: str, out: str = "spectra", size: int | None = None, alpha: float = 1.0,
                   log_matrix: bool = False, pictures: int = 16, overwrite: bool = False) -> str:
-    """Read every input (an image or a folder = one group), compute all pictures, then write them under `out`:
-
-    spectra/<group>/<name>.png (at most `pictures` per group), average/<group>.png (groups of several
-    images), focal_weight.png (exactly two groups), radial_power.csv and radial_power.png ([plots] extra).
-    Returns a summary of what was written.
-    """
+    """Spectrum pictures of each input (an image or a folder = one group) under --out: log-magnitude spectra
+    (at most --pictures per group), the batch-average spectrum of each folder, the radially averaged power
+    spectrum of every group (CSV, and a plot with the [plots] extra), and with exactly two inputs FFL's
+    focal weight map between them (--alpha, --log-matrix). --size N resizes and centre-crops to N x N.
+    Every input is read and every picture computed before anything is written (spectra/<group>/, average/,
+    focal_weight.png, radial_power.csv/.png); returns a summary of what was written."""
+    if size is not None and size < 1:
+        raise PixforgeError(f"--size must be a positive number of pixels, got {size}")
+    if alpha < 0:
+        raise PixforgeError(f"--alpha must be at least 0, got {alpha}")
+    if pictures < 0:
+        raise PixforgeError(f"--pictures must be at least 0, got {pictures}")
     if not inputs:
         raise PixforgeError("spectrum needs at least one image or folder")
     groups = [Group(path, size) for path in inputs]

@@ -23,11 +23,13 @@ def check_size(size: int) -> None:
 
 
 class VAE(nn.Module):
-    """`forward(x)` -> (reconstruction, mu, logvar) with a reparameterised sample; `reconstruct(x)` decodes mu."""
+    """`forward(x, noise)` -> (reconstruction, mu, logvar) of the sample mu + noise * sigma; `reconstruct(x)`
+    decodes mu."""
 
     def __init__(self, size: int = 64, width: int = 32, latent: int = 128, channels: int = 3):
         super().__init__()
         check_size(size)
+        self.latent = latent
         levels = int(math.log2(size)) - 2
         widths = [min(width * 2**i, width * 8) for i in range(levels)]
         down, c_in = [], channels
@@ -51,9 +53,10 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.project(z))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`noise`: standard normal, len(x) x latent (the caller draws it, so a run can reproduce it)."""
         mu, logvar = self.encode(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        z = mu + noise * (0.5 * logvar).exp()
         return self.decode(z), mu, logvar
 
     @torch.no_grad()
@@ -61,7 +64,3 @@ class VAE(nn.Module):
         """The posterior-mean reconstruction (deterministic), as evaluated in the thesis."""
         return self.decode(self.encode(x)[0])
 
-
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(q(z|x) || N(0, I)) summed over the latent dimensions, averaged over the batch."""
-    return -0.5 * torch.mean(torch.sum(1 + logvar - mu.square() - logvar.exp(), dim=1))
