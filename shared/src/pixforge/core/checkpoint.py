@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from pixforge.core.distributed import unwrap
+from pixforge.core.distributed import barrier, is_main, unwrap
 from pixforge.export.atomic import atomic_path, write_text
 from pixforge.export.errors import PixforgeError
 
@@ -160,9 +160,13 @@ class Checkpoints:
         return found[-1] if found else None
 
     def save(self, step: int, **state) -> Path:
-        path = save_checkpoint(self.path_for(step), step=step, **state)
-        for old in self.all()[:-self.keep_last]:
-            old.unlink(missing_ok=True)
+        """`save_checkpoint` on the main rank (the newest `keep_last` kept); every rank waits until it is written."""
+        path = self.path_for(step)
+        if is_main():
+            save_checkpoint(path, step=step, **state)
+            for old in self.all()[:-self.keep_last]:
+                old.unlink(missing_ok=True)
+        barrier()
         return path
 
 

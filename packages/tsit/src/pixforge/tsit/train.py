@@ -285,9 +285,7 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: torch.utils.data
 
             # Checkpoint.
             if step % config["ckpt_every"] == 0 or step == steps or stop.requested:
-                if dist.is_main:
-                    ckpts.save(step, models=models, optimizers=optimizers, scaler=scaler, config=config)
-                distributed.barrier()
+                ckpts.save(step, models=models, optimizers=optimizers, scaler=scaler, config=config)
 
     # Done.
     if step < steps:
