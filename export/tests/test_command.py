@@ -79,3 +79,19 @@ def test_help_is_ours_with_dashes_and_no_fire_noise(cli, tmp_path):
     assert verb.returncode == 0 and verb.stderr == "" and not (tmp_path / "o").exists()
     assert "--num-items NUM_ITEMS" in verb.stdout and "--sure / --no-sure" in verb.stdout
     assert "INFO" not in verb.stdout + verb.stderr and "num_items " not in verb.stdout
+
+
+def test_invoke_runs_in_process_and_returns_the_exit_code(tmp_path, capsys, monkeypatch):
+    from pixforge.export.command import invoke
+    from pixforge.export.errors import PixforgeError
+
+    class Tool:
+        def ok(self, x: int = 1):
+            return x * 2
+
+        def bad(self):
+            raise PixforgeError("nope")
+
+    assert invoke(Tool, ["ok", "--x", 3], "t") == 0 and capsys.readouterr().out.strip() == "6"
+    assert invoke(Tool, ["bad"], "t") == 2 and capsys.readouterr().err.strip() == "t: error: nope"
+    assert invoke(Tool, ["ok", "--y", 1], "t") == 2

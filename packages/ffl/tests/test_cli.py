@@ -12,8 +12,8 @@ from importlib.metadata import entry_points
 import numpy as np
 import pytest
 
-from pixforge.core.cli import run
 from pixforge.core.io import write_image
+from pixforge.export.command import invoke
 from pixforge.ffl.cli import FFL
 
 
@@ -25,11 +25,7 @@ def _subprocess(*args):
 def _cli(capsys):
     """Run `pixforge-ffl ARGS` in-process: a CompletedProcess-like (returncode, stdout, stderr)."""
     def call(*args):
-        try:
-            run(FFL, name="pixforge-ffl", argv=[str(a) for a in args])
-            code = 0
-        except SystemExit as stop:
-            code = stop.code
+        code = invoke(FFL, args, "pixforge-ffl")
         captured = capsys.readouterr()
         return subprocess.CompletedProcess(args, code, captured.out, captured.err)
     return call

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from pixforge.core.cli import run
 from pixforge.core.datagen import read_images
+from pixforge.export.command import invoke
 from pixforge.primitives.cli import Primitives
 
 
@@ -107,12 +107,7 @@ def sets(tmp_path_factory):
 
 def _in_process(capsys, *args):
     """`pixforge-primitives ARGS` through the same Fire entry point: (exit code, stderr)."""
-    try:
-        run(Primitives, name="pixforge-primitives", argv=[str(a) for a in args])
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    return code, capsys.readouterr().err
+    return invoke(Primitives, args, "pixforge-primitives"), capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [

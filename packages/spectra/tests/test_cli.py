@@ -95,15 +95,12 @@ def run_cli(*args):
     import contextlib
     import io
 
-    from pixforge.core.cli import run
+    from pixforge.export.command import invoke
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            run(Spectra, name="pixforge-spectra", argv=[str(a) for a in args])
-        except SystemExit as stop:
-            return stop.code, err.getvalue()
-    return 0, err.getvalue()
+        code = invoke(Spectra, args, "pixforge-spectra")
+    return code, err.getvalue()
 
 
 def test_plots_without_matplotlib_fail_before_any_work(tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 """Bad input through the command line: one clear line on stderr, exit code 2, nothing left behind.
 
-The error cases run the console script's own entry (`pixforge.core.cli.run(TSIT, ...)`: Fire, the error handling,
+The error cases run the console script's own entry (`pixforge.export.command.invoke`: Fire, the error handling,
 the exit code) in this process, which saves an interpreter start and a torch import per case; one translation and
 one error go through a real `python -m pixforge.tsit.cli` process."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pixforge.core.checkpoint import save_checkpoint
-from pixforge.core.cli import run
 from pixforge.core.io import read_image, write_image
+from pixforge.export.command import invoke
 from pixforge.tsit.cli import TSIT
 
 TINY = ["--size", "32", "--ngf", "4", "--levels", "4", "--ndf", "4", "--steps", "1", "--device", "cpu", "--quiet"]
@@ -30,11 +30,7 @@ def cli(capsys):
     """Run the command line in this process: (returncode, stdout, stderr) as a finished process would give them."""
     def call(*args):
         capsys.readouterr()
-        try:
-            run(TSIT, name="pixforge-tsit", argv=[str(a) for a in args])
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code
+        code = invoke(TSIT, args, "pixforge-tsit")
         out = capsys.readouterr()
         return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 

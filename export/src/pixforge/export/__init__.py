@@ -5,9 +5,6 @@ Fire runner shared by every CLI (`errors`, `command`), atomic file writes (`atom
 image and ffmpeg video I/O (`images`, `video`) and the ONNX metadata schema (`metadata`).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 
-try:
-    __version__ = version("pixforge-export")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+__version__ = version("pixforge-export")  # pixforge runs installed (entry points, extras)

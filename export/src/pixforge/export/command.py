@@ -54,6 +54,15 @@ def run(component: Any, name: str | None = None, argv: list[str] | None = None) 
         sys.exit(141)
 
 
+def invoke(component: Any, argv: list, name: str) -> int:
+    """Run the CLI in this process as its console script would (tests read stdout/stderr): its exit code."""
+    try:
+        run(component, name=name, argv=[str(a) for a in argv])
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    return 0
+
+
 def verbs(component: Any) -> dict[str, Any]:
     """The component's verbs by their command-line names (dashes): its public methods."""
     return {n.replace("_", "-"): getattr(component, n) for n in dir(component)

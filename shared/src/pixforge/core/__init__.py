@@ -7,9 +7,6 @@ Modules: `runtime` (device, precision, seeding), `distributed` (torchrun/DDP, sh
 `datagen` (deterministic sharded dataset generation), `cli` (the Fire runner) and `umbrella` (`pixforge`).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 
-try:
-    __version__ = version("pixforge-core")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+__version__ = version("pixforge-core")  # pixforge runs installed (entry points, extras)

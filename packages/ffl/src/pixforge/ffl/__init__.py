@@ -5,14 +5,11 @@
     loss = F.mse_loss(out, x) + ffl(out, x)
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 
 from pixforge.ffl.lfd import lfd
 from pixforge.ffl.loss import FocalFrequencyLoss, focal_frequency_loss
 
-try:
-    __version__ = version("pixforge-ffl")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+__version__ = version("pixforge-ffl")  # pixforge runs installed (entry points, extras)
 
 __all__ = ["FocalFrequencyLoss", "focal_frequency_loss", "lfd", "__version__"]

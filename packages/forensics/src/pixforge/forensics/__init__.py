@@ -8,13 +8,10 @@
     from pixforge.forensics.video import perturb_video          # a video, audio kept, meta `TYPE:LEVEL`
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 
 from pixforge.forensics.distortions import FRAME_TYPES, LEVELS, PARAMS, TYPES, Randomness, distort, parameter
 
-try:
-    __version__ = version("pixforge-forensics")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+__version__ = version("pixforge-forensics")  # pixforge runs installed (entry points, extras)
 
 __all__ = ["TYPES", "FRAME_TYPES", "LEVELS", "PARAMS", "Randomness", "distort", "parameter", "__version__"]

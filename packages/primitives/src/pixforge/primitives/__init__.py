@@ -5,13 +5,10 @@
     images = model.sample(seed=0, indices=range(8), size=256, device=torch.device("cpu"))  # uint8 N x S x S x 3
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 
 from pixforge.primitives.models import NAMES, Synthesizer, get
 
-try:
-    __version__ = version("pixforge-primitives")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+__version__ = version("pixforge-primitives")  # pixforge runs installed (entry points, extras)
 
 __all__ = ["NAMES", "Synthesizer", "get", "__version__"]

@@ -6,15 +6,12 @@
     images = model.sample(seed=0, indices=range(8), size=128, device=torch.device("cpu"))  # uint8 N x S x S x 3
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 
 from pixforge.spectra.featurevis import FeatureVis
 from pixforge.spectra.models import NAMES, DeadLeaves, Statistical, get
 from pixforge.spectra.stylegan import RandomStyleGAN
 
-try:
-    __version__ = version("pixforge-spectra")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0"
+__version__ = version("pixforge-spectra")  # pixforge runs installed (entry points, extras)
 
 __all__ = ["NAMES", "DeadLeaves", "FeatureVis", "RandomStyleGAN", "Statistical", "get", "__version__"]
