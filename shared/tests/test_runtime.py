@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from pixforge.core import distributed
 from pixforge.core.runtime import autocast_dtype, resolve_device, seed_everything
 from pixforge.export.errors import PixforgeError
 
@@ -46,18 +45,3 @@ def test_seed_everything_repeats():
     a = torch.rand(4)
     seed_everything(5)
     assert torch.equal(a, torch.rand(4))
-
-
-def test_shards_cover_everything_once():
-    for total in (0, 1, 7, 100):
-        for count in (1, 3, 8):
-            seen = [i for k in range(count) for i in distributed.shard_indices(total, k, count)]
-            assert seen == list(range(total))
-
-
-def test_parse_shard():
-    assert distributed.parse_shard("2/8") == (1, 8)
-    assert distributed.parse_shard(None) == (0, 1)
-    for bad in ("0/4", "5/4", "x", "1-4"):
-        with pytest.raises(PixforgeError, match="--shard"):
-            distributed.parse_shard(bad)

@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pixforge.core.distributed import parse_shard, shard_indices
 from pixforge.core.loop import progress
 from pixforge.core.runtime import resolve_device
 from pixforge.export.atomic import atomic_path, write_bytes, write_text
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import list_images, read_image
 from pixforge.export.options import whole_number
+from pixforge.export.shard import parse_shard, shard_indices
 
 FORMATS = ("png", "jpg", "npz-shards", "webdataset-tar")
 MANIFEST = "manifest.json"

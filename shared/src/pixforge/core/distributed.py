@@ -1,7 +1,7 @@
-"""torchrun / DDP: process-group setup, rank helpers, rank-0 I/O and sharding of work.
+"""torchrun / DDP: process-group setup, rank helpers and rank-0 I/O.
 
 Launch multi-GPU or multi-node training with `torchrun --nproc_per_node G -m <tool> train ...`; without
-torchrun every helper here degrades to a single process. Bulk jobs split with `--shard K/N`.
+torchrun every helper here degrades to a single process. Bulk jobs split with `--shard K/N` (pixforge.export.shard).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-
-from pixforge.export.shard import parse_shard, shard_indices  # noqa: F401  (core's public sharding API)
 
 
 @dataclass(frozen=True)
