@@ -3,7 +3,8 @@
 `inception`: InceptionV3 for FID / KID (pytorch-fid's TF-ported variant and torchvision's), loadable
 strictly from the public weight files.
 `stylegan2`: the StyleGAN2 (config F) generator with NVlabs' parameter names
-(`from pixforge.core.nets.stylegan2 import Generator`).
+(`from pixforge.core.nets.stylegan2 import Generator`); `stylegan2_discriminator`: its discriminator (resnet,
+skip or orig; minibatch stddev; conditioning by projection; fp16/bf16 top resolutions; Freeze-D), same names.
 `vgg`: VGG19 features for perceptual losses, loadable from torchvision-format `vgg19` weight files.
 `patchgan`: pix2pixHD/SPADE-style multi-scale PatchGAN discriminators (spectral + instance norm) that
 return every layer's features for feature matching.

@@ -91,9 +91,19 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
 
 
 def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1,
-                    padding: int = 0) -> torch.Tensor:
+                    padding: int = 0, down: int = 1) -> torch.Tensor:
     """Correlation with `w` (O x I x k x k); with `up` > 1 a stride-`up` transposed convolution followed by
-    the FIR `f`, the output being `up * H` for `padding = k // 2`."""
+    the FIR `f`, the output being `up * H` for `padding = k // 2`. With `down` > 1 the FIR `f` then a
+    stride-`down` convolution (for 1 x 1 kernels: FIR downsampling, then the convolution), the output being
+    `H / down` — NVlabs' two downsampling paths."""
+    if down > 1:
+        if up > 1:
+            raise ValueError("conv2d_resample does either up- or downsampling, not both")
+        fw = f.shape[-1]
+        p0, p1 = padding + (fw - down + 1) // 2, padding + (fw - down) // 2
+        if w.shape[-1] == 1 and w.shape[-2] == 1:
+            return F.conv2d(upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1)), w)
+        return F.conv2d(upfirdn2d(x, f, padding=(p0, p1, p0, p1)), w, stride=down)
     if up == 1:
         return F.conv2d(x, w, padding=padding)
     kw, fw = w.shape[-1], f.shape[-1]
