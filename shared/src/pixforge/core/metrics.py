@@ -184,13 +184,15 @@ class FID(_FeatureMetric):
 
     ``features``: e.g. ``InceptionFeatures("fid", weights=PATH)`` for numbers comparable with papers.
     ``compute()`` returns ``{"fid", "features", "num_real", "num_fake"}``. Works under torch.distributed:
-    the feature sums are all-reduced by torchmetrics at ``compute()``.
+    the feature sums are all-reduced by torchmetrics at ``compute()`` (``sync=False``: this process's images only,
+    for a metric that one rank computes alone).
     """
 
-    def __init__(self, features: nn.Module, num_features: int | None = None, reset_real_features: bool = True) -> None:
+    def __init__(self, features: nn.Module, num_features: int | None = None, reset_real_features: bool = True,
+                 sync: bool = True) -> None:
         super().__init__()
         self.metric = FrechetInceptionDistance(
-            feature=_Features(features, num_features), reset_real_features=reset_real_features
+            feature=_Features(features, num_features), reset_real_features=reset_real_features, sync_on_compute=sync
         )
 
     def compute(self) -> dict:
@@ -215,6 +217,7 @@ class KID(_FeatureMetric):
         subset_size: int = 1000,
         seed: int = 0,
         reset_real_features: bool = True,
+        sync: bool = True,
     ) -> None:
         super().__init__()
         self.seed = seed
@@ -225,6 +228,7 @@ class KID(_FeatureMetric):
                 subsets=subsets,
                 subset_size=subset_size,
                 reset_real_features=reset_real_features,
+                sync_on_compute=sync,
             )
 
     def compute(self) -> dict:

@@ -1,0 +1,94 @@
+"""pixforge-apa end to end on a tiny StyleGAN2: train, resume, generate, diagnose, export + pixforge-run, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pixforge.apa.cli import APA
+from pixforge.core.checkpoint import Checkpoints, read_checkpoint
+from pixforge.export.command import invoke
+from pixforge.export.images import read_image
+
+
+@pytest.fixture(scope="module")
+def run(images16, tmp_path_factory, train_tiny) -> Path:
+    return train_tiny(images16, tmp_path_factory.mktemp("runs"), kimg=0.032, aug="apa", p=0.2)
+
+
+def test_run_directory_as_nvlabs(run):
+    assert run.name.startswith("00000-") and run.name.endswith("-auto1-apa-kimg0.032-batch4")
+    for name in ("training_options.json", "stats.jsonl", "reals.png", "fakes_init.png", "metric-swd.jsonl",
+                 "model.safetensors", "log.txt"):
+        assert (run / name).is_file(), name
+    assert list(run.glob("fakes0000*.png"))
+    ticks = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [t["step"] for t in ticks] == [2, 4, 6, 8]
+    assert all(0 <= t["augment/p"] for t in ticks) and "signs/real" in ticks[-1]
+    options = json.loads((run / "training_options.json").read_text())
+    assert options["aug"] == "apa" and options["spec"]["batch"] == 4
+
+
+def test_resume_continues_exactly(images16, tmp_path, train_tiny):
+    """4 steps, stop, resume to 8 == 8 steps at once: weights, p and the controller's state."""
+    whole = train_tiny(images16, tmp_path / "a", kimg=0.032, aug="apa", p=0.3, target=0.0)
+    train_tiny(images16, tmp_path / "b", kimg=0.016, aug="apa", p=0.3, target=0.0)
+    resumed = train_tiny(images16, tmp_path / "b", kimg=0.032, aug="apa", p=0.3, target=0.0, resume=True)
+    a, b = (read_checkpoint(Checkpoints(r / "checkpoints").latest()) for r in (whole, resumed))
+    assert a["step"] == b["step"] == 8
+    assert a["extra"]["strategy"] == b["extra"]["strategy"]
+    moved = abs(a["extra"]["strategy"]["controller"]["p"] - 0.3)  # updated at steps 4 and 8, by 4 * 4 / 500k each
+    assert moved in (pytest.approx(0.0, abs=1e-12), pytest.approx(2 * 16 / 500_000)) and moved > 0
+    for name in ("G", "D", "G_ema"):
+        for key, value in a["models"][name].items():
+            assert torch.equal(value, b["models"][name][key]), (name, key)
+
+
+def test_generate_diagnose_export(run, tmp_path):
+    from pixforge.export.cli import Runtime
+
+    code = invoke(APA, ["generate", run, "--out", tmp_path / "gen", "--seeds", "0-3,7", "--trunc", "0.7"],
+                  "pixforge-apa")
+    assert code == 0
+    files = sorted(p.name for p in (tmp_path / "gen").iterdir())
+    assert files == ["grid.png", "seed0000.png", "seed0001.png", "seed0002.png", "seed0003.png", "seed0007.png"]
+    assert read_image(tmp_path / "gen" / "seed0000.png").shape == (16, 16, 3)
+    again = tmp_path / "gen2"
+    assert invoke(APA, ["generate", run, "--out", again, "--seeds", "0", "--trunc", "0.7"], "pixforge-apa") == 0
+    assert np.array_equal(read_image(again / "seed0000.png"), read_image(tmp_path / "gen" / "seed0000.png"))
+
+    assert invoke(APA, ["diagnose", run, "--out", tmp_path / "diag"], "pixforge-apa") == 0
+    series = json.loads((tmp_path / "diag" / "diagnose.json").read_text())
+    assert len(series["kimg"]) == len(series["p"]) == len(series["lambda_r"]) == 4
+    assert "swd" in series["metrics"] and (tmp_path / "diag" / "diagnose.png").stat().st_size > 1000
+
+    model = tmp_path / "g.onnx"
+    assert invoke(APA, ["export", run, "--out", model], "pixforge-apa") == 0
+    Runtime().run(str(model), out=str(tmp_path / "onnx"), count=3, seed=0, device="cpu")
+    assert len(list((tmp_path / "onnx").glob("*.png"))) == 3
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "{data}", "{out}", "--aug", "ada+nope"], "--aug"),
+    (["train", "{data}", "{out}", "--kimg", "0"], "--kimg"),
+    (["train", "{data}", "{out}", "--cfg", "paper9"], "--cfg"),
+    (["train", "{data}", "{out}", "--metrics", "fid"], "--inception"),
+    (["train", "{data}", "{out}", "--init", "{out}/missing.pkl"], "missing.pkl"),
+    (["train", "{data}", "{out}", "--res", "32"], "32x32"),
+    (["train", "{out}/nothing", "{out}"], "nothing"),
+    (["train", "{data}", "{out}", "--resume"], "no run"),
+    (["generate", "{out}", "--out", "{out}/g"], "not a StyleGAN2 run"),
+    (["generate", "{data}", "--out", "{out}/g", "--seeds", "5-2"], "backwards"),
+])
+def test_bad_input_is_one_line_and_nothing_written(images16, tmp_path, capsys, argv, words):
+    out = tmp_path / "runs"
+    out.mkdir()
+    args = [a.format(data=images16, out=out) for a in argv]
+    assert invoke(APA, args, "pixforge-apa") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not any(p.name.startswith("0") for p in out.iterdir())
