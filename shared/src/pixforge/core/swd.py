@@ -224,7 +224,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, dir_repeats: int = DIR_
     if a.ndim != 2 or a.shape != b.shape or a.shape[0] == 0:
         raise SWDInputError(f"sliced_wasserstein needs two non-empty M x D sets of the same shape, got "
                             f"{tuple(a.shape)} and {tuple(b.shape)}.")
-    b = b.to(a.device)
+    b = b.to(a.device, a.dtype)
     results = []
     for _ in range(dir_repeats):
         dirs = random_directions(a.shape[1], dirs_per_repeat, generator, a.device, a.dtype)
@@ -296,7 +296,7 @@ class SWD:
         if not self._desc[real]:
             self._desc[real] = [[] for _ in levels]
         for store, desc in zip(self._desc[real], levels, strict=True):
-            store.append(desc)
+            store.append(desc.float())  # float32 whatever the input precision
         self._shape[real] = shape
         if real:
             self.num_real += images.shape[0]
