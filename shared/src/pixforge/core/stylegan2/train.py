@@ -90,18 +90,21 @@ def find_run(out: str | Path, resume: bool, desc: str) -> StyleGANRun:
 def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: float | None = None,
           batch: int | None = None, batch_gpu: int | None = None, gamma: float | None = None,
           cbase: int | None = None, cmax: int | None = None, map: int | None = None, aug: str = "ada",
-          p: float = 0.0, target: float = 0.6, augpipe: str = "bgc", policy: str = "color,translation,cutout",
+          p: float = 0.0, target: float = 0.6, ada_kimg: float | None = None, augpipe: str = "bgc",
+          policy: str = "color,translation,cutout",
           cond: bool = False, mirror: bool = False, init: str | None = None, freeze_d: int = 0, tick: float = 4.0,
-          snap: int | None = None, metrics: str = "swd", metric_images: int = 2048, inception: str | None = None,
+          snap: int | None = None, metrics: str = "swd", metric_images: int = 2048, metric_data: str | None = None,
+          inception: str | None = None,
           seed: int = 0, amp: bool | str = False, channels_last: bool = False, compile: bool = False,
           workers: int = 2, device: str = "auto", keep_last: int = 3, resume: bool = False, quiet: bool = False,
           strategies_by_name: dict[str, Factory] | None = None) -> Path:
     """Train StyleGAN2 on DATA (image folder or NVlabs zip) into a new run under OUT (`00000-<desc>/`); --resume
     continues the newest run in OUT (or OUT itself). --cfg auto|stylegan2|paper256|paper512|paper1024|cifar|low_shot
-    sets batch, lr, gamma, EMA and mapping depth as NVlabs; --kimg, --batch, --gamma override, --cbase, --cmax,
-    --map make smaller networks (StyleGAN3's options). --aug picks how D's
-    inputs are augmented (noaug, fixed --p, ada --target, diffaug --policy); --metrics swd,fid,kid (fid/kid need
-    --inception WEIGHTS). Several GPUs: `torchrun --nproc_per_node G -m <tool> train ...`."""
+    sets batch, lr, gamma, EMA and mapping depth as NVlabs; --kimg, --batch, --gamma override; --cbase, --cmax, --map
+    make smaller networks (StyleGAN3's options). --aug picks how D's inputs are augmented (noaug, fixed --p, ada
+    --target, diffaug --policy); --ada-kimg: the kimg p takes to move by 1 (default 500, 100 with --init). --metrics
+    swd,fid,kid (fid/kid need --inception WEIGHTS) against --metric-data (e.g. the full set a limited one was cut
+    from; default DATA). Several GPUs: `torchrun --nproc_per_node G -m <tool> train ...`."""
     options = {k: v for k, v in locals().items() if k not in ("out", "resume", "quiet", "strategies_by_name")}
     registry: dict[str, Factory] = {name: functools.partial(strategies.build, name) for name in strategies.CORE}
     registry.update(strategies_by_name or {})
@@ -121,6 +124,8 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
         raise PixforgeError(f"--aug {aug!r} is not an augmentation: use {', '.join(registry)}")
     if not (0 <= p <= 1 and 0 <= target <= 1):
         raise PixforgeError(f"--p and --target must lie in [0, 1], got {p} and {target}")
+    if ada_kimg is not None and not (isinstance(ada_kimg, (int, float)) and ada_kimg > 0):
+        raise PixforgeError(f"--ada-kimg must be a number > 0, got {ada_kimg!r}")
     if gamma is not None and not gamma >= 0:
         raise PixforgeError(f"--gamma must be >= 0, got {gamma}")
     if kimg is not None and not (isinstance(kimg, (int, float)) and not isinstance(kimg, bool) and kimg > 0):
@@ -135,6 +140,8 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
                             "(pt_inception-2015-12-05-6726825d.pth)")
     dev = resolve_device(device)
     training_set = TrainingSet(data, resolution=res, use_labels=cond, mirror=mirror, seed=seed)
+    if metric_data is not None:
+        TrainingSet(metric_data, resolution=training_set.resolution).close()  # readable, same size: checked now
     world = distributed.setup(dev).world_size
     spec = configs.spec(cfg, training_set.resolution, world, kimg=kimg, batch=batch, gamma=gamma, cbase=cbase,
                         cmax=cmax, map_layers=map)
@@ -152,6 +159,7 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
     desc += "".join(f"-{k}{v:g}" if isinstance(v, float) else f"-{k}{v}"
                     for k, v in (("kimg", kimg), ("batch", batch), ("gamma", gamma)) if v is not None)
     run = find_run(out, resume, desc)
+    distributed.barrier()  # every rank has picked the run's number before the main rank creates its folder
     options.update(spec=dataclasses.asdict(spec), world=world, resolution=training_set.resolution,
                    num_images=len(training_set))
     return training_loop(run, options, training_set, spec, registry[aug], dev, resume=resume, quiet=quiet)
@@ -182,7 +190,8 @@ def training_loop(run: StyleGANRun, config: dict[str, Any], training_set: Traini
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     G_ema = copy.deepcopy(G).eval()
     restarted = config["init"] is not None
-    strategy = make_strategy(p=config["p"], target=config["target"], kimg=100 if restarted else 500,
+    speed = config["ada_kimg"] or (100 if restarted else 500)
+    strategy = make_strategy(p=config["p"], target=config["target"], kimg=speed,
                              augpipe=config["augpipe"], policy=config["policy"], device=dev)
     if restarted and not resume:
         copy_weights(config["init"], {"G": G, "D": D, "G_ema": G_ema})
@@ -387,7 +396,9 @@ class Evaluator:
     def __init__(self, config: dict[str, Any], training_set: TrainingSet, device: torch.device, run: StyleGANRun):
         from pixforge.core.swd import SWD
         self.names = [m for m in str(config["metrics"]).replace(" ", "").split(",") if m and m != "none"]
-        self.n, self.seed, self.device, self.set = config["metric_images"], config["seed"], device, training_set
+        self.n, self.seed, self.device = config["metric_images"], config["seed"], device
+        self.set = training_set if config["metric_data"] is None else TrainingSet(
+            config["metric_data"], resolution=training_set.resolution, use_labels=training_set.has_labels)
         self.run = run
         self.metrics: dict[str, Any] = {}
         if "swd" in self.names:
