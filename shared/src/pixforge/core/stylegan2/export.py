@@ -26,11 +26,11 @@ class GeneratorGraph(nn.Module):
         super().__init__()
         self.G = G
 
-    def forward(self, z: torch.Tensor, truncation: torch.Tensor, *label: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, truncation: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         c = None
-        if self.G.c_dim:
+        if self.G.c_dim:  # a named input, not *label: torch.export cannot pair a varargs tuple with dynamic shapes
             classes = torch.arange(self.G.c_dim, device=z.device, dtype=z.dtype)
-            c = (label[0].reshape(-1, 1).to(z.dtype).round() == classes).to(z.dtype).expand(z.shape[0], -1)
+            c = (label.reshape(-1, 1).to(z.dtype).round() == classes).to(z.dtype).expand(z.shape[0], -1)
         ws = self.G.mapping(z, c)
         ws = self.G.mapping.w_avg.to(ws.dtype).lerp(ws, truncation.reshape(-1, 1, 1).to(ws.dtype))
         return self.G.synthesis(ws, noise_mode="const")
