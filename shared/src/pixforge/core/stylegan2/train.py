@@ -97,7 +97,8 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
           inception: str | None = None,
           seed: int = 0, amp: bool | str = False, channels_last: bool = False, compile: bool = False,
           workers: int = 2, device: str = "auto", keep_last: int = 3, resume: bool = False, quiet: bool = False,
-          strategies_by_name: dict[str, Factory] | None = None) -> Path:
+          strategies_by_name: dict[str, Factory] | None = None,
+          datasets_by_name: dict[str, Callable[..., Any]] | None = None) -> Path:
     """Train StyleGAN2 on DATA (image folder or NVlabs zip) into a new run under OUT (`00000-<desc>/`); --resume
     continues the newest run in OUT (or OUT itself). --cfg auto|stylegan2|paper256|paper512|paper1024|cifar|low_shot
     sets batch, lr, gamma, EMA and mapping depth as NVlabs; --kimg, --batch, --gamma override; --cbase, --cmax, --map
@@ -105,7 +106,8 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
     --target, diffaug --policy); --ada-kimg: the kimg p takes to move by 1 (default 500, 100 with --init). --metrics
     swd,fid,kid (fid/kid need --inception WEIGHTS) against --metric-data (e.g. the full set a limited one was cut
     from; default DATA). Several GPUs: `torchrun --nproc_per_node G -m <tool> train ...`."""
-    options = {k: v for k, v in locals().items() if k not in ("out", "resume", "quiet", "strategies_by_name")}
+    options = {k: v for k, v in locals().items()
+               if k not in ("out", "resume", "quiet", "strategies_by_name", "datasets_by_name")}
     registry: dict[str, Factory] = {name: functools.partial(strategies.build, name) for name in strategies.CORE}
     registry.update(strategies_by_name or {})
 
@@ -139,7 +141,12 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
         raise PixforgeError("--metrics fid/kid need the InceptionV3 weights: pass --inception PATH "
                             "(pt_inception-2015-12-05-6726825d.pth)")
     dev = resolve_device(device)
-    training_set = TrainingSet(data, resolution=res, use_labels=cond, mirror=mirror, seed=seed)
+    if data in (datasets_by_name or {}):  # a tool's generated data (e.g. primitives-ps), drawn on the fly
+        if res is None:
+            raise PixforgeError(f"--res is needed to train on generated data ({data})")
+        training_set = datasets_by_name[data](resolution=res, seed=seed)
+    else:
+        training_set = TrainingSet(data, resolution=res, use_labels=cond, mirror=mirror, seed=seed)
     if metric_data is not None:
         TrainingSet(metric_data, resolution=training_set.resolution).close()  # readable, same size: checked now
     world = distributed.setup(dev).world_size
@@ -442,16 +449,19 @@ class Evaluator:
         return results
 
 
-def train_verb(strategies_by_name: dict[str, Factory], **defaults: Any) -> Callable[..., Path]:
-    """`train` as a tool's CLI verb: its own augmentation strategies and defaults, the options declared once."""
+def train_verb(strategies_by_name: dict[str, Factory] | None = None,
+               datasets_by_name: dict[str, Callable[..., Any]] | None = None, **defaults: Any) -> Callable[..., Path]:
+    """`train` as a tool's CLI verb: its own augmentation strategies, generated datasets (name -> factory taking
+    `resolution` and `seed`, returning an object with TrainingSet's interface) and defaults; the options declared
+    once."""
     signature = inspect.signature(train)
     params = [p.replace(default=defaults.get(p.name, p.default)) for p in signature.parameters.values()
-              if p.name != "strategies_by_name"]
+              if p.name not in ("strategies_by_name", "datasets_by_name")]
 
     def verb(*args: Any, **kwargs: Any) -> Path:
         bound = verb.__signature__.bind(*args, **kwargs)
         bound.apply_defaults()
-        return train(**bound.arguments, strategies_by_name=strategies_by_name)
+        return train(**bound.arguments, strategies_by_name=strategies_by_name, datasets_by_name=datasets_by_name)
 
     verb.__signature__ = signature.replace(parameters=params)
     verb.__doc__, verb.__name__ = train.__doc__, "train"
