@@ -7,17 +7,10 @@ import torch.nn.functional as F
 
 from pixforge.core.stylegan2.augment import (
     AUGPIPE_SPECS,
-    DIFFAUG_POLICIES,
     SYM6,
     AugmentPipe,
     apply_band_filter,
     apply_color,
-    diff_augment,
-    diffaug_brightness,
-    diffaug_contrast,
-    diffaug_cutout,
-    diffaug_saturation,
-    diffaug_translation,
     luma_axis,
     lumaflip3d,
     rotate2d,
@@ -28,6 +21,15 @@ from pixforge.core.stylegan2.augment import (
     translate2d,
     translate3d,
     warp_images,
+)
+from pixforge.core.stylegan2.diffaugment import (
+    DIFFAUG_POLICIES,
+    diff_augment,
+    diffaug_brightness,
+    diffaug_contrast,
+    diffaug_cutout,
+    diffaug_saturation,
+    diffaug_translation,
 )
 
 # NVlabs/stylegan2-ada-pytorch train.py `augpipe_specs`, copied out as facts.

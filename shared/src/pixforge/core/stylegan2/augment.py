@@ -1,4 +1,4 @@
-"""Differentiable augmentation operations for GAN discriminators: ADA's `AugmentPipe` and DiffAugment.
+"""ADA's differentiable augmentation pipe for GAN discriminators (DiffAugment: `diffaugment.py`).
 
 `AugmentPipe` follows `training/augment.py` of NVlabs' stylegan2-ada-pytorch (Karras et al., "Training Generative
 Adversarial Networks with Limited Data", 2020): the same constructor knobs and defaults, the `p` buffer (0-d
@@ -43,20 +43,13 @@ the per-sample image-space filter bank (its 'reflect' border is `F.pad`'s, NVlab
 NVlabs' `rotate3d`). Not kornia: the warp itself is `F.affine_grid` + `F.grid_sample` on the supersampled image,
 since `kornia.geometry.warp_affine` inverts its matrix and has neither the 2x wavelet supersampling nor reflect
 padding without edge repetition, so it cannot give NVlabs' result; the colour matrix is a matmul because
-`kornia.enhance`'s adjust functions do not compose into one matrix; DiffAugment's translation and cutout are
-integer index operations (exact), as in the official code.
-
-DiffAugment (Zhao et al., "Differentiable Augmentation for Data-Efficient GAN Training", 2020; mit-han-lab
-data-efficient-gans `DiffAugment_pytorch.py`): `diff_augment(x, "color,translation,cutout")` with the official
-operations: colour = brightness `+ U(-0.5, 0.5)`, saturation `x (U(0, 2))` about the channel mean, contrast
-`x (U(0.5, 1.5))` about the image mean; translation by integers up to `int(size / 8 + 0.5)` per axis with zero
-fill; cutout of an `int(size / 2 + 0.5)` square whose centre is uniform over the image (clipped at the borders).
+`kornia.enhance`'s adjust functions do not compose into one matrix.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -94,19 +87,19 @@ Param = torch.Tensor | Number
 # Random draws: from `generator` (on its device, then moved) or from the global RNG on `device`.
 
 
-def _rand(shape: Sequence[int], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+def rand(shape: Sequence[int], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
     if generator is None:
         return torch.rand(list(shape), device=device)
     return torch.rand(list(shape), generator=generator, device=generator.device).to(device)
 
 
-def _randn(shape: Sequence[int], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+def randn(shape: Sequence[int], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
     if generator is None:
         return torch.randn(list(shape), device=device)
     return torch.randn(list(shape), generator=generator, device=generator.device).to(device)
 
 
-def _randint(low: int, high: int, shape: Sequence[int], device: torch.device,
+def randint(low: int, high: int, shape: Sequence[int], device: torch.device,
              generator: torch.Generator | None) -> torch.Tensor:
     if generator is None:
         return torch.randint(low, high, list(shape), device=device)
@@ -401,39 +394,39 @@ class AugmentPipe(torch.nn.Module):
 
         def gate(values: torch.Tensor, prob: Prob, identity: float) -> torch.Tensor:
             shape = values.shape[:1] + (1,) * (values.ndim - 1)
-            return torch.where(_rand(shape, device, generator) < prob, values, torch.full_like(values, identity))
+            return torch.where(rand(shape, device, generator) < prob, values, torch.full_like(values, identity))
 
         if on(self.xflip, p):
-            i = torch.floor(_rand([batch], device, generator) * 2)
+            i = torch.floor(rand([batch], device, generator) * 2)
             i = gate(i, self.xflip * p, 0)
             compose(scale2d(1 / (1 - 2 * i), 1))
         if on(self.rotate90, p):
-            i = torch.floor(_rand([batch], device, generator) * 4)
+            i = torch.floor(rand([batch], device, generator) * 4)
             i = gate(i, self.rotate90 * p, 0)
             compose(rotate2d(math.pi / 2 * i))  # inverse of a rotation by -pi/2 i
         if on(self.xint, p):
-            t = (_rand([batch, 2], device, generator) * 2 - 1) * self.xint_max
+            t = (rand([batch, 2], device, generator) * 2 - 1) * self.xint_max
             t = gate(t, self.xint * p, 0)
             compose(translate2d(-torch.round(t[:, 0] * width), -torch.round(t[:, 1] * height)))
         if on(self.scale, p):
-            s = torch.exp2(_randn([batch], device, generator) * self.scale_std)
+            s = torch.exp2(randn([batch], device, generator) * self.scale_std)
             s = gate(s, self.scale * p, 1)
             compose(scale2d(1 / s, 1 / s))
         # Pre- and post-rotation each with p_rot, so that P(pre or post) = rotate * p.
         p_rot: Prob = (1 - torch.sqrt((1 - self.rotate * p).clamp(0, 1)) if isinstance(p, torch.Tensor)
                        else 1 - math.sqrt(min(max(1 - self.rotate * p, 0.0), 1.0)))
         if on(self.rotate, p):
-            theta = (_rand([batch], device, generator) * 2 - 1) * math.pi * self.rotate_max
+            theta = (rand([batch], device, generator) * 2 - 1) * math.pi * self.rotate_max
             compose(rotate2d(gate(theta, p_rot, 0)))  # inverse of a rotation by -theta
         if on(self.aniso, p):
-            s = torch.exp2(_randn([batch], device, generator) * self.aniso_std)
+            s = torch.exp2(randn([batch], device, generator) * self.aniso_std)
             s = gate(s, self.aniso * p, 1)
             compose(scale2d(1 / s, s))
         if on(self.rotate, p):
-            theta = (_rand([batch], device, generator) * 2 - 1) * math.pi * self.rotate_max
+            theta = (rand([batch], device, generator) * 2 - 1) * math.pi * self.rotate_max
             compose(rotate2d(gate(theta, p_rot, 0)))
         if on(self.xfrac, p):
-            t = _randn([batch, 2], device, generator) * self.xfrac_std
+            t = randn([batch, 2], device, generator) * self.xfrac_std
             t = gate(t, self.xfrac * p, 0)
             compose(translate2d(-t[:, 0] * width, -t[:, 1] * height))
         return G_inv
@@ -450,22 +443,22 @@ class AugmentPipe(torch.nn.Module):
             C = m if C is None else m @ C
 
         def gate(values: torch.Tensor, prob: Prob, identity: float) -> torch.Tensor:
-            return torch.where(_rand([batch], device, generator) < prob, values, torch.full_like(values, identity))
+            return torch.where(rand([batch], device, generator) < prob, values, torch.full_like(values, identity))
 
         if on(self.brightness, p):
-            b = gate(_randn([batch], device, generator) * self.brightness_std, self.brightness * p, 0)
+            b = gate(randn([batch], device, generator) * self.brightness_std, self.brightness * p, 0)
             compose(translate3d(b, b, b))
         if on(self.contrast, p):
-            c = gate(torch.exp2(_randn([batch], device, generator) * self.contrast_std), self.contrast * p, 1)
+            c = gate(torch.exp2(randn([batch], device, generator) * self.contrast_std), self.contrast * p, 1)
             compose(scale3d(c, c, c))
         if on(self.lumaflip, p):
-            i = gate(torch.floor(_rand([batch], device, generator) * 2), self.lumaflip * p, 0)
+            i = gate(torch.floor(rand([batch], device, generator) * 2), self.lumaflip * p, 0)
             compose(lumaflip3d(i))
         if on(self.hue, p) and channels > 1:
-            theta = (_rand([batch], device, generator) * 2 - 1) * math.pi * self.hue_max
+            theta = (rand([batch], device, generator) * 2 - 1) * math.pi * self.hue_max
             compose(rotate3d(luma_axis(device), gate(theta, self.hue * p, 0)))
         if on(self.saturation, p) and channels > 1:
-            s = gate(torch.exp2(_randn([batch], device, generator) * self.saturation_std), self.saturation * p, 1)
+            s = gate(torch.exp2(randn([batch], device, generator) * self.saturation_std), self.saturation * p, 1)
             compose(saturate3d(s))
         return C
 
@@ -482,8 +475,8 @@ class AugmentPipe(torch.nn.Module):
         for i, band_strength in enumerate(self.imgfilter_bands):
             if not self._on(self.imgfilter * band_strength, p):
                 continue  # a unit gain vector stays the identity after the power normalisation
-            t_i = torch.exp2(_randn([batch], device, generator) * self.imgfilter_std)
-            t_i = torch.where(_rand([batch], device, generator) < self.imgfilter * p * band_strength, t_i,
+            t_i = torch.exp2(randn([batch], device, generator) * self.imgfilter_std)
+            t_i = torch.where(rand([batch], device, generator) < self.imgfilter * p * band_strength, t_i,
                               torch.ones_like(t_i))
             t = torch.where(eye[i], t_i[:, None], torch.ones_like(g))
             g = g * t / (expected_power * t.square()).sum(dim=-1, keepdim=True).sqrt()
@@ -514,15 +507,15 @@ class AugmentPipe(torch.nn.Module):
             x = apply_band_filter(x.to(work), gains, self.Hz_fbank)
 
         if self._on(self.noise, p):
-            sigma = _randn([batch, 1, 1, 1], device, generator).abs() * self.noise_std
-            sigma = torch.where(_rand([batch, 1, 1, 1], device, generator) < self.noise * p, sigma,
+            sigma = randn([batch, 1, 1, 1], device, generator).abs() * self.noise_std
+            sigma = torch.where(rand([batch, 1, 1, 1], device, generator) < self.noise * p, sigma,
                                 torch.zeros_like(sigma))
-            x = x.to(work) + _randn([batch, channels, height, width], device, generator).to(work) * sigma.to(work)
+            x = x.to(work) + randn([batch, channels, height, width], device, generator).to(work) * sigma.to(work)
 
         if self._on(self.cutout, p):
             size = torch.full([batch], self.cutout_size, device=device)
-            size = torch.where(_rand([batch], device, generator) < self.cutout * p, size, torch.zeros_like(size))
-            center = _rand([batch, 2], device, generator)
+            size = torch.where(rand([batch], device, generator) < self.cutout * p, size, torch.zeros_like(size))
+            center = rand([batch, 2], device, generator)
             xs = (torch.arange(width, device=device) + 0.5) / width
             ys = (torch.arange(height, device=device) + 0.5) / height
             keep_x = (xs[None, :] - center[:, :1]).abs() >= size[:, None] / 2  # [B, W]
@@ -531,78 +524,3 @@ class AugmentPipe(torch.nn.Module):
             x = x.to(work) * mask[:, None].to(work)
 
         return x.to(images.dtype)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# DiffAugment.
-
-
-def _uniform_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return _rand([x.shape[0], 1, 1, 1], x.device, generator).to(x.dtype)
-
-
-def diffaug_brightness(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Add `U(-0.5, 0.5)` per sample."""
-    return x + (_uniform_like(x, generator) - 0.5)
-
-
-def diffaug_saturation(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Scale the deviation from the per-pixel channel mean by `U(0, 2)` per sample."""
-    mean = x.mean(dim=1, keepdim=True)
-    return (x - mean) * (_uniform_like(x, generator) * 2) + mean
-
-
-def diffaug_contrast(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Scale the deviation from the per-sample mean by `U(0.5, 1.5)`."""
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (_uniform_like(x, generator) + 0.5) + mean
-
-
-def diffaug_translation(x: torch.Tensor, generator: torch.Generator | None = None,
-                        ratio: float = 0.125) -> torch.Tensor:
-    """Shift each sample by integers `(dy, dx)`, uniform in `[-int(H ratio + 0.5), +...]` per axis (rows first):
-    `out[y, x] = in[y + dy, x + dx]`, zero where that falls outside."""
-    batch, channels, height, width = x.shape
-    sh, sw = int(height * ratio + 0.5), int(width * ratio + 0.5)
-    dy = _randint(-sh, sh + 1, [batch], x.device, generator)
-    dx = _randint(-sw, sw + 1, [batch], x.device, generator)
-    padded = F.pad(x, [sw, sw, sh, sh])
-    rows = torch.arange(height, device=x.device)[None] + dy[:, None] + sh  # [B, H]
-    cols = torch.arange(width, device=x.device)[None] + dx[:, None] + sw  # [B, W]
-    index = (rows[:, :, None] * (width + 2 * sw) + cols[:, None, :]).reshape(batch, 1, height * width)
-    out = padded.reshape(batch, channels, -1).gather(2, index.expand(batch, channels, height * width))
-    return out.reshape(batch, channels, height, width)
-
-
-def diffaug_cutout(x: torch.Tensor, generator: torch.Generator | None = None, ratio: float = 0.5) -> torch.Tensor:
-    """Zero an `int(H ratio + 0.5)` x `int(W ratio + 0.5)` rectangle per sample whose centre pixel is uniform over
-    the image (the official offsets: one more position for even sizes), clipped at the borders."""
-    batch, _, height, width = x.shape
-    ch, cw = int(height * ratio + 0.5), int(width * ratio + 0.5)
-    oy = _randint(0, height + (1 - ch % 2), [batch], x.device, generator)
-    ox = _randint(0, width + (1 - cw % 2), [batch], x.device, generator)
-    ys = torch.arange(height, device=x.device)[None] - (oy[:, None] - ch // 2)  # [B, H], 0 at the first cut row
-    xs = torch.arange(width, device=x.device)[None] - (ox[:, None] - cw // 2)
-    cut = ((ys >= 0) & (ys < ch))[:, :, None] & ((xs >= 0) & (xs < cw))[:, None, :]
-    return x * (~cut)[:, None].to(x.dtype)
-
-
-DIFFAUG_POLICIES: dict[str, tuple[Callable[..., torch.Tensor], ...]] = {
-    "color": (diffaug_brightness, diffaug_saturation, diffaug_contrast),
-    "translation": (diffaug_translation,),
-    "cutout": (diffaug_cutout,),
-}
-
-
-def diff_augment(x: torch.Tensor, policy: str = "color,translation,cutout",
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """DiffAugment: apply the comma-separated `policy` groups of `DIFFAUG_POLICIES` in order (every sample, every
-    call; no probability). Differentiable w.r.t. `x` [B, C, H, W]; an empty policy returns `x`."""
-    names = [name.strip() for name in policy.split(",") if name.strip()]
-    unknown = [name for name in names if name not in DIFFAUG_POLICIES]
-    if unknown:
-        raise ValueError(f"unknown DiffAugment policy {unknown}; expected names from {sorted(DIFFAUG_POLICIES)}")
-    for name in names:
-        for op in DIFFAUG_POLICIES[name]:
-            x = op(x, generator=generator)
-    return x

@@ -116,7 +116,8 @@ def build(aug: str, *, p: float = 0.0, target: float = 0.6, interval: int = 4, k
           device: torch.device | str = "cpu") -> Augmentation:
     """The core strategies by name: noaug, fixed (ADA's pipe at p), ada (its pipe, p adapted), diffaug (DiffAugment
     `policy`, no p). Tools add their own (pixforge-apa: apa, ada+apa) on top of these."""
-    from pixforge.core.stylegan2.augment import AugmentPipe, diff_augment
+    from pixforge.core.stylegan2.augment import AugmentPipe
+    from pixforge.core.stylegan2.diffaugment import diff_augment
 
     if aug == "noaug":
         strategy = Augmentation()
