@@ -1,5 +1,5 @@
-"""`pixforge-spectra` (also `pixforge spectra`): the Fire surface over list, generate, preview, analyze, compare
-and demo."""
+"""`pixforge-spectra` (also `pixforge spectra`): the Fire surface over list, generate, preview, analyze, compare,
+demo, and the contrastive verbs pretrain, linear-eval, export and feature-vis."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from pixforge.core.cli import output_dir, run
 from pixforge.core.datagen import DatasetVerbs, whole_number
 from pixforge.export.errors import PixforgeError
+from pixforge.spectra.lineval import export, feature_vis, linear_eval
+from pixforge.spectra.pretrain import train as pretrain
 
 
 @contextmanager
@@ -32,6 +34,10 @@ class Spectra(DatasetVerbs):
     datasets, statistics."""
 
     package, default_size, default_out, gpu_batch = "pixforge-spectra", 128, "spectra-out", 32
+    pretrain = staticmethod(pretrain)
+    linear_eval = staticmethod(linear_eval)
+    export = staticmethod(export)
+    feature_vis = staticmethod(feature_vis)
 
     def _model(self, name: str, batch: int, options: dict):
         """statistical --iterations, --paper-spectrum, --correlate-channels (defaults = the official code);

@@ -57,8 +57,8 @@ DEADLEAVES_HELP = (
     "featurevis-deadleaves optimises images against a ResNet50 trained with MoCo v2 on dead-leaves-shapes images: "
     "pass its checkpoint with --encoder PATH (a MoCo checkpoint such as the authors' "
     "encoders/large_scale/dead_leaves-mixed/checkpoint_0199.pth.tar, or a torchvision-format state dict); such "
-    "weights are made by MoCo v2 pretraining on `pixforge-spectra generate dead-leaves-shapes` images (the "
-    "`pretrain` verb comes in a later release)")
+    "weights are made by `pixforge-spectra pretrain --data dead-leaves-shapes --out RUN` (then --encoder "
+    "RUN/encoder.safetensors)")
 
 
 def pair(p: int, n: int) -> list[int]:

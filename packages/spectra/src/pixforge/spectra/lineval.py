@@ -1,0 +1,398 @@
+"""What a pretrained encoder is worth, and what it learned: `linear-eval`, `export`, `feature-vis`.
+
+linear-eval follows MoCo's `main_lincls.py` (the script the authors run after MoCo v2): the encoder frozen and in
+eval mode (BatchNorm statistics fixed), a linear classifier on the pooled features (`fc` initialised N(0, 0.01),
+bias 0), cross entropy, SGD lr 30, momentum 0.9, weight decay 0, batch 256, 100 epochs, lr x0.1 at epochs 60 and 80;
+training views RandomResizedCrop(S) + flip, validation resize to 8/7 S + centre crop S; ImageNet normalisation;
+top-1 / top-5. `--no-augment` trains on the centre crops' features, computed once (fast on a CPU).
+
+One addition (on by default, `--no-standardize` for the exact official recipe): the features are standardised with
+the training set's per-feature mean and their RMS standard deviation (of the centre views) before the classifier.
+A fixed affine map leaves the linear classifiers one can learn unchanged but makes lr 30 usable for every encoder:
+raw pooled features of a random-init or briefly trained ResNet (BatchNorm running statistics far from the data's)
+reach magnitudes where SGD at lr 30 diverges.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pixforge.core.nets.resnet import ARCHS, IMAGENET_MEAN, IMAGENET_STD, ResNet, resnet
+from pixforge.export.errors import PixforgeError
+from pixforge.spectra.contrastive import step_seed
+
+FASHION_MNIST = Path("/usr/share/dataset-fashion-mnist")  # Debian's dataset-fashion-mnist package
+SETS = ("digits", "fashion-mnist")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Labelled sets: (uint8 N x 3 x h x w images, int64 labels, class names).
+
+def digits(seed: int = 0, val_fraction: float = 0.2):
+    """scikit-learn's 8 x 8 digits (1,797 images, 10 classes), split at random (`seed`): (train, val, names)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise PixforgeError("--data digits needs scikit-learn (pip install scikit-learn), which is not installed: "
+                            "give --data DIR (one sub-folder per class) or fashion-mnist") from None
+    bunch = load_digits()
+    images = np.clip(np.round(bunch.images * 255.0 / 16.0), 0, 255).astype(np.uint8)
+    x = torch.from_numpy(images)[:, None].expand(-1, 3, -1, -1).contiguous()
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    return (*split(x, y, seed, val_fraction), [str(c) for c in range(10)])
+
+
+def _idx(path: Path) -> np.ndarray:
+    """An IDX file (MNIST's format, optionally gzipped) as an array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+        ndim = data[3]
+        shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+        return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    except (OSError, ValueError, IndexError) as err:
+        raise PixforgeError(f"{path} is not a readable IDX file ({err})") from None
+
+
+def _find(root: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def fashion_mnist(root: Path | None = None):
+    """Fashion-MNIST from Debian's dataset-fashion-mnist files (never downloaded): (train, val, names)."""
+    root = Path(root or FASHION_MNIST)
+    files = {part: _find(root, f"{part}-ubyte") for part in ("train-images-idx3", "train-labels-idx1",
+                                                                "t10k-images-idx3", "t10k-labels-idx1")}
+    if not all(files.values()):
+        raise PixforgeError(f"--data fashion-mnist needs the files of Debian's dataset-fashion-mnist package in {root} "
+                            "(apt-get install dataset-fashion-mnist); they are not there")
+    out = []
+    for split_name in ("train", "t10k"):
+        images = torch.from_numpy(_idx(files[f"{split_name}-images-idx3"]).copy())
+        labels = torch.from_numpy(_idx(files[f"{split_name}-labels-idx1"]).astype(np.int64))
+        out += [images[:, None].expand(-1, 3, -1, -1).contiguous(), labels]
+    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    return (out[0], out[1]), (out[2], out[3]), names
+
+
+def class_folders(path: Path, resize: int):
+    """One sub-folder per class (sorted names): uint8 images resized to cover `resize` px and centre-cropped."""
+    from pixforge.export.images import list_images, read_image
+    from pixforge.spectra.pretrain import cover_crop
+
+    if not path.is_dir():
+        raise PixforgeError(f"--data {path} is not a folder: give a folder with one sub-folder of images per class")
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = {}
+    for name in classes:
+        try:
+            found[name] = list_images(path / name)
+        except PixforgeError:
+            continue  # a sub-folder without images is not a class
+    if not found:
+        raise PixforgeError(f"--data {path} holds no class sub-folders with images (expected DIR/<class>/<image>)")
+    if len(found) < 2:
+        raise PixforgeError(f"--data {path} holds one class ({next(iter(found))}): a classifier needs two or more "
+                            "class sub-folders")
+    images, labels = [], []
+    for label, files in enumerate(found.values()):
+        for file in files:
+            images.append(torch.from_numpy(cover_crop(read_image(file), resize)).permute(2, 0, 1))
+            labels.append(label)
+    return torch.stack(images), torch.tensor(labels), list(found)
+
+
+def split(x: torch.Tensor, y: torch.Tensor, seed: int, val_fraction: float):
+    """A seeded random split: (train, val), `val_fraction` of the images (at least one) held out."""
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, round(len(y) * val_fraction))
+    return (x[order[n_val:]], y[order[n_val:]]), (x[order[:n_val]], y[order[:n_val]])
+
+
+def labelled_data(data: str | None, val: str | None, resize: int, seed: int, val_fraction: float):
+    """(train, val, class names, name of the set) for --data / --val; default: digits, else Fashion-MNIST."""
+    if data is None:
+        try:
+            import sklearn  # noqa: F401
+            data = "digits"
+        except ImportError:
+            if _find(FASHION_MNIST, "train-images-idx3-ubyte") is None:
+                raise PixforgeError("linear-eval has no default labelled set here: scikit-learn (digits) is not "
+                                    f"installed and Debian's dataset-fashion-mnist files are not in {FASHION_MNIST}; "
+                                    "give --data DIR (one sub-folder of images per class)") from None
+            data = "fashion-mnist"
+    if data in SETS:
+        if val is not None:
+            raise PixforgeError(f"--val is for --data DIR; {data} has its own validation split")
+        train, held, names = digits(seed, val_fraction) if data == "digits" else fashion_mnist()
+        return train, held, names, data
+    x, y, names = class_folders(Path(data).expanduser(), resize)
+    if val is None:
+        train, held = split(x, y, seed, val_fraction)
+    else:
+        vx, vy, val_names = class_folders(Path(val).expanduser(), resize)
+        if val_names != names:
+            raise PixforgeError(f"--val {val} has the classes {val_names[:5]}..., --data {data} has {names[:5]}...: "
+                                "they must be the same sub-folder names")
+        train, held = (x, y), (vx, vy)
+    return train, held, names, str(data)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoders.
+
+def run_encoder(run: str | Path) -> tuple[ResNet, dict]:
+    """The headless query encoder of a finished pretraining run (eval mode), and its release config."""
+    from pixforge.core.checkpoint import load_release
+
+    run = Path(run)
+    if not (run / "encoder.safetensors").is_file():
+        raise PixforgeError(f"--run {run} holds no encoder.safetensors: is it a finished `pretrain` run?")
+    state, config = load_release(run, name="encoder")
+    arch = config.get("arch")
+    if arch not in ARCHS:
+        raise PixforgeError(f"--run {run}: encoder.json names no known architecture ({arch!r})")
+    net = ResNet(arch, num_classes=0)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise PixforgeError(f"--run {run}: encoder.safetensors is not a {arch} "
+                            f"({str(err).splitlines()[0][:160]})") from None
+    return net.eval(), config
+
+
+def encoder_for(run: str | None, arch: str | None, weights: str | None, seed: int) -> tuple[ResNet, str, dict]:
+    """(headless encoder in eval mode, description, release config) for linear-eval's --run / --arch / --weights."""
+    config: dict = {}
+    if arch is not None and (arch == "random" or arch.startswith("random-")):
+        name = arch[len("random-"):] if arch.startswith("random-") else None
+        if run is not None:
+            _, config = run_encoder(run)
+        name = name or config.get("arch", "resnet50")
+        if name not in ARCHS:
+            raise PixforgeError(f"--arch {arch}: {name!r} is not one of {', '.join(ARCHS)}")
+        net = ResNet(name, num_classes=0, generator=torch.Generator().manual_seed(seed))
+        return net.eval(), f"random {name}", config
+    if arch is not None and arch not in ARCHS:
+        raise PixforgeError(f"--arch must be random, random-<resnet>, or one of {', '.join(ARCHS)}, got {arch!r}")
+    if run is not None and weights is not None:
+        raise PixforgeError("give --run or --weights, not both")
+    if run is not None:
+        net, config = run_encoder(run)
+        if arch is not None and arch != config["arch"]:
+            raise PixforgeError(f"--run {run} holds a {config['arch']} encoder, not {arch}")
+        return net, f"{config['arch']} of {run}", config
+    if weights is not None:
+        net = resnet(arch or "resnet50", weights=weights)
+        net.fc = torch.nn.Identity()
+        return net.eval(), f"{arch or 'resnet50'} {weights}", config
+    raise PixforgeError("give --run RUN (a pretrain run), --weights FILE, or --arch random")
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def center_views(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Validation views: resize to 8/7 `size` (256 for 224), centre crop `size`; normalised floats."""
+    resize = round(size * 8 / 7)
+    x = F.interpolate(images.float() / 255, size=(resize, resize), mode="bilinear", antialias=True,
+                      align_corners=False)
+    top = (resize - size) // 2
+    return normalize(x[..., top:top + size, top:top + size].clamp(0, 1))
+
+
+@torch.no_grad()
+def features(net: ResNet, images: torch.Tensor, size: int, dev: torch.device, batch: int = 256) -> torch.Tensor:
+    """Pooled features of the centre views of `images` (uint8 N x 3 x h x w), on the CPU."""
+    return torch.cat([net.features(center_views(images[i:i + batch].to(dev), size)).float().cpu()
+                      for i in range(0, len(images), batch)])
+
+
+def topk(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[str, float]:
+    """Top-k accuracies in percent (k capped at the number of classes)."""
+    ranked = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    return {f"top{k}": round(float((ranked[:, :k] == labels[:, None]).any(1).float().mean() * 100), 3) for k in ks}
+
+
+def linear_eval(run: str | None = None, data: str | None = None, val: str | None = None, arch: str | None = None,
+                weights: str | None = None, size: int | None = None, epochs: int = 100, batch: int = 256,
+                lr: float = 30.0, milestones: str | tuple = "60,80", momentum: float = 0.9,
+                weight_decay: float = 0.0, augment: bool = True, max_samples: int | None = None,
+                val_fraction: float = 0.2, standardize: bool = True, seed: int = 0, device: str = "auto",
+                out: str | None = None,
+                quiet: bool = False) -> str:
+    """Linear evaluation of a frozen encoder: --run RUN (a pretrain run), --weights FILE (--arch resnet18|resnet50:
+    torchvision / MoCo files) or --arch random (a random-init network: the run's architecture, else resnet50;
+    random-resnet18 names one). --data DIR (one sub-folder of images per class; --val DIR, else a seeded
+    --val-fraction split), digits (scikit-learn's, the default when installed) or fashion-mnist (Debian's
+    dataset-fashion-mnist files; else the default). Official schedule (MoCo main_lincls.py): SGD lr 30, momentum
+    0.9, wd 0, batch 256, 100 epochs, x0.1 at --milestones 60,80, RandomResizedCrop + flip (--no-augment: centre
+    crops' features computed once); features centred with the training set's mean and divided by their RMS std
+    (--no-standardize: the raw features, as the official script). --size: the run's (else 224). Prints JSON
+    (top-1 / top-5 in %); --out FILE writes it."""
+    from pixforge.core.loop import progress
+    from pixforge.core.runtime import resolve_device
+    from pixforge.export.options import whole_number
+
+    for flag, value, least in (("--epochs", epochs, 1), ("--batch", batch, 1), ("--seed", seed, 0)):
+        whole_number(flag, value, least)
+    if size is not None:
+        whole_number("--size", size, 16)
+    if max_samples is not None:
+        whole_number("--max-samples", max_samples, 1)
+    if not (isinstance(lr, (int, float)) and lr > 0 and 0 <= momentum < 1 and weight_decay >= 0
+            and 0 < val_fraction < 1):
+        raise PixforgeError("--lr must be > 0, --momentum in [0, 1), --weight-decay >= 0, --val-fraction in (0, 1)")
+    marks = sorted(int(m) for m in (milestones.split(",") if isinstance(milestones, str) else milestones)
+                   if str(m).strip())
+    if out is not None and Path(out).is_dir():
+        raise PixforgeError(f"--out {out} is a folder: give a .json file name")
+    dev = resolve_device(device)
+    net, described, run_config = encoder_for(run, arch, weights, seed)
+    size = size or run_config.get("size", 224)
+    (tx, ty), (vx, vy), names, data_name = labelled_data(data, val, round(size * 8 / 7), seed, val_fraction)
+    if max_samples is not None:
+        tx, ty = tx[:max_samples], ty[:max_samples]
+    if len(set(ty.tolist())) < 2:
+        raise PixforgeError(f"--data {data_name}: the training images hold one class; a classifier needs two or more")
+    net = net.to(dev).requires_grad_(False)
+    classifier = torch.nn.Linear(net.num_features, len(names)).to(dev)
+    with torch.no_grad():
+        classifier.weight.normal_(0.0, 0.01, generator=torch.Generator(device=dev).manual_seed(seed))
+        classifier.bias.zero_()
+    opt = torch.optim.SGD(classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    cached = features(net, tx, size, dev, batch)
+    shift, scale = torch.zeros(net.num_features), torch.ones(net.num_features)
+    if standardize:
+        # one scale for all features (their RMS std): per-feature scales would blow up near-dead units
+        shift, scale = cached.mean(0), cached.var(0).mean().sqrt().clamp_min(1e-12).expand(net.num_features)
+    shift, scale = shift.to(dev), scale.to(dev)
+    if augment:
+        cached = None
+    crop = None
+    if augment:
+        import kornia.augmentation as K
+
+        crop = torch.nn.Sequential(K.RandomResizedCrop((size, size)), K.RandomHorizontalFlip())
+    steps_per_epoch = math.ceil(len(ty) / batch)
+    with progress(epochs, desc="linear-eval", unit="epoch", disable=quiet) as bar:
+        for epoch in range(epochs):
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.1 ** sum(epoch >= m for m in marks)
+            order = torch.randperm(len(ty), generator=torch.Generator().manual_seed(step_seed(seed, epoch, 0, 3)))
+            for i in range(steps_per_epoch):
+                idx = order[i * batch:(i + 1) * batch]
+                if cached is not None:
+                    feats = cached[idx].to(dev)
+                else:
+                    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                        torch.manual_seed(step_seed(seed, epoch * steps_per_epoch + i, 0, 4))
+                        views = normalize(crop(tx[idx].to(dev).float() / 255))
+                        feats = net.features(views).float()
+                loss = F.cross_entropy(classifier((feats - shift) / scale), ty[idx].to(dev))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.update()
+    with torch.no_grad():
+        logits = classifier((features(net, vx, size, dev, batch).to(dev) - shift) / scale).cpu()
+    report = {"encoder": described, "data": data_name, "classes": len(names), "train": len(ty), "val": len(vy),
+              **topk(logits, vy), "chance_top1": round(100 / len(names), 3), "epochs": epochs, "lr": lr,
+              "batch": batch, "augment": augment, "standardize": standardize, "size": size,
+              "final_train_loss": round(loss.item(), 5)}
+    text = json.dumps(report)
+    if out is not None:
+        from pixforge.export.atomic import write_text
+
+        write_text(Path(out), json.dumps(report, indent=2) + "\n")
+    return text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Export and feature visualisation.
+
+class FeatureNet(torch.nn.Module):
+    """The encoder's pooled features (what linear-eval classifies)."""
+
+    def __init__(self, net: ResNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net.features(image)
+
+
+def export(run: str, out: str | None = None, overwrite: bool = False) -> str:
+    """Export a finished pretrain run's encoder to ONNX (default RUN/encoder.onnx): input "image" (RGB, ImageNet
+    normalisation, resized by the runtime to the run's --size), output "features" (N x 512 / 2048 pooled features),
+    pixforge metadata; parity with PyTorch is checked. Run it with `pixforge-run run RUN/encoder.onnx IMAGES --out
+    DIR` (features as .json or --tensor-format npy)."""
+    from pixforge.core.onnx import export_onnx, verify_onnx
+    from pixforge.export.metadata import TensorSpec
+    from pixforge.spectra import __version__
+
+    net, config = run_encoder(run)
+    path = Path(out) if out is not None else Path(run) / "encoder.onnx"
+    if path.exists() and not overwrite:
+        raise PixforgeError(f"{path} exists: choose another --out or pass --overwrite")
+    size = int(config["size"])
+    model = FeatureNet(net).eval()
+    image = TensorSpec("image", kind="image", range=(0.0, 1.0), mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
+                       size=(size, size))
+    feats = TensorSpec("features", kind="tensor", description=f"{net.num_features} pooled features (avgpool)")
+    export_onnx(model, (torch.rand(2, 3, size, size),), path, input_names=["image"], output_names=["features"],
+                inputs=[image], outputs=[feats], package="pixforge-spectra", version=__version__, task="features",
+                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}},
+                extra={k: config.get(k) for k in ("arch", "method", "size", "data", "step", "num_features")})
+    report = verify_onnx(path, model, [normalize(torch.rand(3, 3, size, size))])
+    return json.dumps({"onnx": str(path), "max_abs_diff": report.max_abs_diff, "features": net.num_features})
+
+
+def feature_vis(run: str, out: str | None = None, units: str | tuple | int | None = None, n: int = 8,
+                size: int = 128, steps: int = 128, layer: str = "avgpool", seed: int = 0, device: str = "auto",
+                overwrite: bool = False) -> str:
+    """Feature visualisations of a finished pretrain run's encoder (`featurevis.FeatureVis`: lucent's FFT + colour
+    decorrelated images, Adam 0.05, --steps 128, pad/jitter/scale/rotate) maximising its --layer units (default
+    avgpool, the features linear-eval reads): --units 0,5,17 (default the first --n); one image per unit in a grid
+    written to --out (default RUN/featurevis.png)."""
+    from pixforge.core.runtime import resolve_device
+    from pixforge.export.images import make_grid, write_image
+    from pixforge.export.options import whole_number
+    from pixforge.spectra.featurevis import FeatureVis
+
+    whole_number("--n", n)
+    whole_number("--steps", steps)
+    _, config = run_encoder(run)
+    path = Path(out) if out is not None else Path(run) / "featurevis.png"
+    if path.exists() and not overwrite:
+        raise PixforgeError(f"{path} exists: choose another --out or pass --overwrite")
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise PixforgeError(f"--out {path} must end in .png or .jpg")
+    wanted = list(range(n)) if units is None else [
+        int(u) for u in (units.split(",") if isinstance(units, str) else
+                         units if isinstance(units, (list, tuple)) else [units])]
+    vis = FeatureVis(name="featurevis-deadleaves", encoder=str(Path(run) / "encoder.safetensors"),
+                     arch=config["arch"], layer=layer, units="single", steps=steps)
+    vis.check_size(size)
+    channels = vis.network(seed)[1]
+    bad = [u for u in wanted if not 0 <= u < channels]
+    if bad:
+        raise PixforgeError(f"--units {bad} are not units of {layer} (0..{channels - 1})")
+    images = vis.sample(seed, wanted, size, resolve_device(device))
+    write_image(path, make_grid(images, nrow=min(8, len(images))))
+    return json.dumps({"out": str(path), "units": wanted, "layer": layer, "steps": steps})

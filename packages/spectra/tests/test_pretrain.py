@@ -1,0 +1,208 @@
+"""Contrastive pretraining, linear evaluation, export: formulas, determinism, end to end, bad input."""
+
+import contextlib
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pixforge.core.nets.resnet import resnet
+from pixforge.export.command import invoke
+from pixforge.spectra.cli import Spectra
+from pixforge.spectra.contrastive import MoCo, TwoViews, align_loss, info_nce_logits, uniform_loss
+from pixforge.spectra.pretrain import ContrastiveLoss, build_model, train
+
+TINY = dict(arch="resnet18", size=32, gen_size=32, batch=4, queue=16, n=8, device="cpu", quiet=True,
+            sample_every=1000, ckpt_every=1000)
+
+
+def run_cli(*args):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = invoke(Spectra, [str(a) for a in args], "pixforge-spectra")
+    return code, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def moco():
+    torch.manual_seed(0)
+    return MoCo("resnet18", dim=8, K=8, m=0.9, T=0.2, generator=torch.Generator().manual_seed(0))
+
+
+def test_momentum_update_follows_the_formula(moco):
+    with torch.no_grad():
+        for p in moco.encoder_q.parameters():
+            p.add_(torch.randn_like(p))
+    before_k = [p.clone() for p in moco.encoder_k.parameters()]
+    query = [p.clone() for p in moco.encoder_q.parameters()]
+    moco.momentum_update()
+    for k_old, q, k_new in zip(before_k, query, moco.encoder_k.parameters(), strict=True):
+        torch.testing.assert_close(k_new, 0.9 * k_old + 0.1 * q, rtol=1e-6, atol=1e-6)
+    assert not any(p.requires_grad for p in moco.encoder_k.parameters())
+
+
+def test_queue_overwrites_the_oldest_keys_in_order(moco):
+    moco.queue_ptr.zero_()
+    first, second, third = (F.normalize(torch.randn(4, 8), dim=1) for _ in range(3))
+    moco.dequeue_and_enqueue(first)
+    assert int(moco.queue_ptr) == 4
+    torch.testing.assert_close(moco.queue[:, :4], first.T)
+    moco.dequeue_and_enqueue(second)
+    assert int(moco.queue_ptr) == 0  # wrapped: K = 8
+    torch.testing.assert_close(moco.queue[:, 4:], second.T)
+    moco.dequeue_and_enqueue(third)  # the oldest (first) go
+    torch.testing.assert_close(moco.queue, torch.cat([third.T, second.T], 1))
+    with pytest.raises(ValueError, match="multiple"):
+        moco.dequeue_and_enqueue(torch.randn(3, 8))
+
+
+def test_info_nce_positive_at_index_0_and_loss_by_hand():
+    q, k = F.normalize(torch.randn(3, 5), dim=1), F.normalize(torch.randn(3, 5), dim=1)
+    queue = F.normalize(torch.randn(5, 7), dim=0)
+    logits, labels = info_nce_logits(q, k, queue, 0.2)
+    assert logits.shape == (3, 8) and labels.tolist() == [0, 0, 0]
+    for i in range(3):
+        assert math.isclose(logits[i, 0].item(), float(q[i] @ k[i]) / 0.2, rel_tol=1e-5)
+        for j in range(7):
+            assert math.isclose(logits[i, 1 + j].item(), float(q[i] @ queue[:, j]) / 0.2, rel_tol=1e-5, abs_tol=1e-6)
+    by_hand = np.mean([-(float(q[i] @ k[i]) / 0.2) + math.log(
+        math.exp(float(q[i] @ k[i]) / 0.2) + sum(math.exp(float(q[i] @ queue[:, j]) / 0.2) for j in range(7)))
+        for i in range(3)])
+    assert math.isclose(F.cross_entropy(logits, labels).item(), by_hand, rel_tol=1e-5)
+
+
+def test_align_and_uniform_losses_follow_the_formulas():
+    x, y = F.normalize(torch.randn(6, 4), dim=1), F.normalize(torch.randn(6, 4), dim=1)
+    align = np.mean([float(((x[i] - y[i]) ** 2).sum()) for i in range(6)])  # alpha 2: squared distance
+    assert math.isclose(align_loss(x, y, 2).item(), align, rel_tol=1e-5)
+    assert math.isclose(align_loss(x, y, 1).item(), np.mean([float((x[i] - y[i]).norm()) for i in range(6)]),
+                        rel_tol=1e-5)
+    pairs = [math.exp(-2 * float(((x[i] - x[j]) ** 2).sum())) for i in range(6) for j in range(i + 1, 6)]
+    assert math.isclose(uniform_loss(x, 2).item(), math.log(np.mean(pairs)), rel_tol=1e-5)
+
+
+def test_two_views_differ_have_the_size_and_repeat_per_seed():
+    images = torch.randint(0, 256, (4, 3, 48, 48), dtype=torch.uint8)
+    for kind in ("mocov2", "alignunif"):
+        q, k = TwoViews(kind, 32, seed=1)(images, step=5)
+        assert q.shape == k.shape == (4, 3, 32, 32)
+        assert not torch.equal(q, k)
+        q2, k2 = TwoViews(kind, 32, seed=1)(images, step=5)
+        assert torch.equal(q, q2) and torch.equal(k, k2)
+        assert not torch.equal(q, TwoViews(kind, 32, seed=2)(images, step=5)[0])
+        assert not torch.equal(q, TwoViews(kind, 32, seed=1)(images, step=6)[0])
+
+
+@pytest.mark.parametrize("method", ["mocov2", "alignunif"])
+def test_loss_goes_down_on_a_fixed_batch(method):
+    """A fixed batch of generated images, fixed views; MoCo against a fixed queue (reset before each step: with the
+    batch's own keys enqueued the positives would reappear as negatives and the target would move)."""
+    from pixforge.spectra.pretrain import open_data
+
+    data = open_data("dead-leaves-squares,color", 32, 48, 8, 0)
+    images = torch.stack([data.image(i) for i in range(8)])
+    torch.manual_seed(0)
+    config = dict(method=method, arch="resnet18", dim=16, queue=8, moco_momentum=0.99, temperature=0.2, mlp=True,
+                  bn="shuffle", align_w=1.0, unif_w=1.0, align_alpha=2.0, unif_t=2.0)
+    model = build_model(config, torch.Generator().manual_seed(0))
+    opt = torch.optim.SGD(model.encoder_q.parameters(), lr=0.05, momentum=0.9)
+    loss = ContrastiveLoss(model, config, None, torch.amp.GradScaler("cpu", enabled=False))
+    q, k = TwoViews(method, 32, seed=0)(images, step=0)
+    initial = model.queue.clone() if method == "mocov2" else None
+    values = []
+    for _ in range(8):
+        if initial is not None:
+            model.queue.copy_(initial)
+        opt.zero_grad()
+        values.append(loss.accumulate_gradients("main", q, k)["loss"].item())
+        opt.step()
+    assert np.mean(values[-2:]) < values[0], values
+
+
+def test_pretrain_end_to_end_resume_exact_and_weights_load_both_ways(tmp_path):
+    straight = train("dead-leaves-squares,spectrum", str(tmp_path / "straight"), epochs=2, **TINY)
+    metrics = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4] and all(math.isfinite(m["loss"]) for m in metrics)
+    assert metrics[0]["lr"] == metrics[1]["lr"] == pytest.approx(0.015 * 4 / 256)  # lr per 256, per epoch
+    assert metrics[2]["lr"] == pytest.approx(0.015 * 4 / 256 / 2)  # cosine at epoch 1 of 2
+    train("dead-leaves-squares,spectrum", str(tmp_path / "split"), epochs=1, **TINY)
+    split = train("dead-leaves-squares,spectrum", str(tmp_path / "split"), epochs=2, resume=True, **TINY)
+    from safetensors.torch import load_file
+
+    a, b = load_file(straight / "model.safetensors"), load_file(split / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)  # queue and key encoder too
+    # the backbone loads as a torchvision-named ResNet, from the release and from the MoCo-layout state
+    encoder = resnet("resnet18", weights=straight / "encoder.safetensors")
+    from_moco = resnet("resnet18", weights=straight / "model.safetensors")
+    assert isinstance(encoder.fc, torch.nn.Identity)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, from_moco.state_dict()[key])
+        assert torch.equal(value, a[f"encoder_q.{key}"])
+    assert sorted(p.name for p in (straight / "samples").iterdir()) == ["step-000000004.png"]
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """Three classes of 24 generated 32 px images each (one model per class)."""
+    root = tmp_path_factory.mktemp("classes")
+    for name in ("dead-leaves-squares", "spectrum", "color"):
+        Spectra().generate(name, n=24, size=32, out=str(root / name), quiet=True)
+        (root / name / "manifest.json").unlink()
+    return root
+
+
+def test_linear_eval_beats_chance_and_export_matches(tmp_path, labelled):
+    report = json.loads(Spectra().linear_eval(data=str(labelled), arch="random-resnet18", size=32, epochs=30,
+                                              augment=False, quiet=True, device="cpu"))
+    assert report["classes"] == 3 and report["train"] + report["val"] == 72
+    assert report["top1"] > 60 > report["chance_top1"] and report["top5"] == 100.0
+    run = train("spectrum", str(tmp_path / "run"), steps=1, **TINY)
+    report = json.loads(Spectra().linear_eval(run=str(run), data=str(labelled), epochs=2, batch=32, quiet=True,
+                                              device="cpu"))  # the official path: augmented views
+    assert report["encoder"].startswith("resnet18") and 0 <= report["top1"] <= 100
+    exported = json.loads(Spectra().export(run=str(run)))
+    assert exported["features"] == 512 and exported["max_abs_diff"] < 1e-3
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(exported["onnx"], providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["pixforge.task"] == "features" and json.loads(meta["pixforge.extra"])["arch"] == "resnet18"
+    assert session.run(None, {"image": np.zeros((2, 3, 40, 40), np.float32)})[0].shape == (2, 512)
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path, labelled):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_class = tmp_path / "one"
+    (one_class / "only").mkdir(parents=True)
+    (one_class / "only" / "a.png").write_bytes((labelled / "spectrum" / "00000000" / "00000000.png").read_bytes())
+    run = train("spectrum", str(tmp_path / "run"), steps=1, **TINY)
+    cases = [
+        (["pretrain", "--data", "dead-leaves-triangles", "--out", tmp_path / "a"], "neither a folder nor a model"),
+        (["pretrain", "--data", empty, "--out", tmp_path / "b"], "holds no image"),
+        (["pretrain", "--data", "spectrum", "--out", tmp_path / "c", "--device", "cuda"]
+         if not torch.cuda.is_available() else None, "no CUDA GPU"),
+        (["pretrain", "--data", "spectrum", "--out", tmp_path / "d", "--queue", 10, "--batch", 4], "multiple"),
+        (["linear-eval", "--data", one_class, "--arch", "random-resnet18"], "one class"),
+        (["linear-eval", "--data", empty, "--arch", "random-resnet18"], "no class sub-folders"),
+        (["linear-eval", "--data", labelled, "--run", run, "--arch", "resnet50"], "holds a resnet18 encoder"),
+        (["linear-eval", "--data", labelled, "--weights", run / "model.safetensors", "--arch", "resnet50"],
+         "not a resnet50"),
+        (["export", "--run", empty], "no encoder.safetensors"),
+    ]
+    for args, message in cases:
+        if args is None:
+            continue
+        code, err = run_cli(*args)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
+    for name in "abcd":
+        assert not (tmp_path / name).exists()
+    # resuming a run with another architecture: its checkpoint does not fit
+    code, err = run_cli("pretrain", "--data", "spectrum", "--out", run, "--resume", "--arch", "resnet50",
+                        "--size", 32, "--gen-size", 32, "--steps", 2, "--batch", 4, "--queue", 16, "--device", "cpu",
+                        "--quiet")
+    assert code == 2 and "does not match this network" in err and len(err.strip().splitlines()) == 1, err
