@@ -292,3 +292,21 @@ def test_snapshot_without_augment_pipe_or_kwargs(tmp_path):
     path = tmp_path / "bare.pkl"
     write_snapshot(path, tmp_path / "marker", with_pipe=False, extra={"training_set_kwargs": None})
     assert set(load_official_pickle(path)) == {"G", "D", "G_ema"}
+
+
+def test_convert_verb_writes_a_checkpoint_that_generate_reads(snapshot, tmp_path):
+    """`convert` -> a pixforge checkpoint (G, D, G_ema) whose G_ema generates what the official one does."""
+    from pixforge.core.stylegan2.generate import class_labels, load_generator, seed_latents
+    from pixforge.core.stylegan2.tool import convert
+
+    path, marker, _, G_ema = snapshot
+    out = tmp_path / "converted.pt"
+    assert "G, D, G_ema" in convert(str(path), str(out))
+    G, _ = load_generator(out)
+    z, c = seed_latents([0, 5], G.z_dim), class_labels(G, 2, 1)
+    torch.testing.assert_close(G(z, c, noise_mode="const"), G_ema(z, c, noise_mode="const"), rtol=0, atol=0)
+    with pytest.raises(PixforgeError, match="exists"):
+        convert(str(path), str(out))
+    with pytest.raises(PixforgeError, match="conditional"):
+        class_labels(G, 2, None)
+    assert not marker.exists()

@@ -92,3 +92,30 @@ def test_bad_input_is_one_line_and_nothing_written(images16, tmp_path, capsys, a
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
     assert not any(p.name.startswith("0") for p in out.iterdir())
+
+
+def test_dataset_verb_and_init_of_another_resolution(images16, run, tmp_path, capsys):
+    """`dataset` makes a 32-px NVlabs zip; training on it from the 16-px run's weights is refused in one line."""
+    from pixforge.core.stylegan2.dataset import TrainingSet
+
+    data = tmp_path / "set32.zip"
+    assert invoke(APA, ["dataset", images16, data, "--res", "32", "--transform", "resize"], "pixforge-apa") == 0
+    assert len(TrainingSet(data)) == 24 and TrainingSet(data).resolution == 32
+    capsys.readouterr()
+    checkpoint = Checkpoints(run / "checkpoints").latest()
+    out = tmp_path / "runs"
+    args = ["train", data, out, "--init", checkpoint, "--batch", "4", "--cbase", "256", "--cmax", "32", "--map", "2",
+            "--kimg", "0.004", "--device", "cpu", "--workers", "0", "--quiet", "--metrics", "none"]
+    assert invoke(APA, args, "pixforge-apa") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(checkpoint) in err[0] and "another resolution" in err[0], err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cuda_asked_but_absent(images16, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert invoke(APA, ["train", images16, tmp_path / "runs", "--device", "cuda"], "pixforge-apa") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CUDA" in err[0]
+    assert not (tmp_path / "runs").exists()

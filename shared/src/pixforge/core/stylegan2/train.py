@@ -160,8 +160,12 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
     if spec.batch_gpu % min(spec.mbstd, spec.batch_gpu):
         raise PixforgeError(f"--batch-gpu {spec.batch_gpu} must be a multiple of the minibatch-stddev group "
                             f"({spec.mbstd})")
-    if init is not None and not Path(init).is_file():
-        raise PixforgeError(f"--init {init} does not exist or is not a file")
+    if init is not None:
+        if not Path(init).is_file():
+            raise PixforgeError(f"--init {init} does not exist or is not a file")
+        with torch.device("meta"):
+            G, D = build_networks(spec, training_set, autocast_dtype(dev, amp), freeze_d)
+        init_states(init, {"G": G, "D": D, "G_ema": G})
     desc = f"{Path(data).stem}-{cfg}{world if cfg == 'auto' else ''}-{aug}"
     desc += "".join(f"-{k}{v:g}" if isinstance(v, float) else f"-{k}{v}"
                     for k, v in (("kimg", kimg), ("batch", batch), ("gamma", gamma)) if v is not None)
@@ -196,12 +200,14 @@ def training_loop(run: StyleGANRun, config: dict[str, Any], training_set: Traini
     if config["channels_last"]:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     G_ema = copy.deepcopy(G).eval()
+    models = {"G": G, "D": D, "G_ema": G_ema}
     restarted = config["init"] is not None
     speed = config["ada_kimg"] or (100 if restarted else 500)
     strategy = make_strategy(p=config["p"], target=config["target"], kimg=speed,
                              augpipe=config["augpipe"], policy=config["policy"], device=dev)
     if restarted and not resume:
-        copy_weights(config["init"], {"G": G, "D": D, "G_ema": G_ema})
+        for name, state in init_states(config["init"], models).items():
+            models[name].load_state_dict(state)
         log.info("initialised G, D and G_ema from %s", config["init"])
 
     # Set up the phases (lazy regularisation: lr and betas rescaled by interval / (interval + 1)).
@@ -212,7 +218,6 @@ def training_loop(run: StyleGANRun, config: dict[str, Any], training_set: Traini
                                             betas=(0.0, 0.99 ** ratio), eps=1e-8)
         phases += [(name + "main", module, optimizers[name], 1), (name + "reg", module, optimizers[name], interval)]
     scaler = grad_scaler(dev, amp_dtype)
-    models = {"G": G, "D": D, "G_ema": G_ema}
     loss = StyleGAN2Loss(G, D, strategy, seed=seed, r1_gamma=spec.gamma, style_mixing=spec.style_mixing,
                          pl_weight=spec.pl_weight, amp_dtype=amp_dtype)
     if config["compile"]:
@@ -345,8 +350,10 @@ def generator_kwargs(spec: configs.Spec, training_set: TrainingSet, conv_clamp: 
                                  "conv_clamp": conv_clamp}}
 
 
-def copy_weights(path: str | Path, models: dict[str, torch.nn.Module]) -> None:
-    """Initialise `models` by name from a pixforge checkpoint or an official `.pkl` (shapes must match)."""
+def init_states(path: str | Path, models: dict[str, torch.nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
+    """The state dicts of `models` in a pixforge checkpoint or an official `.pkl` (`--init`): every tensor of ours
+    must be there with its shape, and nothing else (another resolution or config is refused, naming the first
+    mismatch). The models may live on the meta device (a check before anything is written)."""
     if str(path).endswith(".pkl"):
         from pixforge.core.stylegan2.convert import load_official_pickle
         states = {k: v["state_dict"] for k, v in load_official_pickle(path).items() if k in models}
@@ -355,12 +362,17 @@ def copy_weights(path: str | Path, models: dict[str, torch.nn.Module]) -> None:
     for name, module in models.items():
         if name not in states:
             raise PixforgeError(f"--init {path} has no {name} weights")
-        own = module.state_dict()
-        for key, value in states[name].items():
-            if key in own and own[key].shape != value.shape:
+        own, theirs = module.state_dict(), states[name]
+        missing, unexpected = sorted(set(own) - set(theirs)), sorted(set(theirs) - set(own))
+        if missing or unexpected:
+            key, side = (missing[0], "lacks") if missing else (unexpected[0], "has an extra")
+            raise PixforgeError(f"--init {path}: its {name} {side} tensor {key} ({len(missing)} missing, "
+                                f"{len(unexpected)} extra): another resolution or config?")
+        for key, value in theirs.items():
+            if own[key].shape != value.shape:
                 raise PixforgeError(f"--init {path}: {name}.{key} has shape {tuple(value.shape)}, this network "
                                     f"{tuple(own[key].shape)} (another resolution or config?)")
-        module.load_state_dict({**own, **{k: v for k, v in states[name].items() if k in own}})
+    return {name: states[name] for name in models}
 
 
 @torch.no_grad()
