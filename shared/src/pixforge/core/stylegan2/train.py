@@ -323,7 +323,7 @@ def training_loop(run: StyleGANRun, config: dict[str, Any], training_set: Traini
         log.info("stopped at %.1f kimg (step %d); continue with --resume", step * batch / 1000, step)
     elif dist.is_main:
         save_release(run.path, G_ema, {"arch": "stylegan2", "kimg": step * batch / 1000, "generator": g_kwargs})
-        log.info("finished %d kimg: %s", spec.kimg, run.path)
+        log.info("finished %g kimg: %s", spec.kimg, run.path)
     distributed.teardown()
     return run.path
 
