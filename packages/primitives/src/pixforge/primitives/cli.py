@@ -1,5 +1,6 @@
 """`pixforge-primitives` (also `pixforge primitives`): the Fire surface over list, generate, preview,
-spectrum-ssim and demo."""
+spectrum-ssim and demo (the synthesizers), and pretrain, finetune, sample, export, convert, dataset and
+filter-diversity (StyleGAN2 pretrained on them, on core's trainer: each verb the library function itself)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,23 @@ import json
 
 from pixforge.core.cli import output_dir, run
 from pixforge.core.datagen import DatasetVerbs
+from pixforge.core.stylegan2.tool import convert, dataset, export_verb
+from pixforge.core.stylegan2.tool import generate as sample_generator
 from pixforge.export.errors import PixforgeError
+from pixforge.primitives.training import finetune, pretrain
 
 
 class Primitives(DatasetVerbs):
     """Primitives-PS synthesizers (PinkNoise, Primitives, Primitives-S, Primitives-PS): seeded, sharded datasets."""
 
     package, default_size, default_out, gpu_batch = "pixforge-primitives", 256, "primitives-out", 64
+
+    pretrain = staticmethod(pretrain)
+    finetune = staticmethod(finetune)
+    sample = staticmethod(sample_generator)
+    export = staticmethod(export_verb("pixforge-primitives"))
+    convert = staticmethod(convert)
+    dataset = staticmethod(dataset)
 
     def _model(self, name: str, batch: int, options: dict):
         """--shapes, --paper-exponents, --color-background, --any-direction-lines (defaults = the official code)."""
@@ -57,6 +68,25 @@ class Primitives(DatasetVerbs):
         from pixforge.primitives.analysis import spectrum_ssim
 
         return json.dumps(spectrum_ssim(real, synthetic, size=size, limit=limit, out=out, overwrite=overwrite))
+
+    def filter_diversity(self, run: str, generator: str = "G_ema", absolute: bool = False, include_1x1: bool = False,
+                         out: str | None = None, overwrite: bool = False) -> str:
+        """The paper's Table 4 for RUN (a run directory: its newest checkpoint; a checkpoint; or an official .pkl):
+        per 3 x 3 conv layer of D and of G (--generator G_ema|G; --include-1x1 adds fromrgb/skip/torgb), the mean
+        cosine similarity between its filters (each output channel flattened, all ordered pairs; --absolute: of
+        |cos|), and the mean over the layers. Prints a table, then the JSON (also written to --out FILE.json)."""
+        from pathlib import Path
+
+        from pixforge.export.atomic import write_text
+        from pixforge.primitives.filters import filter_diversity, table
+
+        if out is not None and Path(out).exists() and (Path(out).is_dir() or not overwrite):
+            raise PixforgeError(f"--out {out} exists: choose another file or pass --overwrite")
+        result = filter_diversity(run, generator=generator, absolute=absolute, include_1x1=include_1x1)
+        text = json.dumps(result)
+        if out is not None:
+            write_text(Path(out), text + "\n")
+        return f"{table(result)}\n{text}"
 
     def demo(self, out: str = "demo-out/primitives", n: int = 1000, size: int = 128, workers: int = 2,
              overwrite: bool = True) -> str:

@@ -51,7 +51,7 @@ from pixforge.core.stylegan2.loss import StyleGAN2Loss
 from pixforge.export.errors import PixforgeError
 from pixforge.export.options import whole_number
 
-G_REG_INTERVAL, D_REG_INTERVAL = 4, 16
+G_REG_INTERVAL, D_REG_INTERVAL = 4, 16  # NVlabs' lazy regularisation intervals (Primitives-PS pretraining: D 0)
 Z_DIM = W_DIM = 512
 Factory = Callable[..., strategies.Augmentation]  # (p=, target=, kimg=, augpipe=, policy=, device=) -> strategy
 
@@ -91,8 +91,9 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
           batch: int | None = None, batch_gpu: int | None = None, gamma: float | None = None,
           cbase: int | None = None, cmax: int | None = None, map: int | None = None, aug: str = "ada",
           p: float = 0.0, target: float = 0.6, ada_kimg: float | None = None, augpipe: str = "bgc",
-          policy: str = "color,translation,cutout",
-          cond: bool = False, mirror: bool = False, init: str | None = None, freeze_d: int = 0, tick: float = 4.0,
+          policy: str = "color,translation,cutout", g_reg_interval: int = G_REG_INTERVAL,
+          d_reg_interval: int = D_REG_INTERVAL, cond: bool = False, mirror: bool = False, init: str | None = None,
+          freeze_d: int = 0, tick: float = 4.0,
           snap: int | None = None, metrics: str = "swd", metric_images: int = 2048, metric_data: str | None = None,
           inception: str | None = None,
           seed: int = 0, amp: bool | str = False, channels_last: bool = False, compile: bool = False,
@@ -103,9 +104,13 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
     continues the newest run in OUT (or OUT itself). --cfg auto|stylegan2|paper256|paper512|paper1024|cifar|low_shot
     sets batch, lr, gamma, EMA and mapping depth as NVlabs; --kimg, --batch, --gamma override; --cbase, --cmax, --map
     make smaller networks (StyleGAN3's options). --aug picks how D's inputs are augmented (noaug, fixed --p, ada
-    --target, diffaug --policy); --ada-kimg: the kimg p takes to move by 1 (default 500, 100 with --init). --metrics
+    --target, diffaug --policy); --ada-kimg: the kimg p takes to move by 1 (default 500, 100 with --init);
+    --g-reg-interval / --d-reg-interval: lazy regularisation every N steps (0: every step, no lazy rescaling); --init
+    RUN_OR_CHECKPOINT_OR_PKL starts from trained weights. --metrics
     swd,fid,kid (fid/kid need --inception WEIGHTS) against --metric-data (e.g. the full set a limited one was cut
     from; default DATA). Several GPUs: `torchrun --nproc_per_node G -m <tool> train ...`."""
+    data, out = str(data), str(out)
+    init, metric_data, inception = (None if v is None else str(v) for v in (init, metric_data, inception))
     options = {k: v for k, v in locals().items()
                if k not in ("out", "resume", "quiet", "strategies_by_name", "datasets_by_name")}
     registry: dict[str, Factory] = {name: functools.partial(strategies.build, name) for name in strategies.CORE}
@@ -119,6 +124,8 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
         if value is not None:
             whole_number(flag, value, low)
     whole_number("--freeze-d", freeze_d, 0)
+    whole_number("--g-reg-interval", g_reg_interval, 0)
+    whole_number("--d-reg-interval", d_reg_interval, 0)
     whole_number("--workers", workers, 0)
     if cfg not in configs.CFGS:
         raise PixforgeError(f"--cfg {cfg!r} is not a config: use {', '.join(configs.CFGS)}")
@@ -145,6 +152,9 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
         if res is None:
             raise PixforgeError(f"--res is needed to train on generated data ({data})")
         training_set = datasets_by_name[data](resolution=res, seed=seed)
+    elif datasets_by_name and not Path(data).exists():
+        raise PixforgeError(f"--data {data!r} is neither generated data ({', '.join(datasets_by_name)}) nor an "
+                            "image folder or zip")
     else:
         training_set = TrainingSet(data, resolution=res, use_labels=cond, mirror=mirror, seed=seed)
     if metric_data is not None:
@@ -161,8 +171,7 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
         raise PixforgeError(f"--batch-gpu {spec.batch_gpu} must be a multiple of the minibatch-stddev group "
                             f"({spec.mbstd})")
     if init is not None:
-        if not Path(init).is_file():
-            raise PixforgeError(f"--init {init} does not exist or is not a file")
+        init = options["init"] = str(init_file(init))
         with torch.device("meta"):
             G, D = build_networks(spec, training_set, autocast_dtype(dev, amp), freeze_d)
         init_states(init, {"G": G, "D": D, "G_ema": G})
@@ -210,13 +219,17 @@ def training_loop(run: StyleGANRun, config: dict[str, Any], training_set: Traini
             models[name].load_state_dict(state)
         log.info("initialised G, D and G_ema from %s", config["init"])
 
-    # Set up the phases (lazy regularisation: lr and betas rescaled by interval / (interval + 1)).
+    # Set up the phases (lazy regularisation: lr and betas rescaled by interval / (interval + 1); interval 0: the
+    # main and regularisation terms together every step, "Gboth" / "Dboth").
     phases, optimizers = [], {}
-    for name, module, interval in (("G", G, G_REG_INTERVAL), ("D", D, D_REG_INTERVAL)):
-        ratio = interval / (interval + 1)
+    for name, module, interval in (("G", G, config["g_reg_interval"]), ("D", D, config["d_reg_interval"])):
+        ratio = interval / (interval + 1) if interval else 1.0
         optimizers[name] = torch.optim.Adam([p for p in module.parameters()], lr=spec.lr * ratio,
                                             betas=(0.0, 0.99 ** ratio), eps=1e-8)
-        phases += [(name + "main", module, optimizers[name], 1), (name + "reg", module, optimizers[name], interval)]
+        if interval:
+            phases += [(name + "main", module, optimizers[name], 1), (name + "reg", module, optimizers[name], interval)]
+        else:
+            phases += [(name + "both", module, optimizers[name], 1)]
     scaler = grad_scaler(dev, amp_dtype)
     loss = StyleGAN2Loss(G, D, strategy, seed=seed, r1_gamma=spec.gamma, style_mixing=spec.style_mixing,
                          pl_weight=spec.pl_weight, amp_dtype=amp_dtype)
@@ -348,6 +361,19 @@ def generator_kwargs(spec: configs.Spec, training_set: TrainingSet, conv_clamp: 
             "img_channels": training_set.num_channels, "mapping_kwargs": {"num_layers": spec.map},
             "synthesis_kwargs": {"channel_base": spec.channel_base, "channel_max": spec.channel_max,
                                  "conv_clamp": conv_clamp}}
+
+
+def init_file(path: str | Path, flag: str = "--init") -> Path:
+    """`--init`: a checkpoint or `.pkl` file as it is, a run directory as its newest checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        latest = Checkpoints(path / "checkpoints").latest()
+        if latest is None:
+            raise PixforgeError(f"{flag} {path} is a folder without checkpoints/step-*.pt (not a run)")
+        return latest
+    if not path.is_file():
+        raise PixforgeError(f"{flag} {path} does not exist")
+    return path
 
 
 def init_states(path: str | Path, models: dict[str, torch.nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
