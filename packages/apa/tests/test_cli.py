@@ -119,3 +119,14 @@ def test_cuda_asked_but_absent(images16, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "CUDA" in err[0]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("interval, every_step", [(0, True), (16, False)])
+def test_r1_every_step_without_lazy_regularisation(images16, tmp_path, train_tiny, interval, every_step):
+    """--d-reg-interval 0: R1 with D's main loss on every step ("Dboth", Primitives-PS pretraining); 16: lazily."""
+    run = train_tiny(images16, tmp_path, kimg=0.016, tick=0.004, aug="noaug", d_reg_interval=interval,
+                     g_reg_interval=interval, metrics="none")
+    ticks = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [t["step"] for t in ticks] == [1, 2, 3, 4]
+    assert ["D/reg" in t for t in ticks] == [True, every_step, every_step, every_step]
+    assert ["G/reg" in t for t in ticks] == [True, every_step, every_step, every_step]
