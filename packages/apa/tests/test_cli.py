@@ -130,3 +130,20 @@ def test_r1_every_step_without_lazy_regularisation(images16, tmp_path, train_tin
     assert [t["step"] for t in ticks] == [1, 2, 3, 4]
     assert ["D/reg" in t for t in ticks] == [True, every_step, every_step, every_step]
     assert ["G/reg" in t for t in ticks] == [True, every_step, every_step, every_step]
+
+
+def test_fid_and_kid_with_an_inception_weights_file(images16, tmp_path, train_tiny):
+    """--metrics swd,fid,kid --inception FILE: each snapshot appends to metric-<name>.jsonl (random weights in the
+    public file's key format stand in for pt_inception-2015-12-05; the values are not FIDs of a real network)."""
+    from pixforge.core.nets.inception import InceptionV3
+
+    torch.manual_seed(0)
+    weights = tmp_path / "pt_inception.pth"
+    state = InceptionV3("fid").state_dict()
+    torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, weights)
+    run = train_tiny(images16, tmp_path / "runs", kimg=0.008, tick=0.008, metrics="swd,fid,kid",
+                     inception=str(weights), aug="noaug")
+    for name, key in (("swd", "swd"), ("fid", "fid"), ("kid", "kid_mean")):
+        records = [json.loads(line) for line in (run / f"metric-{name}.jsonl").read_text().splitlines()]
+        assert len(records) == 1 and records[0]["kimg"] == 0.008 and np.isfinite(records[0]["results"][key])
+        assert records[0]["results"]["num_real"] == records[0]["results"]["num_fake"] == 16
