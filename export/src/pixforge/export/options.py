@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pixforge.export.errors import PixforgeError
@@ -13,3 +14,25 @@ def whole_number(flag: str, value: Any, minimum: int = 1, maximum: int | None = 
         bounds = f"from {minimum} to {maximum}" if maximum else f"at least {minimum}"
         raise PixforgeError(f"{flag} must be a whole number {bounds}, got {value!r}")
     return value
+
+
+def check_numbers(options: dict[str, Any], *, integers: dict[str, int] | None = None, positive: tuple[str, ...] = (),
+                  non_negative: tuple[str, ...] = (), fractions: tuple[str, ...] = ()) -> None:
+    """Check the numeric options a verb was given (None: not given), before anything is read or written: `integers`
+    (name -> least value), `positive` (> 0), `non_negative` (>= 0) and `fractions` ([0, 1)) numbers, finite. The
+    first one out of bounds is a PixforgeError naming its flag."""
+    def fail(name: str, rule: str):
+        raise PixforgeError(f"--{name.replace('_', '-')} must be {rule}, got {options[name]!r}")
+
+    for name, low in (integers or {}).items():
+        value = options[name]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+            fail(name, f"an integer of at least {low}")
+    for names, rule, ok in ((positive, "a number above 0", lambda v: v > 0),
+                            (non_negative, "a number of at least 0", lambda v: v >= 0),
+                            (fractions, "a number from 0 up to (not including) 1", lambda v: 0 <= v < 1)):
+        for name in names:
+            value = options[name]
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                          and math.isfinite(value) and ok(value)):
+                fail(name, rule)

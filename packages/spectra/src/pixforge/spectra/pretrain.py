@@ -35,6 +35,7 @@ from pixforge.core.rundir import RunDir
 from pixforge.core.runtime import autocast, autocast_dtype, configure, grad_scaler, resolve_device, seed_everything
 from pixforge.core.steps import StepSampler, cosine_lr, set_lr
 from pixforge.export.errors import PixforgeError
+from pixforge.export.options import check_numbers
 from pixforge.spectra.contrastive import (
     AlignUniform,
     MoCo,
@@ -400,23 +401,9 @@ FRACTIONS = ("momentum", "moco_momentum")  # in [0, 1)
 
 def _check_options(options: dict, threads) -> None:
     """Every option given, checked before anything is read or written."""
-    def fail(name: str, rule: str):
-        raise PixforgeError(f"--{name.replace('_', '-')} must be {rule}, got {options[name]!r}")
-
-    for name, low in {**INTEGERS, "threads": 1}.items():
-        value = threads if name == "threads" else options[name]
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
-            if name == "threads":
-                raise PixforgeError(f"--threads must be an integer of at least 1, got {threads!r}")
-            fail(name, f"an integer of at least {low}")
-    for names, rule, ok in ((POSITIVE, "a number above 0", lambda v: v > 0),
-                            (NON_NEGATIVE, "a number of at least 0", lambda v: v >= 0),
-                            (FRACTIONS, "a number from 0 up to (not including) 1", lambda v: 0 <= v < 1)):
-        for name in names:
-            value = options[name]
-            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                          and math.isfinite(value) and ok(value)):
-                fail(name, rule)
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise PixforgeError(f"--threads must be an integer of at least 1, got {threads!r}")
+    check_numbers(options, integers=INTEGERS, positive=POSITIVE, non_negative=NON_NEGATIVE, fractions=FRACTIONS)
     for name, allowed in (("arch", ARCHS), ("method", METHODS), ("schedule", SCHEDULES), ("aug", METHODS),
                           ("bn", ("shuffle", "sync"))):
         if options[name] is not None and options[name] not in allowed:

@@ -36,6 +36,7 @@ from pixforge.core.runtime import autocast, autocast_dtype, configure, grad_scal
 from pixforge.core.steps import StepSampler, linear_decay_lr, sample_noise, set_lr
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import parse_size
+from pixforge.export.options import check_numbers
 from pixforge.tsit import data as tdata
 from pixforge.tsit.model import TASKS, build_encoder, build_generator, check_enc_size, classes, make_arch
 from pixforge.tsit.nets import init_weights, sync_batch_norm
@@ -85,7 +86,8 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
     against the style images. --resume continues."""
     config = {k: v for k, v in locals().items() if k not in ("out", "resume", "overwrite", "quiet", "threads")}
     # Check options and data (before the run directory exists).
-    _check_numbers({**config, "threads": threads})
+    check_numbers({**config, "threads": threads}, integers=INTEGERS, positive=POSITIVE, non_negative=NON_NEGATIVE,
+                  fractions=FRACTIONS)
     if Path(out).exists() and not Path(out).is_dir():
         raise PixforgeError(f"--out {out} exists and is not a folder (a run directory)")
     if task not in TASKS:
@@ -316,25 +318,6 @@ INTEGERS = {"batch": 1, "steps": 1, "ngf": 1, "levels": 2, "ndf": 1, "num_d": 1,
 POSITIVE = ("kimg", "lr_g", "lr_d")
 NON_NEGATIVE = ("lambda_vgg", "lambda_feat", "lambda_kld")
 FRACTIONS = ("beta1", "beta2", "ema")  # in [0, 1)
-
-
-def _check_numbers(options: dict) -> None:
-    """Every count, rate and weight given, checked before anything is read or written."""
-    def fail(name: str, rule: str):
-        raise PixforgeError(f"--{name.replace('_', '-')} must be {rule}, got {options[name]!r}")
-
-    for name, low in INTEGERS.items():
-        value = options[name]
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
-            fail(name, f"an integer of at least {low}")
-    for names, rule, ok in ((POSITIVE, "a number above 0", lambda v: v > 0),
-                            (NON_NEGATIVE, "a number of at least 0", lambda v: v >= 0),
-                            (FRACTIONS, "a number from 0 up to (not including) 1", lambda v: 0 <= v < 1)):
-        for name in names:
-            value = options[name]
-            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                          and math.isfinite(value) and ok(value)):
-                fail(name, rule)
 
 
 def _dataset(task, content, style, size, num_classes, seed, preprocess, load_size, hflip, dontcare, instances):
