@@ -168,7 +168,7 @@ def test_deadleaves_encoder_from_a_moco_checkpoint(moco_checkpoint):
 
 
 def test_bad_options_raise_one_clear_error(tmp_path):
-    with pytest.raises(PixforgeError, match="--encoder PATH.*MoCo v2.*dead-leaves-shapes.*pretrain"):
+    with pytest.raises(PixforgeError, match="MoCo v2 on dead-leaves-shapes.*--encoder PATH.*pretrain --data"):
         get("featurevis-deadleaves")
     with pytest.raises(PixforgeError, match="takes no --encoder"):
         get("featurevis-random", encoder="x.pth")
