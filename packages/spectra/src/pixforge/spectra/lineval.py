@@ -28,7 +28,7 @@ from pixforge.core.nets.resnet import ARCHS, IMAGENET_MEAN, IMAGENET_STD, ResNet
 from pixforge.export.errors import PixforgeError
 from pixforge.spectra.contrastive import step_seed
 
-FASHION_MNIST = Path("/usr/share/dataset-fashion-mnist")  # Debian's dataset-fashion-mnist package
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # where Debian's dataset-fashion-mnist package puts it
 SETS = ("digits", "fashion-mnist")
 
 
