@@ -222,7 +222,7 @@ def test_filter_diversity_of_a_run(finetuned, tmp_path):
     (["finetune", "{target}", "{target}", "{out}"], "not a run"),
     (["finetune", "{run}", "{target}", "{out}", "--cbase", "512"], "--cbase 512"),
     (["finetune", "{run}", "{target}", "{out}", "--res", "32"], "--res 32"),
-    (["filter-diversity", "--run", "{target}"], "not a StyleGAN2 run"),
+    (["filter-diversity", "--run", "{target}"], "not a run"),
     (["sample", "{target}", "--out", "{out}/s"], "not a StyleGAN2 run"),
 ])
 def test_bad_input_is_one_line_and_nothing_written(pretrained, target, tmp_path, capsys, argv, words):

@@ -52,19 +52,12 @@ def network_similarity(state: dict[str, torch.Tensor], absolute: bool = False,
 def load_networks(run: str | Path, generator: str = "G_ema") -> dict[str, dict[str, torch.Tensor]]:
     """{'D': state dict, 'G': state dict of `generator` (G_ema or G)} of a run (its newest checkpoint), a pixforge
     checkpoint or an official `.pkl` snapshot."""
-    from pixforge.core.checkpoint import Checkpoints, read_checkpoint
+    from pixforge.core.checkpoint import read_checkpoint
+    from pixforge.core.stylegan2.train import init_file
 
     if generator not in ("G_ema", "G"):
         raise PixforgeError(f"--generator must be G_ema or G, got {generator!r}")
-    path = Path(run)
-    if path.is_dir():
-        latest = Checkpoints(path / "checkpoints").latest()
-        if latest is None:
-            raise PixforgeError(f"--run {path} is not a StyleGAN2 run with checkpoints (checkpoints/step-*.pt hold D; "
-                                "model.safetensors alone has no D)")
-        path = latest
-    elif not path.is_file():
-        raise PixforgeError(f"--run {path} does not exist")
+    path = init_file(run, "--run")  # a run directory: its newest checkpoint (model.safetensors alone has no D)
     if path.suffix == ".pkl":
         from pixforge.core.stylegan2.convert import load_official_pickle
 
