@@ -340,8 +340,8 @@ def write_pngs(folder, n=32, size=16, seed=0):
     return folder
 
 
-# 32 steps of 32 images (2 rounds of 16), ADA from p 0.2; a tick every 8 steps, a snapshot every 2 ticks
-TRAIN = dict(cfg="auto", kimg=1, batch=32, batch_gpu=16, cbase=256, cmax=32, map=2, aug="ada", p=0.2, tick=0.256,
+# 32 steps of 16 images (2 rounds of 8), ADA from p 0.2; a tick every 8 steps, a snapshot every 2 ticks
+TRAIN = dict(cfg="auto", kimg=0.512, batch=16, batch_gpu=8, cbase=256, cmax=32, map=2, aug="ada", p=0.2, tick=0.128,
              snap=2, metrics="swd", metric_images=32, workers=0, device="cpu", quiet=True, seed=5)
 STOP_AT = 10  # mid-tick, mid-ADA-interval, between the path-length steps
 
@@ -424,18 +424,19 @@ def test_resume_continues_exactly(runs):
 
 def test_run_directory(runs):
     first, second = runs["first"], runs["second"]
-    assert first.name == "00000-faces-auto1-ada-kimg1-batch32" and second.name == "00001-faces-auto1-ada-kimg1-batch32"
+    assert first.name == "00000-faces-auto1-ada-kimg0.512-batch16"
+    assert second.name == "00001-faces-auto1-ada-kimg0.512-batch16"
     options = json.loads((first / "training_options.json").read_text())
     assert options["cfg"] == "auto" and options["seed"] == 5 and options["num_images"] == 32
-    assert options["spec"]["batch"] == 32 and options["spec"]["batch_gpu"] == 16 and options["resolution"] == 16
+    assert options["spec"]["batch"] == 16 and options["spec"]["batch_gpu"] == 8 and options["resolution"] == 16
     ticks = [json.loads(line) for line in (first / "stats.jsonl").read_text().splitlines()]
     assert [t["tick"] for t in ticks] == [0, 1, 2, 3] and [t["step"] for t in ticks] == [8, 16, 24, 32]
-    assert [t["kimg"] for t in ticks] == pytest.approx([0.256, 0.512, 0.768, 1.024])
+    assert [t["kimg"] for t in ticks] == pytest.approx([0.128, 0.256, 0.384, 0.512])
     assert all({"G/loss", "D/loss", "augment/p"} <= set(t) for t in ticks)
     assert any("G/reg" in t for t in ticks) and any("D/reg" in t for t in ticks)
     metrics = [json.loads(line) for line in (first / "metric-swd.jsonl").read_text().splitlines()]
-    assert [m["kimg"] for m in metrics] == pytest.approx([0.512, 1.024]) and all(m["metric"] == "swd" for m in metrics)
-    for name in ("reals.png", "fakes_init.png", "fakes000000.png", "fakes000001.png", "model.safetensors",
+    assert [m["kimg"] for m in metrics] == pytest.approx([0.256, 0.512]) and all(m["metric"] == "swd" for m in metrics)
+    for name in ("reals.png", "fakes_init.png", "fakes000000.png", "model.safetensors",
                  "model.json", "log.txt"):
         assert (first / name).is_file(), name
     with Image.open(first / "reals.png") as grid:
