@@ -83,6 +83,8 @@ def test_generate_diagnose_export(run, tmp_path):
     (["train", "{data}", "{out}", "--resume"], "no run"),
     (["generate", "{out}", "--out", "{out}/g"], "not a StyleGAN2 run"),
     (["generate", "{data}", "--out", "{out}/g", "--seeds", "5-2"], "backwards"),
+    (["diagnose", "{data}", "--out", "{out}/d"], "stats.jsonl"),
+    (["export", "{out}", "--out", "{out}/g.onnx"], "not a StyleGAN2 run"),
 ])
 def test_bad_input_is_one_line_and_nothing_written(images16, tmp_path, capsys, argv, words):
     out = tmp_path / "runs"
@@ -147,3 +149,17 @@ def test_fid_and_kid_with_an_inception_weights_file(images16, tmp_path, train_ti
         records = [json.loads(line) for line in (run / f"metric-{name}.jsonl").read_text().splitlines()]
         assert len(records) == 1 and records[0]["kimg"] == 0.008 and np.isfinite(records[0]["results"][key])
         assert records[0]["results"]["num_real"] == records[0]["results"]["num_fake"] == 16
+
+
+@pytest.mark.cuda
+def test_trains_resumes_and_exports_on_a_gpu(images16, tmp_path, train_tiny):
+    """The CUDA path: bf16 AMP, channels_last, APA; then the exported graph against the trained G on the CPU."""
+    from pixforge.export.cli import Runtime
+
+    run = train_tiny(images16, tmp_path / "runs", kimg=0.016, aug="ada+apa", p=0.2, device="cuda", amp=True,
+                     channels_last=True)
+    run = train_tiny(images16, tmp_path / "runs", kimg=0.032, aug="ada+apa", p=0.2, device="cuda", amp=True,
+                     channels_last=True, resume=True)
+    assert read_checkpoint(Checkpoints(run / "checkpoints").latest())["step"] == 8
+    assert invoke(APA, ["export", run, "--out", tmp_path / "g.onnx"], "pixforge-apa") == 0
+    Runtime().run(str(tmp_path / "g.onnx"), out=str(tmp_path / "onnx"), count=2, seed=0, device="cpu")
