@@ -60,15 +60,21 @@ def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def save_checkpoint(path: str | Path, *, step: int, models: dict[str, torch.nn.Module],
+def _state(model: torch.nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A module's state dict (unwrapped from DDP), or a state dict as it is."""
+    return dict(model) if isinstance(model, dict) else unwrap(model).state_dict()
+
+
+def save_checkpoint(path: str | Path, *, step: int, models: dict[str, torch.nn.Module | dict[str, torch.Tensor]],
                     optimizers: dict[str, torch.optim.Optimizer] | None = None,
                     scaler: torch.amp.GradScaler | None = None, config: dict | None = None,
                     extra: dict | None = None) -> Path:
-    """Write a full training state atomically. EMA copies are models too (name them e.g. `G_ema`)."""
+    """Write a full training state atomically. EMA copies are models too (name them e.g. `G_ema`); a model may also
+    be given as its state dict."""
     state = {
         "format": "pixforge-checkpoint-1",
         "step": int(step),
-        "models": {k: unwrap(m).state_dict() for k, m in models.items()},
+        "models": {k: _state(m) for k, m in models.items()},
         "optimizers": {k: o.state_dict() for k, o in (optimizers or {}).items()},
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "rng": capture_rng(),
@@ -170,10 +176,12 @@ class Checkpoints:
         return path
 
 
-def save_release(directory: str | Path, model: torch.nn.Module, config: dict, name: str = "model") -> Path:
-    """Release weights: `<name>.safetensors` (contiguous tensors, no pickle) and `<name>.json` config."""
+def save_release(directory: str | Path, model: torch.nn.Module | dict[str, torch.Tensor], config: dict,
+                 name: str = "model") -> Path:
+    """Release weights of a module or a state dict: `<name>.safetensors` (contiguous tensors, no pickle) and
+    `<name>.json` config."""
     directory = Path(directory)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in _state(model).items()}
     weights = directory / f"{name}.safetensors"
     with atomic_path(weights) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})

@@ -236,21 +236,10 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: torch.utils.data
         release = {"arch": config["arch"], "method": config["method"], "size": config["size"],
                    "data": config["data"], "step": step, "num_features": model.encoder_q.num_features}
         save_release(run.path, model, release)
-        save_release(run.path, _Backbone(backbone_state(model)), release, name="encoder")
+        save_release(run.path, backbone_state(model), release, name="encoder")
         log.info("finished %d steps: %s", step, run.path)
     distributed.teardown()
     return run.path
-
-
-class _Backbone(torch.nn.Module):
-    """A state dict as a module (for `save_release`)."""
-
-    def __init__(self, state: dict[str, torch.Tensor]):
-        super().__init__()
-        self._state = state
-
-    def state_dict(self, *args, **kwargs):
-        return dict(self._state)
 
 
 @torch.no_grad()

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from pixforge.core.cli import output_dir, require_file
 from pixforge.core.runtime import resolve_device
 from pixforge.export.errors import PixforgeError
@@ -82,22 +80,11 @@ def convert(pkl: str, out: str, overwrite: bool = False) -> str:
     except RuntimeError as err:
         raise PixforgeError(f"{pkl}: G_ema does not match the generator its arguments describe "
                             f"({str(err).splitlines()[0][:160]})") from None
-    models = {name: _StateHolder(records[name]["state_dict"]) for name in ("G", "D", "G_ema") if name in records}
+    models = {name: records[name]["state_dict"] for name in ("G", "D", "G_ema") if name in records}
     save_checkpoint(path, step=0, models=models, config={"converted_from": str(pkl)},
                     extra={"generator": kwargs, "discriminator": records.get("D", {}).get("init_kwargs"),
                            "augment_p": records.get("augment_p")})
     return f"wrote {path} ({', '.join(models)}; {G.img_resolution} px)"
-
-
-class _StateHolder(torch.nn.Module):
-    """A state dict posing as a module for `save_checkpoint`."""
-
-    def __init__(self, state: dict[str, torch.Tensor]):
-        super().__init__()
-        self._state = state
-
-    def state_dict(self, *args, **kwargs):  # noqa: ARG002 - the module API
-        return dict(self._state)
 
 
 def dataset(source: str, dest: str, res: int, transform: str = "center-crop", max_images: int | None = None,
