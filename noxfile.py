@@ -31,7 +31,7 @@ def _install(session: nox.Session, *targets: str) -> None:
 def tests(session: nox.Session) -> None:
     """Install every package into one venv and run every test suite (export, core, tools, integration)."""
     extras = [f"{ROOT / 'packages' / t}[test]" for t in TOOLS]
-    _install(session, f"{BASE[0]}[test]", f"{BASE[1]}[test,tensorboard,plots]", *extras)
+    _install(session, f"{BASE[0]}[test]", f"{BASE[1]}[test,tensorboard,plots,faces]", *extras)
     suites = ["export/tests", "shared/tests", *[f"packages/{t}/tests" for t in TOOLS], "tests"]
     session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-q", *suites, *session.posargs,
                 env={"PYTHONHASHSEED": "0"})
