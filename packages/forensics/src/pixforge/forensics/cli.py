@@ -1,7 +1,8 @@
-"""`pixforge-forensics` (also `pixforge forensics`): the Fire surface over perturb, make-variants, preview, demo.
+"""`pixforge-forensics` (also `pixforge forensics`): the Fire surface over perturb, make-variants, preview, demo and
+extract-faces.
 
-Detection models (XceptionNet, C3D, TSN, I3D, ResNet+LSTM: `extract-faces`, `train`, `evaluate`, `detect`,
-`export`) come later as further verbs and modules beside these; they read the videos and meta files written here.
+The detectors (XceptionNet, C3D, TSN, I3D, ResNet+LSTM: `models/`) and self-blended fakes (`sbi`) exist as
+modules; their verbs (`train`, `evaluate`, `detect`, `export`) come later and read the face folders written here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from pixforge.core.cli import run
 from pixforge.export.errors import PixforgeError
 from pixforge.export.options import whole_number
+from pixforge.export.shard import parse_shard, shard_indices
 from pixforge.forensics.distortions import TYPES
 from pixforge.forensics.options import check_encoding, out_folder
 
@@ -75,6 +77,47 @@ class Forensics:
         whole_number("--seed", seed, 0)
         sheet = write_preview(image, out_folder(out), tile=tile, work=work, seed=seed, overwrite=overwrite)
         return f"contact sheet: {sheet}"
+
+    def extract_faces(self, videos: str, out: str, frames: int = 32, scale: float = 1.3, size: int = 299,
+                      boxes_from: str | None = None, detect_every: int = 1, detector: str = "hog",
+                      max_side: int = 640, shard: str | None = None, workers: int = 1,
+                      overwrite: bool = False) -> str:
+        """Face crops for the detectors: per video (VIDEOS: a video or a folder of them), --frames frames sampled
+        evenly (0: all), the main face track (pixforge.core.faces, dlib; detection every --detect-every sampled
+        frames, --detector hog|cnn on frames downsized to --max-side), its boxes smoothed, squared x --scale
+        (1.3) and cropped to --size (299 for Xception, 224 for the ResNet-based models, 112 for C3D):
+        OUT/<video>/<frame>.png + track.json (frames, boxes, landmarks, probe info). --boxes-from REAL_OUT
+        cuts each fake at its real video's frames and boxes (matched by name: 000_M101 -> 000). Finished videos
+        are skipped (resume); --shard K/N, --workers N; OUT/contact_sheet.png shows one crop per video. Needs
+        the faces extra: pip install 'pixforge-forensics[faces]'."""
+        from pixforge.forensics.extract import ExtractOptions, contact_sheet, plan_jobs, run_extract, summary
+        from pixforge.forensics.jobs import list_videos
+
+        whole_number("--frames", frames, 0)
+        whole_number("--size", size, 16, 4096)
+        whole_number("--detect-every", detect_every, 1)
+        whole_number("--max-side", max_side, 64)
+        whole_number("--workers", workers)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1.0 <= scale <= 4.0:
+            raise PixforgeError(f"--scale must be a number from 1 to 4 (the crop side over the face box's), got "
+                                f"{scale!r}")
+        if detector not in ("hog", "cnn"):
+            raise PixforgeError(f"--detector must be hog or cnn, got {detector!r}")
+        k, n = parse_shard(shard)
+        src, out_dir = Path(videos), out_folder(out)
+        video_list = list_videos(src)
+        if out_dir.resolve() == (src if src.is_dir() else src.parent).resolve():
+            raise PixforgeError(f"--out {out_dir} is the input folder: choose another one")
+        jobs = plan_jobs(video_list, src, out_dir, Path(boxes_from) if boxes_from is not None else None)
+        options = ExtractOptions(frames=frames, scale=float(scale), size=size, detect_every=detect_every,
+                                 detector=detector, max_side=max_side)
+        done, skipped, failures = run_extract(jobs, options, shard=shard, workers=workers, overwrite=overwrite)
+        if failures and len(done) + len(skipped) == 0 and len(failures) == 1:
+            raise PixforgeError(failures[0])
+        name = f"contact_sheet.{k + 1}-of-{n}.png" if shard else "contact_sheet.png"
+        mine = [jobs[i] for i in shard_indices(len(jobs), k, n)]
+        sheet = contact_sheet(mine, out_dir / name)
+        return summary(done, skipped, failures, out_dir, sheet)
 
     def types(self) -> str:
         """The distortion types and their official parameters at levels 1-5."""
