@@ -29,6 +29,17 @@ def test_label_maps_and_leaves_equal_the_numpy_rasteriser(style, size):
             np.testing.assert_array_equal(got[key], ref_leaves[key])
 
 
+def test_a_leaf_inside_no_row_paints_nothing():
+    """Image 303437 of seed 0 at 128 px (dead-leaves-shapes) holds a degenerate quadrilateral (y -1..0) whose two
+    horizontal edges run the same way, so no pixel row lies inside it: it stopped a pretraining run (OverflowError in
+    the NumPy rasteriser). Both rasterisers skip it and agree."""
+    kinds = get("dead-leaves-shapes").kinds()
+    (ref_labels, _), = reference(128, 0, [303437], kinds)
+    labels, _ = deadleaves_torch.paint(128, [rng(0, 303437)], kinds, 0)
+    assert (ref_labels >= 0).all() and 203 not in ref_labels
+    np.testing.assert_array_equal(labels[0].numpy(), ref_labels)
+
+
 def test_images_equal_the_numpy_render_with_colours_and_textures():
     size, indices = 48, [3, 1, 4]
     pool = np.random.default_rng(0).integers(0, 256, (5, size, size, 3), dtype=np.uint8)

@@ -181,7 +181,10 @@ def paint(size: int, rng: np.random.Generator, kinds: tuple[int, ...], textures:
                 lo, hi = _circle_spans(cx, cy, leaves["radius"][k], ys)
             else:
                 lo, hi = _polygon_spans(half, k, ys)
-            x0, x1 = max(int(np.ceil(lo.min())), 0), min(int(np.floor(hi.max())), size - 1)
+            left = lo.min()
+            if left == np.inf:  # no row inside (a degenerate polygon whose horizontal edges run the same way)
+                continue
+            x0, x1 = max(int(np.ceil(left)), 0), min(int(np.floor(hi.max())), size - 1)
             if x1 < x0:
                 continue
             xs = np.arange(x0, x1 + 1, dtype=np.float64)[None, :]
