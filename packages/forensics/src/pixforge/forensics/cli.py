@@ -1,8 +1,6 @@
-"""`pixforge-forensics` (also `pixforge forensics`): the Fire surface over perturb, make-variants, preview, demo and
-extract-faces.
-
-The detectors (XceptionNet, C3D, TSN, I3D, ResNet+LSTM: `models/`) and self-blended fakes (`sbi`) exist as
-modules; their verbs (`train`, `evaluate`, `detect`, `export`) come later and read the face folders written here.
+"""`pixforge-forensics` (also `pixforge forensics`): the Fire surface over perturb, make-variants, preview, demo,
+extract-faces, and the detectors' train, evaluate, detect and export (which read the face folders extract-faces
+writes).
 """
 
 from __future__ import annotations
@@ -118,6 +116,60 @@ class Forensics:
         mine = [jobs[i] for i in shard_indices(len(jobs), k, n)]
         sheet = contact_sheet(mine, out_dir / name)
         return summary(done, skipped, failures, out_dir, sheet)
+
+    def train(self, real: str | None = None, fake: str | None = None, model: str = "xception", out: str | None = None,
+              size: int | None = None, clip: int | None = None, batch: int = 8, steps: int | None = None,
+              epochs: float | None = None, lr: float | None = None, optimizer: str = "auto", momentum: float = 0.9,
+              weight_decay: float | None = None, clip_grad: float | None = None, weights: str | None = None,
+              distort_p: float = 0.0, val_real: str | None = None, val_fake: str | None = None,
+              val_every: int = 1000, val_items: int = 2000, seed: int = 0, workers: int = 0, ckpt_every: int = 1000,
+              sample_every: int = 1000, keep_last: int = 3, device: str = "auto", amp: bool | str = False,
+              threads: int | None = None, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> str:
+        """Train a detector on extract-faces folders: --real DIR --fake DIR|sbi --model xception|c3d|tsn|i3d|
+        resnet-lstm --out RUN [--size] [--clip] [--batch 8] [--steps N | --epochs E] [--lr] [--optimizer
+        auto|adam|sgd] [--weights PATH] [--distort-p 0.5] [--val-real DIR --val-fake DIR|sbi] [--amp] [--resume]
+        [--workers N]. See `pixforge.forensics.train.train` for every option and the recipes."""
+        from pixforge.forensics.train import train
+
+        options = {k: v for k, v in locals().items() if k not in ("self", "train")}
+        return f"run: {train(**options)}"
+
+    def evaluate(self, run: str | None = None, real: str | None = None, fake: str | None = None,
+                 out: str | None = None, variant: str | None = None, distort: str | None = None,
+                 per_distortion: bool = False, distort_fake_only: bool = False, batch: int = 16, workers: int = 0,
+                 seed: int = 0, device: str = "auto", limit: int | None = None, overwrite: bool = False) -> str:
+        """Evaluate --run on --real DIR --fake DIR|sbi (extract-faces folders) into --out REPORT: frame- and
+        video-level ACC, AUC, log loss, EER (report.json, predictions.json, roc.png); --variant std,single-level,
+        random,mixed (make-variants folders below --fake), --distort TYPE:LEVEL (on the fly), --per-distortion
+        (7 types x 5 levels table)."""
+        from pixforge.forensics.evaluate import evaluate
+
+        options = {k: v for k, v in locals().items() if k not in ("self", "evaluate")}
+        report = evaluate(**options)
+        lines = [f"{name}: frame ACC {s['frame']['acc']:.4f} AUC {s['frame']['auc']:.4f}, video ACC "
+                 f"{s['video']['acc']:.4f} AUC {s['video']['auc']:.4f}" for name, s in report["sets"].items()]
+        return "\n".join(lines + [f"report: {Path(out) / 'report.json'}"])
+
+    def detect(self, videos: str | None = None, run: str | None = None, out: str | None = None, frames: int = 32,
+               detect_every: int = 1, batch: int = 16, overlay: bool = True, device: str = "auto",
+               overwrite: bool = False) -> str:
+        """P(fake) of VIDEO or of every video under DIR with --run's detector: OUT/<video>.json (per-frame
+        probabilities) and OUT/<video>.overlay.mp4 (box + probability, audio kept); --frames 32; no face: 0.5
+        and a warning."""
+        from pixforge.forensics.detect import detect
+
+        options = {k: v for k, v in locals().items() if k not in ("self", "detect")}
+        results = detect(**options)
+        return "\n".join(f"{key}: P(fake) {p:.4f}" for key, p in results.items())
+
+    def export(self, run: str | None = None, out: str | None = None, overwrite: bool = False,
+               check: bool = True) -> str:
+        """Export --run's detector to ONNX --out M.onnx (input `clip`: N x 3 x H x W for Xception, N x 3 x T x H x
+        W for clip models, RGB 0-255, normalisation inside; metadata: layout, clip length, sampling,
+        normalisation), checked against PyTorch (--nocheck: skip)."""
+        from pixforge.forensics.export import export
+
+        return f"model: {export(run=run, out=out, overwrite=overwrite, check=check)}"
 
     def types(self) -> str:
         """The distortion types and their official parameters at levels 1-5."""

@@ -1,0 +1,302 @@
+"""Part 2's detector verbs on tiny data: metrics against scikit-learn, training (loss, exact resume), evaluation
+numbers from fixed weights, ONNX parity, bad inputs. Face folders are written directly by `write_faces` (scikit-image's
+astronaut face drifting a little per frame, 68 synthetic landmarks: no dlib); tiny registry models (a conv or two,
+added to MODELS for the test) keep the CPU time down."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pixforge.export.errors import PixforgeError
+from pixforge.forensics import metrics
+from pixforge.forensics.models import MODELS, ModelSpec
+
+
+def astronaut_face() -> tuple[np.ndarray, np.ndarray]:
+    from skimage import data
+
+    crop = np.ascontiguousarray(data.astronaut()[31:223, 127:319][::2, ::2])
+    t = np.linspace(np.pi * 1.05, -0.05 * np.pi, 17)
+    jaw = np.stack([48 + 30 * np.cos(t), 48 - 34 * np.sin(t)], 1)[::-1]
+    brows = np.stack([np.linspace(22, 74, 10), np.full(10, 34.0)], 1)
+    nose = np.stack([np.full(9, 48.0), np.linspace(38, 60, 9)], 1)
+    ring = np.arange(6) / 6 * 2 * np.pi
+    eyes = np.concatenate([np.stack([x + 6 * np.cos(ring), 42 + 3 * np.sin(ring)], 1) for x in (34, 62)])
+    lips = np.arange(20) / 20 * 2 * np.pi
+    mouth = np.stack([48 + 12 * np.cos(lips), 70 + 5 * np.sin(lips)], 1)
+    return crop, np.concatenate([jaw, brows, nose, eyes, mouth]).astype(np.float32)
+
+
+def write_faces(root: Path, videos: int = 2, frames: int = 4, size: int = 64, fake: bool = False,
+                seed: int = 0) -> Path:
+    """`videos` folders of `frames` crops (`size` px); `fake` ones get a warped, recoloured face region so a
+    detector has something to find."""
+    import cv2
+
+    face, landmarks = astronaut_face()
+    rng = np.random.default_rng(seed)
+    for v in range(videos):
+        folder = Path(root) / f"{v:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        files, marks = [], []
+        for f in range(frames):
+            dx, dy = rng.integers(-3, 4, 2)
+            shifted = np.roll(face, (int(dy), int(dx)), (0, 1))
+            if fake:
+                inner = shifted[24:80, 20:76].astype(np.int16)
+                inner = np.clip(inner[:, :, [1, 0, 2]] + 20, 0, 255).astype(np.uint8)
+                shifted = shifted.copy()
+                shifted[24:80, 20:76] = cv2.GaussianBlur(inner, (5, 5), 2)
+            image = cv2.resize(shifted, (size, size), interpolation=cv2.INTER_AREA)
+            name = f"{f * 5:06d}.png"
+            cv2.imwrite(str(folder / name), image[:, :, ::-1])
+            files.append(name)
+            marks.append(((landmarks + [dx, dy]) * size / 96).tolist())
+        (folder / "track.json").write_text(json.dumps({"files": files, "frames": [f * 5 for f in range(frames)],
+                                                       "crop_landmarks": marks}))
+    return Path(root)
+
+
+class TinyImage(nn.Module):
+    def __init__(self, num_classes=1, weights=None, generator=None):
+        super().__init__()
+        g = generator or torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
+        self.fc = nn.Linear(8, num_classes)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+class TinyClip(TinyImage):
+    def __init__(self, num_classes=1, weights=None, generator=None):
+        nn.Module.__init__(self)
+        g = generator or torch.Generator().manual_seed(0)
+        self.conv = nn.Conv3d(3, 8, 3, (1, 2, 2), 1)
+        self.fc = nn.Linear(8, num_classes)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3, 4)))
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """Two tiny detectors in the registry: `tiny` (images) and `tinyclip` (3-frame clips)."""
+    def add(name, builder, clip):
+        monkeypatch.setitem(MODELS, name, ModelSpec(name, builder, 32, clip, (127.5,) * 3, (127.5,) * 3, "test", 1,
+                                                    0, "none"))
+    add("tiny", TinyImage, 1)
+    add("tinyclip", TinyClip, 3)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faces")
+    return (write_faces(root / "real", videos=2, frames=4, size=48),
+            write_faces(root / "fake", videos=2, frames=4, size=48, fake=True, seed=1))
+
+
+# ------------------------------------------------------------------------------------------------------- metrics
+
+def test_metrics_match_scikit_learn():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = np.clip(0.5 + 0.25 * (labels - 0.5) + 0.3 * rng.standard_normal(200), 0.01, 0.99)
+    scores[:40] = np.clip(np.round(scores[:40], 1), 0.1, 0.9)  # ties
+    assert metrics.roc_auc(labels, scores) == pytest.approx(sk.roc_auc_score(labels, scores), abs=1e-12)
+    assert metrics.accuracy(labels, scores) == pytest.approx(sk.accuracy_score(labels, scores >= 0.5))
+    assert metrics.log_loss(labels, scores) == pytest.approx(sk.log_loss(labels, scores), rel=1e-12)
+    fpr, tpr, thr = metrics.roc_curve(labels, scores)
+    sfpr, stpr, sthr = sk.roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sfpr)
+    np.testing.assert_allclose(tpr, stpr)
+    np.testing.assert_allclose(thr[1:], sthr[1:])
+    fnr = 1 - stpr  # EER from sklearn's curve: the crossing of fpr and fnr, linear between the points around it
+    k = int(np.flatnonzero(fnr - sfpr <= 0)[0])
+    d0, d1 = fnr[k - 1] - sfpr[k - 1], fnr[k] - sfpr[k]
+    expected = sfpr[k - 1] + d0 / (d0 - d1) * (sfpr[k] - sfpr[k - 1])
+    assert metrics.eer(labels, scores) == pytest.approx(expected)
+    assert metrics.eer([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 0.0
+    assert metrics.eer([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1]) == 1.0
+    assert np.isnan(metrics.roc_auc([1, 1], [0.2, 0.3]))
+
+
+# ------------------------------------------------------------------------------------------------------- data
+
+def test_clip_sampling_and_sbi_clips(faces):
+    from pixforge.forensics import data
+
+    real, _ = faces
+    videos = data.scan(real, landmarks=True)
+    assert [v.key for v in videos] == ["000", "001"] and len(videos[0]) == 4
+    clips = data.TrainClips(videos, "sbi", 3, 32, "consecutive", seed=5)
+    a, b = clips[7], clips[7]
+    assert a["clip"].shape == (3, 3, 32, 32) and a["clip"].dtype == torch.uint8 and float(a["label"]) == 1
+    assert torch.equal(a["clip"], b["clip"])  # a function of (seed, index)
+    assert not torch.equal(clips[6]["clip"], a["clip"])
+    assert data.train_indices(2, 3, "consecutive", np.random.default_rng(0)) in ([0, 1, 0], [1, 0, 1])  # looped
+    assert data.eval_indices(10, 3, "segments") == [[1, 5, 8]]
+    assert data.eval_indices(7, 3, "consecutive") == [[0, 1, 2], [3, 4, 5]]
+    distorted = data.TrainClips(videos, "sbi", 1, 32, "image", seed=5, distort_p=1.0)
+    assert distorted[0]["clip"].shape == (3, 32, 32)
+    with pytest.raises(PixforgeError, match="does not exist"):
+        data.scan(Path(real).parent / "x")
+    with pytest.raises(PixforgeError, match="no extract-faces output"):
+        data.scan(Path(real) / "000" / "..", "--real") if False else data.scan(Path(__file__).parent / "fixtures")
+
+
+# ------------------------------------------------------------------------------------------------------- training
+
+def _train(out, real, fake, model="tiny", **kw):
+    from pixforge.forensics.train import train
+
+    options = {"batch": 4, "steps": 4, "seed": 0, "quiet": True, "device": "cpu", "lr": 1e-2}
+    options.update(kw)
+    return train(real=str(real), fake=str(fake), model=model, out=str(out), **options)
+
+
+def _losses(run):
+    return [r["loss"] for r in map(json.loads, (Path(run) / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+def test_training_lowers_the_loss_on_sbi(tiny, faces, tmp_path):
+    real, _ = faces
+    run = _train(tmp_path / "run", real, "sbi", steps=24, batch=8, optimizer="adam", lr=3e-2)
+    losses = _losses(run)
+    assert np.mean(losses[-6:]) < np.mean(losses[:6]), losses
+    assert (run / "model.safetensors").is_file() and (run / "samples" / "real-fake.png").is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["optimizer"] == "adam" and config["arch"]["sampling"] == "image"
+
+
+@pytest.mark.parametrize("model", ["tiny", "tinyclip"])
+def test_resume_is_exact(tiny, faces, model, tmp_path):
+    from safetensors.torch import load_file
+
+    real, fake = faces
+    whole = _train(tmp_path / "whole", real, fake, model, steps=4, optimizer="sgd")
+    _train(tmp_path / "half", real, fake, model, steps=2, optimizer="sgd")
+    half = _train(tmp_path / "half", real, fake, model, steps=4, optimizer="sgd", resume=True)
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(half / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _losses(whole) == _losses(half)
+
+
+# ------------------------------------------------------------------------------------------------------- evaluation
+
+def test_evaluate_fixed_numbers(tiny, faces, tmp_path):
+    from pixforge.forensics.evaluate import evaluate
+
+    real, fake = faces
+    run = _train(tmp_path / "run", real, fake, steps=1, lr=1e-9)  # ~ the fixed initial weights
+    report = evaluate(run=str(run), real=str(real), fake=str(fake), out=str(tmp_path / "rep"), device="cpu",
+                      per_distortion=True)
+    frame, video = report["sets"]["fake"]["frame"], report["sets"]["fake"]["video"]
+    assert (frame["n"], frame["n_fake"], video["n"]) == (16, 8, 4)
+    saved = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert saved["sets"]["fake"]["frame"]["auc"] == pytest.approx(frame["auc"])
+    got = {"acc": frame["acc"], "auc": frame["auc"], "log_loss": frame["log_loss"], "eer": frame["eer"],
+           "video_auc": video["auc"], "gb5_auc": report["per_distortion"]["table"]["GB:5"]["auc"]}
+    assert got == pytest.approx(FIXED, abs=1e-6)
+    assert len(report["per_distortion"]["table"]) == 35
+    assert (tmp_path / "rep" / "per_distortion.md").read_text().count("|") > 40
+    preds = json.loads((tmp_path / "rep" / "predictions.json").read_text())
+    assert len(preds["fake"]["items"]) == 16 and len(preds["fake"]["videos"]) == 4
+
+
+# measured once from the seed-0 tiny model (weights after one step at lr 1e-9) on the fixed faces
+FIXED = {"acc": 0.5, "auc": 0.140625, "log_loss": 0.7089231229382693, "eer": 0.875, "video_auc": 0.0,
+         "gb5_auc": 0.03125}
+
+
+# ------------------------------------------------------------------------------------------------------- export
+
+@pytest.mark.parametrize("model", ["tiny", "tinyclip"])
+def test_onnx_parity_and_metadata(tiny, faces, model, tmp_path):
+    import onnxruntime as ort
+
+    from pixforge.forensics.detector import load_run
+    from pixforge.forensics.export import ProbabilityGraph, export
+
+    real, fake = faces
+    run = _train(tmp_path / "run", real, fake, model, steps=1)
+    path = export(run=str(run), out=str(tmp_path / "m.onnx"))  # verify_onnx ran inside
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    extra = json.loads(session.get_modelmeta().custom_metadata_map["pixforge.extra"])
+    shape = (5, 3, 3, 32, 32) if model == "tinyclip" else (5, 3, 32, 32)
+    assert extra["layout"] == ("NCTHW" if model == "tinyclip" else "NCHW") and extra["normalisation"]["mean"]
+    x = torch.rand(shape) * 255
+    det, _ = load_run(run)
+    with torch.no_grad():
+        expected = ProbabilityGraph(det)(x).numpy()
+    np.testing.assert_allclose(session.run(None, {"clip": x.numpy()})[0], expected, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------------- bad inputs
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--real", "{real}", "--fake", "sbi", "--out", "{out}"], "exactly one of --steps or --epochs"),
+    (["train", "--real", "{missing}", "--fake", "sbi", "--out", "{out}", "--steps", "2"], "does not exist"),
+    (["train", "--real", "{real}", "--fake", "sbi", "--out", "{out}", "--steps", "2", "--model", "vgg"],
+     "unknown detector"),
+    (["train", "--real", "{real}", "--fake", "sbi", "--out", "{out}", "--steps", "0"], "--steps must be"),
+    (["train", "--real", "{real}", "--fake", "sbi", "--out", "{out}", "--steps", "2", "--distort-p", "2"],
+     "--distort-p"),
+    (["evaluate", "--run", "{missing}", "--real", "{real}", "--fake", "sbi", "--out", "{out}"], "--run"),
+    (["evaluate", "--run", "{real}", "--real", "{real}", "--fake", "sbi", "--out", "{out}"], "model.safetensors"),
+    (["export", "--run", "{real}", "--out", "{out}/m.txt"], "must end in .onnx"),
+    (["detect", "{missing}", "--run", "{real}", "--out", "{out}"], ""),
+])
+def test_bad_inputs_exit_2_one_line_nothing_written(faces, tmp_path, args, message):
+    real, _ = faces
+    out = tmp_path / "out"
+    values = {"real": str(real), "out": str(out), "missing": str(tmp_path / "missing")}
+    cmd = [sys.executable, "-m", "pixforge.forensics.cli"] + [a.format(**values) for a in args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ,
+                                                                    "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------------- detect
+
+def test_detect_writes_probability_json_and_overlay(tiny, faces, tmp_path):
+    pytest.importorskip("dlib")
+    import cv2
+    from skimage import data
+
+    from pixforge.export.video import VideoReader, VideoWriter
+    from pixforge.forensics.detect import detect
+
+    real, fake = faces
+    run = _train(tmp_path / "run", real, fake, steps=1)
+    image = data.astronaut()
+    frames = [cv2.warpAffine(image, np.array([[1.0, 0, 160 - 223 + 2 * t], [0, 1.0, 128 - 127.0]]), (320, 256),
+                             borderMode=cv2.BORDER_REFLECT) for t in range(6)]
+    with VideoWriter(tmp_path / "v" / "clip.mp4", 12, preset="veryfast") as writer:
+        writer.write(np.stack(frames))
+    with VideoWriter(tmp_path / "v" / "blank.mp4", 12, preset="veryfast") as writer:
+        writer.write(np.zeros((3, 64, 64, 3), np.uint8))
+    results = detect(videos=str(tmp_path / "v"), run=str(run), out=str(tmp_path / "out"), frames=4, device="cpu")
+    record = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert 0 < results["clip"] < 1 and len(record["items"]) == 4 and record["p_fake"] == results["clip"]
+    with VideoReader(tmp_path / "out" / "clip.overlay.mp4") as reader:
+        assert sum(len(batch) for batch in reader) == 6
+    assert results["blank"] == 0.5 and "no face" in json.loads((tmp_path / "out" / "blank.json").read_text())["warning"]
