@@ -1,0 +1,97 @@
+"""`metrics --run RUN`: no-download scores of a finished run's samples against its training image, and SIFID when an
+Inception weights file is given.
+
+    diversity_pixel_std     SinGAN's diversity: the per-pixel standard deviation over the samples, averaged over
+                            pixels and channels, divided by the standard deviation of the training image
+    diversity_pairwise_l1   mean L1 distance between pairs of samples, in [0, 1] pixel units
+    swd_patches             core.swd (ProGAN's multi-scale sliced Wasserstein distance x 1e3, 7x7 patches) between
+                            the samples and the training image (the image repeated as many times as there are samples)
+    sifid                   (with --inception WEIGHTS) SinGAN's single-image FID: the Frechet distance between the
+                            64-channel InceptionV3 features before the second max-pool (Conv2d_1a..2b + max-pool,
+                            pytorch-fid's block 0) of the training image and of each sample, over spatial positions,
+                            averaged over the samples; the images go in at their own size, in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pixforge.core.checkpoint import load_release
+from pixforge.core.metrics import feature_stats, frechet_distance
+from pixforge.core.swd import SWD, num_levels
+from pixforge.export.atomic import write_text
+from pixforge.export.errors import PixforgeError
+from pixforge.singleimage.data import load_image, resize
+from pixforge.singleimage.sample import load_model
+
+
+def diversity(samples: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    """The two pixel-space diversity scores of `samples` (N x 3 x H x W in [-1, 1], N >= 2)."""
+    x = (samples + 1) / 2
+    std = x.std(dim=0, unbiased=False).mean() / ((real + 1) / 2).std(unbiased=False).clamp(min=1e-8)
+    n = x.shape[0]
+    pairs = [(x[i] - x[j]).abs().mean() for i in range(n) for j in range(i + 1, n)]
+    return {"diversity_pixel_std": float(std), "diversity_pairwise_l1": float(torch.stack(pairs).mean())}
+
+
+def swd_patches(samples: torch.Tensor, real: torch.Tensor, seed: int = 0) -> float:
+    swd = SWD(seed=seed)
+    swd.update(real.expand(samples.shape[0], -1, -1, -1), real=True)
+    swd.update(samples, real=False)
+    return float(swd.compute()["swd"])
+
+
+def sifid_features(net, images: torch.Tensor) -> torch.Tensor:
+    """The 64-channel features before InceptionV3's second max-pool, as (positions x 64) per image."""
+    x = net.Conv2d_2b_3x3(net.Conv2d_2a_3x3(net.Conv2d_1a_3x3(images)))
+    return F.max_pool2d(x, kernel_size=3, stride=2)
+
+
+def sifid(samples: torch.Tensor, real: torch.Tensor, weights: str) -> float:
+    from pixforge.core.nets.inception import InceptionFeatures
+
+    net = InceptionFeatures(weights=weights).net
+    with torch.no_grad():
+        ref = sifid_features(net, real)[0].flatten(1).T
+        mu_r, sig_r = feature_stats(ref)
+        scores = []
+        for fake in samples:
+            mu_f, sig_f = feature_stats(sifid_features(net, fake[None])[0].flatten(1).T)
+            scores.append(frechet_distance(mu_r, sig_r, mu_f, sig_f))
+    return sum(scores) / len(scores)
+
+
+def metrics(run: str, n: int = 16, seed: int = 0, inception: str | None = None, out: str | None = None) -> dict:
+    """Score N samples (seed --seed) of the finished run RUN at the training size against its training image:
+    pixel diversity, patch SWD, and SIFID with --inception WEIGHTS (an InceptionV3 FID weights file); writes
+    RUN/metrics.json (or --out) and returns the scores."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise PixforgeError(f"--n must be an integer >= 2, got {n!r}")
+    if inception is not None and not Path(inception).is_file():
+        raise PixforgeError(f"--inception {inception} does not exist or is not a file")
+    model = load_model(run)
+    _, config = load_release(run)
+    size = tuple(model.sizes[-1])
+    saved = json.loads((Path(run) / "config.json").read_text()) if (Path(run) / "config.json").is_file() else {}
+    if "image" not in saved:
+        raise PixforgeError(f"{run}/config.json does not name the training image")
+    real = resize(load_image(saved["image"]), size)
+    samples = model.sample(n, None, seed=seed)
+    scores: dict = {"method": config["method"], "num_samples": n, "size": list(size), **diversity(samples, real)}
+    if num_levels(*size) > 0:
+        scores["swd_patches"] = swd_patches(samples, real, seed)
+    else:
+        scores["swd_patches"] = None
+        scores["swd_note"] = f"the {size[0]}x{size[1]} images are under core.swd's 16 px minimum"
+    if inception is not None:
+        scores["sifid"] = sifid(samples, real, inception)
+    else:
+        scores["sifid"] = None
+        scores["sifid_note"] = "pass --inception WEIGHTS (InceptionV3 FID weights) for SIFID"
+    path = Path(out) if out else Path(run) / "metrics.json"
+    write_text(path, json.dumps(scores, indent=2))
+    return scores

@@ -1,0 +1,459 @@
+"""PetsGAN (Zhang et al., "PetsGAN: Rethinking Priors for Single Image Generation", AAAI 2022).
+
+    DEPNet G       noise (1 channel) + sinusoidal positional encoding (8 channels) -> a layout c at 1/8 of the
+                   image size; trained against D_G (a small strided critic with a linear head) on the external-prior
+                   data set, with the collapse penalty  - E |D_G(G(z1)) - D_G(G(z2))|  (paper Eq. 6).
+    DIPNet F       PT (patch transfer: 7x7 patches of conv features, cosine similarity, softmax with temperature
+                   tau, each patch replaced by its best match a_{i,i*} w_{i*} of c_I, overlaps averaged; Eq. 7),
+                   then IR (x8 restoration by 3 conv + pixel-shuffle stages); trained by
+                   ||F(c_I + dc) - I|| - ||A||_F^2 (Eq. 8).
+    D              one multi-scale patch discriminator (3 branches with dilations 1, 2, 3, summed), hinge loss,
+                   no gradient penalty, on F(G(z)) against I (rho_tau of Eq. 5).
+    phases         Warmup_G (2000: G, D_G; lr 1e-4), Warmup_F (5000: F; lr 5e-4), then the Adam optimizers are
+                   reset and all train jointly (5000: G at 1e-6, D_G, IR and D at 1e-4; PT frozen) (supp. Alg. 1).
+
+The layer shapes follow the official code (zhangzc21/PetsGAN, `Models/models.py`) since the supplementary's
+architecture figure is not in the text we have; the losses follow the paper unless `official=True` (the README
+lists every switch). `--prior none` is the paper's "w/o phi" ablation: D_G's data set holds only the thin-plate-spline
+/ flip augmentations of the image (no GAN-inversion samples).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pixforge.core.checkpoint import Checkpoints, read_checkpoint, restore_rng, save_release
+from pixforge.core.io import save_grid
+from pixforge.core.loop import GracefulStop, MetricLogger, progress
+from pixforge.core.rundir import RunDir
+from pixforge.core.steps import sample_noise
+from pixforge.export.errors import PixforgeError
+from pixforge.singleimage.data import resize
+
+PE_CHANNELS = 8  # official d_model of the sinusoidal encoding
+PATCH = 7  # the PT window s
+MIN_LR_SIDE = 10  # D_G's three stride-2 convolutions + InstanceNorm need at least 2x2 at the end
+MIN_SAMPLE_LR = 4  # IR's 5x5 reflect padding needs >= 3
+TAU_JOINT = 1e-5  # official PT temperature in the joint phase and at sampling
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Networks.
+
+def sinusoidal_encoding(channels: int, height: int, width: int) -> torch.Tensor:
+    """The 2-D sinusoidal positional encoding (C x H x W): the first C/2 channels encode x, the rest y;
+    with d = C/2 and w_k = 10000 ** (-2k / d), channel 2k is sin(x w_k), 2k+1 cos(x w_k) (and d + 2k, d + 2k + 1
+    the same of y)."""
+    if channels % 4:
+        raise ValueError(f"the positional encoding needs a multiple of 4 channels, got {channels}")
+    half = channels // 2
+    freq = torch.exp(torch.arange(0.0, half, 2) * -(math.log(10000.0) / half))  # (half / 2,)
+    xs, ys = torch.arange(float(width))[:, None] * freq, torch.arange(float(height))[:, None] * freq  # (W|H, half/2)
+    pe = torch.zeros(channels, height, width)
+    pe[0:half:2] = xs.sin().t()[:, None, :].expand(-1, height, -1)
+    pe[1:half:2] = xs.cos().t()[:, None, :].expand(-1, height, -1)
+    pe[half::2] = ys.sin().t()[:, :, None].expand(-1, -1, width)
+    pe[half + 1::2] = ys.cos().t()[:, :, None].expand(-1, -1, width)
+    return pe
+
+
+class DEPNet(nn.Module):
+    """G: noise N x 1 x h x w (+ the encoding) -> layout N x 3 x h x w; five unpadded 3x3 convolutions after a
+    5-pixel zero padding (official shapes: 64, 128, 128, 128 channels, InstanceNorm + ReLU after the 2nd-4th)."""
+
+    def __init__(self, dim: int = 64):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(1 + PE_CHANNELS, dim, 3), nn.Conv2d(dim, 2 * dim, 3), nn.InstanceNorm2d(2 * dim), nn.ReLU(True),
+            nn.Conv2d(2 * dim, 2 * dim, 3), nn.InstanceNorm2d(2 * dim), nn.ReLU(True),
+            nn.Conv2d(2 * dim, 2 * dim, 3), nn.InstanceNorm2d(2 * dim), nn.ReLU(True),
+            nn.Conv2d(2 * dim, 3, 3), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        pe = sinusoidal_encoding(PE_CHANNELS, *z.shape[-2:]).to(z)
+        x = torch.cat([z, pe.expand(z.shape[0], -1, -1, -1)], 1)
+        return self.main(F.pad(x, [5] * 4))
+
+
+def conv_block(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1, pad_mode: str = "zeros",
+               slope: float = 0.2) -> nn.Sequential:
+    """conv - InstanceNorm - LeakyReLU (the official ConvBlock with norm 'in')."""
+    pad = dilation * (k // 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, padding_mode=pad_mode),
+                         nn.InstanceNorm2d(cout), nn.LeakyReLU(slope, inplace=True))
+
+
+class DEPDiscriminator(nn.Module):
+    """D_G: a 3x3 block then three stride-2 blocks (32 -> 256 channels) and a linear head over the whole map."""
+
+    def __init__(self, size: tuple[int, int], dim: int = 32):
+        super().__init__()
+        self.blocks = nn.Sequential(conv_block(3, dim), *[conv_block(dim * 2**i, dim * 2 ** (i + 1), stride=2)
+                                                          for i in range(3)])
+        h, w = size
+        for _ in range(3):
+            h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        self.linear = nn.Linear(dim * 8 * h * w, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.blocks(x).flatten(1))
+
+
+def fold_divisor(size: tuple[int, int], patch: int = PATCH) -> torch.Tensor:
+    """1 / (how many padded `patch` x `patch` windows cover each pixel): overlapping patches are averaged."""
+    ones = torch.ones(1, 1, *size)
+    count = F.fold(F.unfold(ones, patch, padding=patch // 2), size, patch, padding=patch // 2)
+    return 1.0 / count
+
+
+class PatchTransfer(nn.Module):
+    """PT: every 7x7 patch of x replaced by its best match in `ref`, scaled by the match's attention a_{i,i*}.
+
+    Similarities b_ij are cosines between 7x7 windows of conv features (VGG conv1_1 -> ReLU -> conv1_2 -> ReLU,
+    64 channels; from VGG19 weights when given, else random), A = softmax_j(b_ij / tau); the output pixel is the
+    average over the windows covering it. Returns (output, A) with A N x L_x x L_ref."""
+
+    def __init__(self, vgg_weights: str | Path | None = None):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1), nn.ReLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU())
+        if vgg_weights is not None:
+            from pixforge.core.nets.inception import load_weights
+
+            state = load_weights(vgg_weights)
+            try:
+                for ours, theirs in ((0, 0), (2, 2)):
+                    self.features[ours].weight.data.copy_(state[f"features.{theirs}.weight"])
+                    self.features[ours].bias.data.copy_(state[f"features.{theirs}.bias"])
+            except (KeyError, RuntimeError):
+                raise PixforgeError(f"--vgg {vgg_weights} is not a torchvision VGG19 state dict") from None
+
+    def forward(self, x: torch.Tensor, ref: torch.Tensor, tau: float, hard: bool = False):
+        n, size, pad = x.shape[0], x.shape[-2:], PATCH // 2
+        x01, ref01 = (x + 1) / 2, (ref + 1) / 2
+        fx = F.normalize(F.unfold(self.features(x01), PATCH, padding=pad), dim=1)  # N x C49 x Lx
+        fr = F.normalize(F.unfold(self.features(ref01), PATCH, padding=pad), dim=1)  # 1 x C49 x Lr
+        attn = torch.softmax(fx.transpose(1, 2) @ fr / tau, dim=-1)  # N x Lx x Lr
+        value, index = attn.max(dim=-1)
+        pick = torch.zeros_like(attn).scatter(-1, index[..., None], 1.0 if hard else value[..., None])
+        patches = F.unfold(ref01, PATCH, padding=pad).expand(n, -1, -1) @ pick.transpose(1, 2)  # N x 3*49 x Lx
+        out = F.fold(patches, size, PATCH, padding=pad) * fold_divisor(tuple(size)).to(x)
+        return out * 2 - 1, attn
+
+
+def sparsity(attn: torch.Tensor) -> torch.Tensor:
+    """||A||_F^2 per row, averaged over rows and the batch (1 when every row is one-hot)."""
+    return attn.pow(2).sum(-1).mean()
+
+
+class Restoration(nn.Module):
+    """IR: x`factor` restoration (official recnet with no_updown): 1x1 in, per stage two 5x5 reflect blocks and a
+    5x5 conv to 4x channels + pixel shuffle, then two 7x7 convs, a ReLU, a 3x3 conv to RGB and tanh."""
+
+    def __init__(self, dim: int = 64, factor: int = 8):
+        super().__init__()
+        stages = int(round(math.log2(factor)))
+        layers: list[nn.Module] = [nn.Conv2d(3, dim, 1), nn.InstanceNorm2d(dim), nn.LeakyReLU(0.01),
+                                   nn.Conv2d(dim, dim, 1)]
+        for _ in range(stages):
+            layers += [conv_block(dim, dim, 5, pad_mode="reflect"), conv_block(dim, dim, 5, pad_mode="reflect"),
+                       conv_block(dim, 4 * dim, 5, pad_mode="replicate"), nn.PixelShuffle(2)]
+        layers += [nn.Conv2d(dim, dim // 2, 7, padding=3, padding_mode="replicate"),
+                   nn.Conv2d(dim // 2, dim // 2, 7, padding=3, padding_mode="replicate"), nn.ReLU(),
+                   nn.Conv2d(dim // 2, 3, 3, padding=1), nn.Tanh()]
+        self.blocks = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """D: a 3x3 head, then `stages` branches of three 3x3 blocks with dilation 1, 2, 3 ... and a 3x3 conv to one
+    channel; the branch maps are summed (official MS_Discriminator, replicate padding, InstanceNorm)."""
+
+    def __init__(self, dim: int = 64, stages: int = 3):
+        super().__init__()
+        self.head = conv_block(3, dim, pad_mode="replicate")
+        self.branches = nn.ModuleList(
+            nn.Sequential(*[conv_block(dim, dim, dilation=d, pad_mode="replicate") for _ in range(3)],
+                          nn.Conv2d(dim, 1, 3, 1, 1, padding_mode="replicate")) for d in range(1, stages + 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(x)
+        return sum(branch(x) for branch in self.branches)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Losses.
+
+def collapse_penalty(scores: torch.Tensor, official: bool = False) -> torch.Tensor:
+    """E |D_G(G(z1)) - D_G(G(z2))| over the pairs (first half, second half) of the batch (paper Eq. 6; it is
+    subtracted from G's loss). official=True: only the first two samples (official `-l1(output[0], output[1])`)."""
+    if official:
+        return (scores[0] - scores[1]).abs().mean()
+    half = scores.shape[0] // 2
+    if half < 1:
+        raise ValueError("the collapse penalty needs a batch of at least 2")
+    return (scores[:half] - scores[half:2 * half]).abs().mean()
+
+
+def ns_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The non-saturating GAN loss of D: -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z))))."""
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def ns_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-fake).mean()
+
+
+def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def hinge_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
+def wgan_gp_fc(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Official `calc_gradient_penalty_fc`: per-sample alpha (official draws it from N(0, 1)), whole-image gradient
+    norm, weight 10."""
+    mix = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+    grad, = torch.autograd.grad(D(mix).sum(), mix, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean() * 10
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data.
+
+def petsgan_sizes(height: int, width: int, max_size: int = 256, downscale: int = 8) -> list[tuple[int, int]]:
+    """[(h, w) of c_I, (H, W) of I]: the longer side resized to at most `max_size`, both sides floored to multiples
+    of `downscale` (official `_read_image`). PixforgeError when c_I would be under MIN_LR_SIDE."""
+    scale = min(max_size / height, max_size / width, 1.0)
+    hh, ww = int(height * scale) // downscale * downscale, int(width * scale) // downscale * downscale
+    if min(hh, ww) // downscale < MIN_LR_SIDE:
+        need = math.ceil(MIN_LR_SIDE * downscale / scale)
+        raise PixforgeError(f"the image ({height}x{width}) is too small for PetsGAN: its shorter side must be at "
+                            f"least {need} px (the 1/{downscale} layout needs {MIN_LR_SIDE} px after fitting "
+                            f"--max-size {max_size})")
+    return [(hh // downscale, ww // downscale), (hh, ww)]
+
+
+def tps_augment(image: torch.Tensor, count: int, seed: int, points: int = 4, jitter: float = 0.05) -> torch.Tensor:
+    """`count` augmentations of `image` (1 x 3 x H x W): a thin-plate-spline warp whose `points` x `points` control
+    grid is jittered by N(0, jitter) (official tps_warp: 4 points per side, scale 0.05) and a horizontal flip with
+    probability 1/2; deterministic in `seed`."""
+    from kornia.geometry.transform import get_tps_transform, warp_image_tps
+
+    gen = torch.Generator().manual_seed(seed)
+    lin = torch.linspace(-1, 1, points)
+    grid = torch.stack(torch.meshgrid(lin, lin, indexing="xy"), -1).reshape(1, -1, 2)
+    src = grid.expand(count, -1, -1).contiguous()
+    dst = src + jitter * torch.randn(src.shape, generator=gen)
+    kernel, affine = get_tps_transform(dst, src)
+    warped = warp_image_tps(image.expand(count, -1, -1, -1).contiguous(), src, kernel, affine, align_corners=False)
+    flip = torch.rand(count, generator=gen) < 0.5
+    warped[flip] = warped[flip].flip(-1)
+    return warped.clamp(-1, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The trained model.
+
+class PetsGAN:
+    """G -> PT -> IR at any size: the layout is drawn at ceil(H / f) x ceil(W / f) and the output cropped."""
+
+    def __init__(self, G: DEPNet, PT: PatchTransfer, IR: Restoration, ref: torch.Tensor, factor: int,
+                 size: tuple[int, int]):
+        self.G, self.PT, self.IR, self.ref, self.factor = G.eval(), PT.eval(), IR.eval(), ref, factor
+        self.sizes = [tuple(ref.shape[-2:]), tuple(size)]
+
+    def min_size(self) -> tuple[int, int]:
+        return MIN_SAMPLE_LR * self.factor, MIN_SAMPLE_LR * self.factor
+
+    @torch.no_grad()
+    def sample(self, n: int, size: tuple[int, int] | None = None, seed: int = 0, first: int = 0) -> torch.Tensor:
+        h, w = size or self.sizes[-1]
+        lr = (math.ceil(h / self.factor), math.ceil(w / self.factor))
+        z = sample_noise((1, *lr), range(first, first + n), seed, 0)
+        out = torch.cat([self.IR(self.PT(self.G(z[i:i + 1]), self.ref, TAU_JOINT)[0]) for i in range(n)])
+        return out[..., :h, :w].clamp(-1, 1)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        state = {f"{name}.{k}": v for name, net in (("G", self.G), ("PT", self.PT), ("IR", self.IR))
+                 for k, v in net.state_dict().items()}
+        state["ref"] = self.ref
+        return state
+
+    @classmethod
+    def from_release(cls, state: dict[str, torch.Tensor], config: dict[str, Any]) -> PetsGAN:
+        nets = {"G": DEPNet(config["g_dim"]), "PT": PatchTransfer(), "IR": Restoration(config["ir_dim"],
+                                                                                        config["downscale"])}
+        for name, net in nets.items():
+            net.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")})
+        return cls(nets["G"], nets["PT"], nets["IR"], state["ref"], config["downscale"], tuple(config["sizes"][1]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training.
+
+def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev: torch.device, *, resume: bool,
+                  overwrite: bool, quiet: bool) -> Path:
+    """Warmup_G, Warmup_F, then joint training (supp. Alg. 1), as one global step counter."""
+    # Initialize.
+    config = run.start(config, resume=resume, overwrite=overwrite)
+    log = logging.getLogger("pixforge")
+    seed, official, factor = config["seed"], config["official"], config["downscale"]
+    (lh, lw), (hh, ww) = config["sizes"]
+    hr = resize(image, (hh, ww)).to(dev)
+    lr = resize(hr, (lh, lw))
+    ref = torch.cat([lr, lr.flip(-1)], -1) if official else lr  # official matches against c_I and its mirror
+    wg, wf, wj = config["warmup_g"], config["warmup_f"], config["joint"]
+    total = wg + wf + wj
+    batch = config["batch_g"]
+    # The D_G data set: prior "none" = the TPS / flip augmentations of I at 1/f, and c_I.
+    data = torch.cat([lr, resize(tps_augment(hr.cpu(), config["augment"], seed).to(dev), (lh, lw))])
+
+    # Construct networks (phase-specific optimizers; the joint phase's are new: the Adam reset).
+    torch.manual_seed(seed)
+    G, DG = DEPNet(config["g_dim"]).to(dev), DEPDiscriminator((lh, lw)).to(dev)
+    PT, IR = PatchTransfer(config["vgg"]).to(dev), Restoration(config["ir_dim"], factor).to(dev)
+    D = PatchDiscriminator(config["d_dim"]).to(dev)
+    betas = (0.9, 0.999)  # Adam's defaults (paper: Adam; official: defaults)
+    opts = {"G": torch.optim.Adam(G.parameters(), lr=1e-4, betas=betas),
+            "DG": torch.optim.Adam(DG.parameters(), lr=1e-4, betas=betas),
+            # F at 5e-4 (paper); official: PT at 1e-5 (lr_lpm), IR at 5e-4 (lr_recnet)
+            "F": torch.optim.Adam([{"params": PT.parameters(), "lr": 1e-5 if official else 5e-4},
+                                   {"params": IR.parameters(), "lr": 5e-4}], betas=betas),
+            "G_joint": torch.optim.Adam(G.parameters(), lr=1e-6, betas=betas),
+            "DG_joint": torch.optim.Adam(DG.parameters(), lr=1e-4, betas=betas),
+            "IR_joint": torch.optim.Adam(IR.parameters(), lr=1e-4, betas=betas),
+            "D_joint": torch.optim.Adam(D.parameters(), lr=1e-4, betas=betas)}
+    models = {"G": G, "DG": DG, "PT": PT, "IR": IR, "D": D}
+    fixed_z = sample_noise((1, lh, lw), [2**40], seed, 0, dev)
+
+    # Resume.
+    ckpts = Checkpoints(run.checkpoints, keep_last=config["keep_last"])
+    start = 0
+    if resume and (latest := ckpts.latest()) is not None:
+        ckpt = read_checkpoint(latest, map_location=dev)
+        for name, net in models.items():
+            net.load_state_dict(ckpt["models"][name])
+        for name, opt in opts.items():
+            opt.load_state_dict(ckpt["optimizers"][name])
+        restore_rng(ckpt["rng"])
+        start = ckpt["step"]
+        log.info("resumed from %s (step %d of %d)", latest, start, total)
+
+    def noise(n: int, step: int, slot: int) -> torch.Tensor:
+        return sample_noise((1, lh, lw), range((step * 8 + slot) * 64, (step * 8 + slot) * 64 + n), seed, 0, dev)
+
+    def pick(n: int, step: int, slot: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step * 8 + slot)
+        return data[torch.randint(0, data.shape[0], (n,), generator=gen)]
+
+    def g_prior_step(step: int, opt_g, opt_dg) -> dict[str, torch.Tensor]:
+        """One D_G step and the G loss of phi (Eq. 6); returns the G loss (not yet backpropagated) and the terms."""
+        opt_dg.zero_grad(set_to_none=True)
+        real = pick(batch, step, 0)
+        with torch.no_grad():
+            fake = G(noise(batch, step, 1))
+        if official:
+            alpha = sample_noise((1, 1, 1), range(batch), seed + step * 8 + 2, 0, dev)
+            d_loss = -DG(real).mean() + DG(fake).mean() + wgan_gp_fc(DG, real, fake, alpha)
+        else:
+            d_loss = ns_d_loss(DG(real), DG(fake))
+        d_loss.backward()
+        opt_dg.step()
+        scores = DG(G(noise(batch, step, 3)))
+        adv = -scores.mean() if official else ns_g_loss(scores)
+        collapse = collapse_penalty(scores, official)
+        g_loss = adv - collapse
+        if official:
+            g_loss = g_loss + 50 * F.mse_loss(G(fixed_z), lr)
+        return {"g_loss": g_loss, "dg": d_loss.detach(), "g_adv": adv.detach(), "collapse": collapse.detach()}
+
+    def f_rec(step: int, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """||F(c_I + dc) - I|| and ||A||_F^2 (Eq. 8); official: PT and IR reconstructed separately."""
+        dc = (0.01 if official else 0.1) * sample_noise(lr.shape[1:], [step * 8 + 5], seed, 0, dev)
+        pt, attn = PT(lr + dc, ref, tau)
+        if official:
+            rec = F.mse_loss(pt, lr) + F.mse_loss(IR(lr + 0.3 * sample_noise(lr.shape[1:], [step * 8 + 6], seed,
+                                                                               0, dev)), hr)
+        else:
+            rec = F.mse_loss(IR(pt), hr)
+        return rec, sparsity(attn)
+
+    step = start
+    with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
+            progress(total, initial=start, disable=quiet) as bar:
+        while step < total and not stop.requested:
+            phase = "G" if step < wg else "F" if step < wg + wf else "joint"
+            if phase == "G":  # Warmup_G: phi only.
+                terms = g_prior_step(step, opts["G"], opts["DG"])
+                opts["G"].zero_grad(set_to_none=True)
+                terms.pop("g_loss").backward()
+                opts["G"].step()
+            elif phase == "F":  # Warmup_F: phi_F.
+                opts["F"].zero_grad(set_to_none=True)
+                rec, spa = f_rec(step, config["tau"])
+                (rec - spa).backward()
+                opts["F"].step()
+                terms = {"f_rec": rec.detach(), "sparsity": spa.detach()}
+            else:  # Joint: rho_tau (hinge, D) + phi + phi_F; PT frozen.
+                PT.requires_grad_(False)
+                opts["D_joint"].zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    fake = IR(PT(G(noise(1, step, 4)), ref, TAU_JOINT)[0])
+                d_loss = hinge_d_loss(D(hr), D(fake))
+                d_loss.backward()
+                opts["D_joint"].step()
+                # official: no phi in the joint phase (D_G is not trained there)
+                terms = {} if official else g_prior_step(step, opts["G_joint"], opts["DG_joint"])
+                g_phi = terms.pop("g_loss", 0)
+                opts["G_joint"].zero_grad(set_to_none=True)
+                opts["IR_joint"].zero_grad(set_to_none=True)
+                adv = hinge_g_loss(D(IR(PT(G(noise(1, step, 7)), ref, TAU_JOINT)[0])))
+                dc = (0.01 if official else 0.1) * sample_noise(lr.shape[1:], [step * 8 + 5], seed, 0, dev)
+                rec = F.l1_loss(IR(PT(lr + dc, ref, TAU_JOINT)[0]), hr)
+                loss = adv + config["rec_weight"] * rec + g_phi
+                loss.backward()
+                opts["G_joint"].step()
+                opts["IR_joint"].step()
+                terms.update(d=d_loss.detach(), g_patch=adv.detach(), f_rec=rec.detach())
+
+            # Log.
+            step += 1
+            if step % config["log_every"] == 0 or step in (wg, wg + wf, total):
+                metrics.log(step, phase={"G": 0, "F": 1, "joint": 2}[phase], **terms)
+            bar.set_postfix(phase=phase)
+            bar.update()
+
+            # Samples.
+            if step in (wg, wg + wf, total):
+                with torch.no_grad():
+                    G.eval()
+                    lay = G(noise(6, 2**30, 0))
+                    grid = [resize(lay, (hh, ww)), IR(PT(lay, ref, TAU_JOINT)[0])]
+                    save_grid(torch.cat(grid).clamp(-1, 1), run.samples / f"phase-{phase}.png", nrow=6)
+                    G.train()
+
+            # Checkpoint.
+            if step % config["ckpt_every"] == 0 or step in (wg, wg + wf, total) or stop.requested:
+                ckpts.save(step, models=models, optimizers=opts, config=config)
+
+    # Done.
+    if step < total:
+        log.info("stopped at step %d of %d; continue with --resume", step, total)
+        return run.path
+    model = PetsGAN(G, PT, IR, ref, factor, (hh, ww))
+    save_release(run.path, model.state(), {"method": "petsgan", "sizes": config["sizes"], "downscale": factor,
+                                           "g_dim": config["g_dim"], "ir_dim": config["ir_dim"], "step": step})
+    save_grid(model.sample(8, seed=seed + 1), run.samples / "final.png", nrow=8)
+    log.info("finished %d steps: %s", step, run.path)
+    return run.path

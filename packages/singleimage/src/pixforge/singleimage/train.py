@@ -1,0 +1,109 @@
+"""`train IMAGE --method singan|petsgan --out RUN`: the launcher (options and their checks before anything is written,
+the image, the device); the loops live in `singan.py` and `petsgan.py`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from pixforge.core.rundir import RunDir
+from pixforge.core.runtime import configure, resolve_device
+from pixforge.export.errors import PixforgeError
+from pixforge.singleimage.data import load_image, singan_scales
+
+METHODS = ("singan", "petsgan")
+PRIORS = ("none",)
+
+
+def _positive_int(flag: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PixforgeError(f"{flag} must be a positive integer, got {value!r}")
+
+
+def _positive(flag: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise PixforgeError(f"{flag} must be a positive number, got {value!r}")
+
+
+def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_size: int | None = None,
+          min_size: int = 25, scale_factor: float = 0.75, nfc: int = 32, lr_g: float = 5e-4, lr_d: float = 5e-4,
+          beta1: float = 0.5, gamma: float = 0.1, alpha: float = 10.0, lambda_grad: float = 0.1,
+          noise_amp: float = 0.1, prior: str = "none", warmup_g: int = 2000, warmup_f: int = 5000,
+          joint: int = 5000, batch_g: int = 32, tau: float = 0.01, downscale: int = 8, augment: int = 200,
+          g_dim: int = 64, ir_dim: int = 64, d_dim: int = 64, rec_weight: float = 100.0, vgg: str | None = None,
+          official: bool = False, seed: int = 0,
+          ckpt_every: int = 500, log_every: int = 10, keep_last: int = 3, device: str = "auto",
+          threads: int | None = None, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
+    """Train a single-image generator on IMAGE into run directory OUT (config.json, checkpoints/, samples/,
+    metrics.jsonl, log.txt, model.safetensors + model.json when finished); --resume continues a stopped run exactly.
+
+    --method singan: the SinGAN pyramid, --iters per scale (official 2000), --max-size (default 250) / --min-size
+    (25) / --scale-factor (0.75) as the official scale rule, --nfc channels (doubled every 4 scales), --lr-g/--lr-d
+    (5e-4), --beta1 (0.5), x --gamma at 80 % of --iters, --alpha reconstruction weight (10), --lambda-grad WGAN-GP
+    weight (0.1), --noise-amp (0.1 x reconstruction RMSE); --official redraws z_opt every iteration at the coarsest
+    scale and steps the learning rate at iteration 1600 whatever --iters is (both as the official code).
+    --method petsgan: DEPNet + DIPNet + dilated patch D (--max-size default 256), phases --warmup-g / --warmup-f /
+    --joint iterations, --prior none (the paper's w/o-phi ablation: no external-prior data set), PT temperature --tau,
+    --batch-g DEPNet batch (32), --downscale layout factor (8), --augment TPS/flip samples for D_G (200),
+    --g-dim/--ir-dim/--d-dim widths (64), --rec-weight joint reconstruction weight (100), --vgg torchvision VGG19
+    weights for PT's features (random without); --official switches the official-code deviations on (see the
+    README table).
+    """
+    config = {k: v for k, v in locals().items() if k not in ("out", "resume", "overwrite", "quiet")}
+    # Check options and data (before the run directory exists).
+    if method not in METHODS:
+        raise PixforgeError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if max_size is None:
+        max_size = config["max_size"] = 250 if method == "singan" else 256
+    for flag, value in (("--iters", iters), ("--max-size", max_size), ("--min-size", min_size), ("--nfc", nfc),
+                        ("--warmup-g", warmup_g), ("--warmup-f", warmup_f), ("--joint", joint),
+                        ("--batch-g", batch_g), ("--augment", augment), ("--g-dim", g_dim), ("--ir-dim", ir_dim),
+                        ("--d-dim", d_dim), ("--ckpt-every", ckpt_every), ("--log-every", log_every),
+                        ("--keep-last", keep_last)):
+        _positive_int(flag, value)
+    for flag, value in (("--lr-g", lr_g), ("--lr-d", lr_d), ("--gamma", gamma), ("--noise-amp", noise_amp),
+                        ("--tau", tau)):
+        _positive(flag, value)
+    if downscale not in (2, 4, 8, 16):
+        raise PixforgeError(f"--downscale must be 2, 4, 8 or 16, got {downscale!r}")
+    if method == "petsgan" and batch_g < 2:
+        raise PixforgeError("--batch-g must be at least 2 (the collapse penalty compares pairs)")
+    if vgg is not None and not Path(vgg).is_file():
+        raise PixforgeError(f"--vgg {vgg} does not exist or is not a file")
+    if not (isinstance(scale_factor, (int, float)) and 0 < scale_factor < 1):
+        raise PixforgeError(f"--scale-factor must be in (0, 1), got {scale_factor!r}")
+    if not (0 <= beta1 < 1) or alpha < 0 or lambda_grad < 0:
+        raise PixforgeError(f"--beta1 must be in [0, 1) and --alpha, --lambda-grad >= 0, got {beta1}, {alpha}, "
+                            f"{lambda_grad}")
+    if prior not in PRIORS:
+        raise PixforgeError(f"--prior must be one of {', '.join(PRIORS)} (an external prior from a StyleGAN2 "
+                            f"checkpoint is not implemented yet), got {prior!r}")
+    picture = load_image(image)
+    height, width = picture.shape[-2:]
+    if method == "singan":
+        if min_size < 11:
+            raise PixforgeError(f"--min-size must be at least 11 (the patch discriminator's receptive field), "
+                                f"got {min_size}")
+        if max_size < min_size:
+            raise PixforgeError(f"--max-size ({max_size}) must be at least --min-size ({min_size})")
+        sizes, used = singan_scales(height, width, min_size, max_size, scale_factor)
+        config["scale_factor_used"] = used
+        config["sizes"] = [list(s) for s in sizes]
+    else:
+        from pixforge.singleimage.petsgan import petsgan_sizes
+
+        config["sizes"] = [list(s) for s in petsgan_sizes(height, width, max_size, downscale)]
+    config["image"] = str(Path(image).resolve())
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    configure(dev)
+    run = RunDir(out)
+    if method == "singan":
+        from pixforge.singleimage.singan import training_loop
+
+        return training_loop(run, config, picture, sizes, dev, resume=resume, overwrite=overwrite, quiet=quiet)
+    from pixforge.singleimage.petsgan import training_loop as petsgan_loop
+
+    return petsgan_loop(run, config, picture, dev, resume=resume, overwrite=overwrite, quiet=quiet)

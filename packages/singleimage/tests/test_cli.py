@@ -1,0 +1,90 @@
+"""Bad input through the command line: one line on stderr, exit code 2, nothing written; metrics."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pixforge.core.io import write_image
+from pixforge.export.command import invoke
+from pixforge.singleimage.cli import SingleImage
+
+
+@pytest.fixture
+def cli(capsys):
+    def call(*args):
+        capsys.readouterr()
+        code = invoke(SingleImage, [str(a) for a in args], "pixforge-singleimage")
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return call
+
+
+def _one_error_line(result, *needles):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pixforge-singleimage: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_unreadable_image(cli, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    _one_error_line(cli("train", bad, "--out", tmp_path / "run"))
+    _one_error_line(cli("train", tmp_path / "missing.png", "--out", tmp_path / "run"), "missing.png")
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_small_image_states_the_minimum(cli, tmp_path):
+    small = tmp_path / "small.png"
+    write_image(small, np.zeros((12, 20, 3), np.uint8))
+    _one_error_line(cli("train", small, "--out", tmp_path / "run"), "at least 25 px")
+    _one_error_line(cli("train", small, "--out", tmp_path / "run", "--method", "petsgan"), "at least 80 px")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_options(cli, tmp_path, image_file):
+    for args, needle in ((["--method", "gan"], "--method"), (["--iters", "0"], "--iters"),
+                         (["--scale-factor", "1.5"], "--scale-factor"), (["--prior", "stylegan2"], "--prior"),
+                         (["--min-size", "5"], "--min-size")):
+        _one_error_line(cli("train", image_file, "--out", tmp_path / "run", *args), needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_size_below_minimum_writes_nothing(cli, singan_run):
+    before = {p.name for p in singan_run.iterdir()}
+    _one_error_line(cli("sample", "--run", singan_run, "--size", "8x8"), "minimum 10x10")
+    _one_error_line(cli("sample", "--run", singan_run, "--size", "axb"), "--size")
+    assert {p.name for p in singan_run.iterdir()} == before
+
+
+def test_sample_and_metrics(cli, tmp_path, singan_run):
+    result = cli("sample", "--run", singan_run, "--n", 3, "--size", "20x50", "--out", tmp_path / "s")
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+
+    names = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert names == ["grid.png", "sample-0000.png", "sample-0001.png", "sample-0002.png"]
+    assert Image.open(tmp_path / "s" / "sample-0001.png").size == (50, 20)
+    result = cli("metrics", "--run", singan_run, "--n", 4, "--out", tmp_path / "m.json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "m.json").read_text())
+    assert scores["diversity_pixel_std"] > 0 and scores["diversity_pairwise_l1"] > 0
+    assert scores["swd_patches"] > 0 and scores["sifid"] is None
+
+
+def test_sifid_with_a_weights_file(tmp_path, singan_run):
+    """SIFID runs with any InceptionV3 FID-format weights file (here random weights: the number means nothing)."""
+    import torch
+
+    from pixforge.core.nets.inception import InceptionV3
+    from pixforge.singleimage.metrics import metrics
+
+    torch.manual_seed(0)
+    weights = tmp_path / "inception.pth"
+    torch.save(InceptionV3("fid").state_dict(), weights)
+    scores = metrics(str(singan_run), n=2, inception=str(weights), out=str(tmp_path / "m.json"))
+    assert scores["sifid"] is not None and scores["sifid"] >= -1e-6

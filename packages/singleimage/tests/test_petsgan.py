@@ -1,0 +1,101 @@
+"""PetsGAN: positional encoding, collapse penalty, patch transfer, network shapes, a tiny three-phase run."""
+
+import math
+
+import pytest
+import torch
+
+from pixforge.export.errors import PixforgeError
+from pixforge.singleimage.petsgan import (
+    DEPDiscriminator,
+    DEPNet,
+    PatchDiscriminator,
+    PatchTransfer,
+    Restoration,
+    collapse_penalty,
+    hinge_d_loss,
+    petsgan_sizes,
+    sinusoidal_encoding,
+    sparsity,
+    tps_augment,
+)
+from pixforge.singleimage.sample import load_model
+from pixforge.singleimage.train import train
+
+
+def test_positional_encoding_is_its_formula():
+    c, h, w = 8, 5, 7
+    pe = sinusoidal_encoding(c, h, w)
+    d = c // 2
+    for k in range(d // 2):
+        freq = 10000 ** (-2 * k / d)
+        for y in range(h):
+            for x in range(w):
+                assert pe[2 * k, y, x] == pytest.approx(math.sin(x * freq), abs=1e-6)
+                assert pe[2 * k + 1, y, x] == pytest.approx(math.cos(x * freq), abs=1e-6)
+                assert pe[d + 2 * k, y, x] == pytest.approx(math.sin(y * freq), abs=1e-6)
+                assert pe[d + 2 * k + 1, y, x] == pytest.approx(math.cos(y * freq), abs=1e-6)
+
+
+def test_collapse_penalty_is_its_formula():
+    scores = torch.tensor([[0.5], [-1.0], [2.0], [0.25], [1.0], [-2.0]])
+    expected = (abs(0.5 - 0.25) + abs(-1.0 - 1.0) + abs(2.0 + 2.0)) / 3  # E|D(G(z1)) - D(G(z2))| over 3 pairs
+    assert collapse_penalty(scores).item() == pytest.approx(expected)
+    assert collapse_penalty(scores, official=True).item() == pytest.approx(1.5)  # official: first two only
+
+
+def test_patch_transfer_reproduces_the_input_as_tau_goes_to_zero():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 9, 11) * 2 - 1
+    pt = PatchTransfer()
+    out, attn = pt(x, x, tau=1e-4)
+    torch.testing.assert_close(out, x, atol=1e-4, rtol=0)
+    assert sparsity(attn).item() == pytest.approx(1.0, abs=1e-4)  # one-hot rows
+    soft, _ = pt(x, x, tau=10.0)  # a hot softmax: a_{i,i*} < 1, so the output is no longer the input
+    assert (soft - x).abs().max() > 1e-2
+    hard, _ = pt(x, x, tau=10.0, hard=True)  # the best match is still the patch itself
+    torch.testing.assert_close(hard, x, atol=1e-5, rtol=0)
+
+
+def test_patch_transfer_output_patches_come_from_the_reference():
+    torch.manual_seed(1)
+    ref = torch.rand(1, 3, 8, 8) * 2 - 1
+    out, _ = PatchTransfer()(torch.rand(2, 3, 6, 10) * 2 - 1, ref, tau=1e-6, hard=True)
+    assert out.shape == (2, 3, 6, 10)
+    assert out.min() >= ref.min() - 1e-5 and out.max() <= ref.max() + 1e-5  # averages of reference pixels
+
+
+def test_network_shapes():
+    z = torch.randn(2, 1, 10, 13)
+    lay = DEPNet(8)(z)
+    assert lay.shape == (2, 3, 10, 13)
+    assert DEPDiscriminator((10, 13), dim=4)(lay).shape == (2, 1)
+    assert Restoration(8, factor=8)(lay).shape == (2, 3, 80, 104)
+    assert PatchDiscriminator(8)(torch.rand(1, 3, 24, 20)).shape == (1, 1, 24, 20)
+
+
+def test_hinge_loss():
+    assert hinge_d_loss(torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])).item() == pytest.approx(0.5 + 0.75)
+
+
+def test_tps_augment_is_deterministic_and_keeps_the_size():
+    img = torch.rand(1, 3, 16, 20) * 2 - 1
+    a, b = tps_augment(img, 5, seed=3), tps_augment(img, 5, seed=3)
+    assert a.shape == (5, 3, 16, 20) and torch.equal(a, b)
+
+
+def test_sizes_and_minimum():
+    assert petsgan_sizes(300, 400) == [(24, 32), (192, 256)]
+    with pytest.raises(PixforgeError, match="at least 80 px"):
+        petsgan_sizes(60, 60)
+
+
+@pytest.mark.parametrize("official", [False, True])
+def test_tiny_three_phase_run_and_any_size_sampling(tmp_path, image_file, official):
+    run = train(str(image_file), str(tmp_path / "p"), method="petsgan", downscale=2, warmup_g=2, warmup_f=2, joint=2,
+                batch_g=4, augment=6, g_dim=8, ir_dim=8, d_dim=8, official=official, device="cpu", quiet=True)
+    assert {p.name for p in (run / "samples").iterdir()} == {"phase-G.png", "phase-F.png", "phase-joint.png",
+                                                             "final.png"}
+    model = load_model(run)
+    assert model.sample(2, (18, 50)).shape == (2, 3, 18, 50)
+    assert model.sample(1).shape == (1, 3, 30, 40)
