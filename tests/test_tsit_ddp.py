@@ -87,7 +87,7 @@ def test_two_processes_train_what_one_trains_on_the_doubled_batch(tmp_path):
 FID_SCRIPT = """
 import json, sys, torch
 from pixforge.core import distributed
-from pixforge.core.metrics import FID
+from pixforge.core.metrics import FrechetDistance
 from pixforge.core.nets.inception import InceptionFeatures
 from pixforge.tsit import train as T
 from pixforge.tsit.model import build_generator, make_arch
@@ -98,7 +98,7 @@ info = distributed.setup(cpu)
 dataset, _ = T._dataset("ast", root + "/content", root + "/style", (32, 32), None, 0, "fixed", None, False, None, None)
 G = build_generator(make_arch("ast", ngf=4, levels=4, size=(32, 32)))
 G.load_state_dict(torch.load(generator, weights_only=True))
-fid = {"metric": FID(InceptionFeatures("fid", weights), reset_real_features=False), "real": False}
+fid = {"metric": FrechetDistance(InceptionFeatures("fid", weights), reset_real_features=False), "real": False}
 value = T._fid(fid, G, None, dataset, 16, None, 0, cpu, info.rank, info.world_size)
 if info.is_main:
     open(out, "w").write(json.dumps({"fid": value, "num_fake": fid["metric"].num_fake}))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from pixforge.core.metrics import FID
+from pixforge.core.metrics import FrechetDistance
 from pixforge.core.nets import inception
 from pixforge.core.nets.inception import InceptionFeatures, InceptionV3, load_weights
 from pixforge.export.errors import PixforgeError
@@ -230,11 +230,13 @@ def test_bad_images_are_rejected(weight_files):
 
 
 def test_fid_with_inception_features(weight_files):
-    fid = FID(InceptionFeatures("fid", weights=weight_files["fid"][1]))
+    fid = FrechetDistance(InceptionFeatures("fid", weights=weight_files["fid"][1]))
     fid.update(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), real=True)
     fid.update(torch.randint(0, 128, (2, 3, 32, 32), dtype=torch.uint8), real=False)
     result = fid.compute()
     assert result["fid"] > 0 and result["features"].startswith("inception-v3-fid/pool")
+    other = FrechetDistance(InceptionFeatures("torchvision", weights=weight_files["torchvision"][1]))
+    assert other.names == ("fd", "kd")  # FID is the published network's number only
 
 
 @pytest.mark.cuda

@@ -11,7 +11,7 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from pixforge.core.metrics import FID, KID, feature_stats, frechet_distance, psnr, ssim
+from pixforge.core.metrics import FrechetDistance, KernelDistance, feature_stats, frechet_distance, psnr, ssim
 from pixforge.export.errors import PixforgeError
 
 
@@ -136,15 +136,15 @@ def test_frechet_distance_matches_scipy_sqrtm():
 def test_fid_with_a_custom_net_matches_the_closed_form():
     net = TinyFeatures()
     real, fake = _images(64, 1), _images(48, 2, shift=0.15)
-    fid = FID(net)
+    fid = FrechetDistance(net)
     for batch in real.split(20):
         fid.update(batch, real=True)
     for batch in fake.split(20):
         fid.update(batch, real=False)
     result = fid.compute()
     a, b = _np_features(net, real), _np_features(net, fake)
-    assert result["fid"] == pytest.approx(_np_fid(a, b), rel=1e-3)
-    assert result["fid"] == pytest.approx(
+    assert result["fd"] == pytest.approx(_np_fid(a, b), rel=1e-3)
+    assert result["fd"] == pytest.approx(
         frechet_distance(*feature_stats(torch.from_numpy(a)), *feature_stats(torch.from_numpy(b))), rel=1e-6
     )
     assert result["features"] == TinyFeatures.label
@@ -155,26 +155,26 @@ def test_fid_with_a_custom_net_matches_the_closed_form():
 def test_fid_of_a_set_with_itself_is_zero_and_reset_keeps_real_features():
     net = TinyFeatures()
     images = _images(40, 3)
-    fid = FID(net, reset_real_features=False)
+    fid = FrechetDistance(net, reset_real_features=False)
     fid.update(images, real=True)
     fid.update(images, real=False)
     a = _np_features(net, images)
     scale = np.trace(np.cov(a, rowvar=False))
-    assert abs(fid.compute()["fid"]) < 1e-6 * scale
+    assert abs(fid.compute()["fd"]) < 1e-6 * scale
     fid.reset()
     fid.update(_images(40, 4, shift=0.2), real=False)
-    assert fid.compute()["fid"] > 1e-3 * scale
+    assert fid.compute()["fd"] > 1e-3 * scale
 
 
 def test_kid_matches_the_unbiased_polynomial_mmd():
     net = TinyFeatures()
     real, fake = _images(30, 5), _images(30, 6, shift=0.1)
-    kid = KID(net, subsets=1, subset_size=30)
+    kid = KernelDistance(net, subsets=1, subset_size=30)
     kid.update(real, real=True)
     kid.update(fake, real=False)
     result = kid.compute()
-    assert result["kid_mean"] == pytest.approx(_np_kid(_np_features(net, real), _np_features(net, fake)), rel=1e-6)
-    assert result["kid_std"] == 0.0
+    assert result["kd_mean"] == pytest.approx(_np_kid(_np_features(net, real), _np_features(net, fake)), rel=1e-6)
+    assert result["kd_std"] == 0.0
     assert result["features"] == TinyFeatures.label
 
 
@@ -185,20 +185,20 @@ def test_kid_subsets_are_seeded_and_leave_the_global_rng_alone():
     next_draw = torch.rand(1)
     results = []
     for seed in (3, 3, 4):
-        kid = KID(net, subsets=5, subset_size=10, seed=seed)
+        kid = KernelDistance(net, subsets=5, subset_size=10, seed=seed)
         kid.update(real, real=True)
         kid.update(fake, real=False)
         torch.manual_seed(123)
         results.append(kid.compute())
         assert torch.equal(torch.rand(1), next_draw)
     assert results[0] == results[1] != results[2]
-    assert results[0]["kid_std"] > 0
+    assert results[0]["kd_std"] > 0
 
 
 def test_kid_leaves_the_gpu_generators_alone(monkeypatch):
     """torch.manual_seed also reseeds every CUDA generator (lazily, even before CUDA starts): a KID evaluation inside
     a GPU training run must not restart the run's CUDA random stream."""
-    kid = KID(TinyFeatures(), subsets=2, subset_size=10, seed=5)
+    kid = KernelDistance(TinyFeatures(), subsets=2, subset_size=10, seed=5)
     kid.update(_images(12, 1), real=True)
     kid.update(_images(12, 2, shift=0.1), real=False)
     reseeded = []
@@ -208,12 +208,12 @@ def test_kid_leaves_the_gpu_generators_alone(monkeypatch):
 
 
 def test_too_few_images_is_a_clear_error():
-    fid = FID(TinyFeatures())
+    fid = FrechetDistance(TinyFeatures())
     fid.update(_images(1, 0), real=True)
     fid.update(_images(5, 1), real=False)
     with pytest.raises(PixforgeError, match="at least 2 real"):
         fid.compute()
-    kid = KID(TinyFeatures(), subset_size=50)
+    kid = KernelDistance(TinyFeatures(), subset_size=50)
     kid.update(_images(10, 0), real=True)
     kid.update(_images(10, 1), real=False)
     with pytest.raises(PixforgeError, match="subset_size=50"):
@@ -223,8 +223,8 @@ def test_too_few_images_is_a_clear_error():
 def test_feature_net_contract_is_checked():
     bare = nn.Sequential(nn.Flatten(), nn.LazyLinear(4))
     with pytest.raises(PixforgeError, match="num_features"):
-        FID(bare)
-    fid = FID(bare, num_features=5)
+        FrechetDistance(bare)
+    fid = FrechetDistance(bare, num_features=5)
     with pytest.raises(PixforgeError, match=r"returned shape \(2, 4\), expected \(2, 5\)"):
         fid.update(_images(2, 0), real=True)
 
@@ -251,8 +251,8 @@ def test_folder_scores_match_the_closed_form(tmp_path):
     result = folder_scores(tmp_path / "real", tmp_path / "fake", net, kid=True, kid_subset_size=4, batch_size=4)
     feats = {k: torch.cat([net(b) for b in folder_batches(tmp_path / k, 4)]) for k in ("real", "fake")}
     expected = frechet_distance(*feature_stats(feats["real"]), *feature_stats(feats["fake"]))
-    assert result["fid"] == pytest.approx(expected, rel=1e-3)
-    assert result["num_real"] == result["num_fake"] == 6 and "kid_mean" in result
+    assert result["fd"] == pytest.approx(expected, rel=1e-3)
+    assert result["num_real"] == result["num_fake"] == 6 and "kd_mean" in result
 
 
 def test_fid_cli_without_weights_is_one_clear_line(tmp_path):

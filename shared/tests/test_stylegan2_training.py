@@ -342,7 +342,7 @@ def write_pngs(folder, n=32, size=16, seed=0):
 
 # 32 steps of 16 images (2 rounds of 8), ADA from p 0.2; a tick every 8 steps, a snapshot every 2 ticks
 TRAIN = dict(cfg="auto", kimg=0.512, batch=16, batch_gpu=8, cbase=256, cmax=32, map=2, aug="ada", p=0.2, tick=0.128,
-             snap=2, metrics="swd", metric_images=32, workers=0, device="cpu", quiet=True, seed=5)
+             snap=2, metrics="swd,fd_pfr18", metric_images=32, workers=0, device="cpu", quiet=True, seed=5)
 STOP_AT = 10  # mid-tick, mid-ADA-interval, between the path-length steps
 
 
@@ -436,6 +436,8 @@ def test_run_directory(runs):
     assert any("G/reg" in t for t in ticks) and any("D/reg" in t for t in ticks)
     metrics = [json.loads(line) for line in (first / "metric-swd.jsonl").read_text().splitlines()]
     assert [m["kimg"] for m in metrics] == pytest.approx([0.256, 0.512]) and all(m["metric"] == "swd" for m in metrics)
+    fds = [json.loads(line) for line in (first / "metric-fd_pfr18.jsonl").read_text().splitlines()]
+    assert [m["kimg"] for m in fds] == pytest.approx([0.256, 0.512]) and all(m["results"]["fd_pfr18"] > 0 for m in fds)
     for name in ("reals.png", "fakes_init.png", "fakes000000.png", "model.safetensors",
                  "model.json", "log.txt"):
         assert (first / name).is_file(), name

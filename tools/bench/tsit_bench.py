@@ -10,10 +10,10 @@ name, device, size, median_s, throughput, reference, reference_median_s, ratio (
 `--widths 64 32 16`: instead, PyTorch eager translation of a 2-image batch at each `--sizes` for each width (ngf, the
 official 8 levels; the first width is the reference), with the generator's parameter count. `--quality-steps N`:
 instead, the same-budget training of each width (N steps of arbitrary style transfer, scikit-image photos ->
-textures at `--quality-size` px, 6 levels, batch 2, official optimiser, perceptual loss off: no ImageNet VGG weights
-offline), one JSON line per width (median step time, generator parameters, mean of the last 20 steps' losses) and
-the last sample grids side by side, widths left to right, in `--quality-out` (each row one sample, columns:
-content | style | output).
+textures at `--quality-size` px, 6 levels, batch 2, official optimiser, perceptual loss off: `--perceptual off`, as
+measured before pfr18 existed), one JSON line per width (median step time, generator parameters, mean of the last 20
+steps' losses) and the last sample grids side by side, widths left to right, in `--quality-out` (each row one sample,
+columns: content | style | output).
 
     python tools/bench/tsit_bench.py [--sizes 256 512] [--ngf 64] [--steps 30] [--iters 10]
     OMP_NUM_THREADS=1 python tools/bench/tsit_bench.py --widths 64 32 16 --sizes 256 --iters 5
@@ -62,7 +62,7 @@ def bench_training(root: Path, size: int, ngf: int, steps: int, warmup: int, dev
     for amp in (False, True):
         precision = amp if device == "cuda" else ("bf16" if amp else False)  # CPU autocast: bf16 only
         run = train(str(root / f"train{size}{amp}"), content=str(data / "content"), style=str(data / "style"),
-                    size=size, ngf=ngf, batch=1, steps=steps, amp=precision,
+                    size=size, ngf=ngf, batch=1, steps=steps, amp=precision, perceptual="off",
                     sample_every=10**9, ckpt_every=10**9, device=device, quiet=True)
         stamps = [r["time"] for r in read_metrics(Path(run) / "metrics.jsonl")][warmup:]
         medians[amp] = statistics.median(np.diff(stamps))
@@ -132,7 +132,8 @@ def bench_quality(root: Path, size: int, widths: list[int], steps: int, device: 
     grids = []
     for ngf in widths:
         run = Path(train(str(root / f"quality{ngf}"), content=str(data / "content"), style=str(data / "style"),
-                         size=size, ngf=ngf, levels=6, ndf=64, batch=2, steps=steps, sample_every=steps,
+                         size=size, ngf=ngf, levels=6, ndf=64, batch=2, steps=steps, perceptual="off",
+                         sample_every=steps,
                          ckpt_every=steps, device=device, quiet=True))
         records = read_metrics(run / "metrics.jsonl")
         last = records[-20:]

@@ -63,12 +63,12 @@ def test_shuffled_stream_visits_every_image_once_per_epoch_and_is_reproducible()
 def test_compare_end_to_end(tmp_path):
     out = tmp_path / "cmp"
     text = compare(str(out), **TINY)
-    assert "| w/o |" in text and "| w/ |" in text and "FID: unavailable" in text
+    assert "| w/o |" in text and "| w/ |" in text and "fd_pfr18: Fréchet distance on pfr18-64" in text
     for name in ("results.json", "results.md", "samples.png", "spectra.png", "loss_curves.png"):
         assert (out / name).is_file(), name
         assert name in text
     results = json.loads((out / "results.json").read_text())
-    assert results["steps"] == 4 and results["eval_images"] == 4 and results["metrics"]["with_ffl"]["fid"] is None
+    assert results["steps"] == 4 and results["eval_images"] == 4 and results["metrics"]["with_ffl"]["fd_pfr18"] >= 0
     for run, weight in (("without_ffl", 0.0), ("with_ffl", 1.0)):
         assert json.loads((out / run / "config.json").read_text())["ffl_weight"] == weight
         assert len(list((out / run / "checkpoints").glob("step-*.pt"))) == 2
@@ -139,7 +139,7 @@ def test_compare_on_a_folder_with_dct_and_fid(tmp_path):
                    **{**TINY, "steps": 2})
     results = json.loads((out / "results.json").read_text())
     assert results["data"].endswith("27 training images and 3 held-out images, centre 16x16 crops")
-    assert results["transform"] == "dct" and "random-inception.pth" in results["fid"]
+    assert results["transform"] == "dct" and "random-inception.pth" in results["distance"]["features"]
     fids = [results["metrics"][run]["fid"] for run in ("without_ffl", "with_ffl")]
     assert all(isinstance(f, float) and f >= 0 for f in fids) and "n/a" not in text
     with pytest.raises(PixforgeError, match="does not exist"):

@@ -69,6 +69,10 @@ def test_bad_training_inputs(tmp_path, bad, folders, cli):
         (["--content", content, "--style", style, "--size", "36"], ["not divisible by the network's stride 8"]),
         (["--content", content, "--style", style, "--vgg-weights", tmp_path / "nope.pth"], ["nope.pth",
                                                                                               "does not exist"]),
+        (["--content", content, "--style", style, "--perceptual", "vgg"], ["--perceptual vgg needs torchvision's VGG19",
+                                                                            "--vgg-weights"]),
+        (["--content", content, "--style", style, "--perceptual", "lpips"], ["--perceptual must be one of auto, vgg, "
+                                                                              "pfr18, off, got 'lpips'"]),
         (["--content", content, "--style", style, "--steps", "0"], ["--steps must be an integer of at least 1",
                                                                     "got 0"]),
         (["--content", content, "--style", style, "--kimg", "0"], ["--kimg must be a number above 0"]),

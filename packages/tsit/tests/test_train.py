@@ -28,6 +28,18 @@ def test_short_training_lowers_the_generator_losses(tmp_path, folders, vgg_file,
     assert all(np.isfinite(list(r.values())[2:]).all() for r in records)
 
 
+def test_without_vgg_weights_the_perceptual_term_is_pfr18(tmp_path, folders, tiny, monkeypatch):
+    monkeypatch.delenv("PIXFORGE_VGG19_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    run = train(str(tmp_path / "run"), content=str(folders / "content"), style=str(folders / "style"), batch=2,
+                steps=2, sample_every=100, ckpt_every=100, **tiny)
+    assert json.loads((run / "config.json").read_text())["perceptual"] == "pfr18"
+    assert all(r["g_vgg"] > 0 for r in read_metrics(run / "metrics.jsonl"))
+    off = train(str(tmp_path / "off"), content=str(folders / "content"), style=str(folders / "style"), batch=2,
+                steps=2, sample_every=100, ckpt_every=100, perceptual="off", **tiny)
+    assert all(r["g_vgg"] == 0 for r in read_metrics(off / "metrics.jsonl"))
+
+
 def test_run_directory_and_release(ast_run):
     for name in ("config.json", "metrics.jsonl", "log.txt", "generator.safetensors", "generator.json"):
         assert (ast_run / name).is_file()

@@ -12,7 +12,7 @@ from pathlib import Path
 from pixforge.export.command import run
 from pixforge.export.errors import PixforgeError
 
-__all__ = ["run", "require_file", "require_dir", "output_dir"]
+__all__ = ["run", "require_file", "require_dir", "output_dir", "output_file"]
 
 
 def require_file(path: str | Path, what: str = "input") -> Path:
@@ -37,4 +37,17 @@ def output_dir(path: str | Path, overwrite: bool = False) -> Path:
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise PixforgeError(f"--out {path} is not empty: choose another folder or pass --overwrite")
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def output_file(path: str | Path, suffix: str, overwrite: bool = False) -> Path:
+    """An `--out` file (e.g. an exported `.onnx`): it must end in `suffix`, must not be a folder, and an existing one
+    is refused unless `overwrite`. Nothing is created."""
+    path = Path(path)
+    if path.suffix != suffix:
+        raise PixforgeError(f"--out {path} must end in {suffix}")
+    if path.is_dir():
+        raise PixforgeError(f"--out {path} is a folder: give the {suffix} file to write")
+    if path.exists() and not overwrite:
+        raise PixforgeError(f"{path} already exists: pass --overwrite to replace it")
     return path

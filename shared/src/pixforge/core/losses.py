@@ -11,6 +11,9 @@ its elements and average the scales.
   the number of scales (pix2pixHD).
 * `VGGPerceptualLoss`: sum_i w_i * L1(VGG_i(x), VGG_i(y).detach()) on relu1_1 ... relu5_1 with w = 1/32 ... 1; it needs
   the public VGG19 weights, and without them it warns once and contributes zero.
+* `ProceduralPerceptualLoss`: LPIPS's form (unit-normalised channels, no learned weights) on the stages of the
+  procedural ResNet-18 that ships with pixforge-core; `perceptual_loss(kind, ...)` picks VGG19 or it ("auto": VGG19
+  when its weights are found, else the procedural network).
 * `kl_divergence(mu, logvar, reduction)`: the KL term of a VAE's diagonal Gaussian code, with the reduction stated.
 """
 
@@ -112,3 +115,63 @@ class VGGPerceptualLoss(nn.Module):
         fx = self.vgg(x)
         return sum(w * F.l1_loss(a.float(), b.float())
                    for w, a, b in zip(self.layer_weights, fx, fy, strict=True))
+
+
+class ProceduralPerceptualLoss(nn.Module):
+    """LPIPS's distance without its learned layer weights, on the four stages of pixforge-core's procedural ResNet-18
+    (`pixforge.core.nets.procedural`, shipped, no download): per stage, each position's channel vector divided by its
+    norm, squared differences summed over channels and averaged over positions; the stages averaged. `y` is
+    detached; images in `input_range` at their own size (the network is convolutional). What core uses for a
+    perceptual term when no VGG19 weights are given.
+    """
+
+    def __init__(self, weights: str | os.PathLike | None = None,
+                 input_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+        super().__init__()
+        from pixforge.core.nets.procedural import ProceduralFeatures
+
+        self.features = ProceduralFeatures(weights)
+        self.lo, self.span = float(input_range[0]), float(input_range[1] - input_range[0])
+
+    def _stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.features.normalise((x.to(self.features.net.conv1.weight.dtype) - self.lo) / self.span)
+        return [f / (f.square().sum(1, keepdim=True) + 1e-10).sqrt() for f in self.features.stages(x)]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            fy = self._stages(y)
+        fx = self._stages(x)
+        return sum((a - b).square().sum(1).mean() for a, b in zip(fx, fy, strict=True)) / len(fx)
+
+
+PERCEPTUAL = ("auto", "vgg", "pfr18", "off")
+
+
+def perceptual_kind(kind: str = "auto", vgg_weights: str | os.PathLike | None = None) -> str:
+    """--perceptual resolved before any work: "vgg" (VGG19 with torchvision's weights from `vgg_weights`,
+    `$PIXFORGE_VGG19_WEIGHTS` or the torch hub cache; an error without them), "pfr18" (`ProceduralPerceptualLoss`, no
+    download), "off"; "auto" is "vgg" when the weights are found, else "pfr18"."""
+    from pixforge.core.nets.vgg import WEIGHTS_ENV, resolve_weights
+    from pixforge.export.errors import PixforgeError
+
+    if kind not in PERCEPTUAL:
+        raise PixforgeError(f"--perceptual must be one of {', '.join(PERCEPTUAL)}, got {kind!r}")
+    if kind in ("pfr18", "off"):
+        return kind
+    if resolve_weights(vgg_weights) is not None:
+        return "vgg"
+    if kind == "vgg":
+        raise PixforgeError(f"--perceptual vgg needs torchvision's VGG19 weights: pass --vgg-weights PATH or set "
+                            f"{WEIGHTS_ENV} (or use --perceptual pfr18, which needs no download)")
+    logging.getLogger("pixforge").info("no VGG19 weights: the perceptual term uses pixforge-core's procedural "
+                                       "ResNet-18 (pfr18)")
+    return "pfr18"
+
+
+def perceptual_loss(kind: str, vgg_weights: str | os.PathLike | None = None, imagenet_norm: bool = False,
+                    input_range: tuple[float, float] = (-1.0, 1.0)) -> nn.Module | None:
+    """The perceptual loss of `kind` (resolved by `perceptual_kind`), None for "off"."""
+    kind = perceptual_kind(kind, vgg_weights)
+    if kind == "vgg":
+        return VGGPerceptualLoss(vgg_weights, imagenet_norm=imagenet_norm, input_range=input_range)
+    return ProceduralPerceptualLoss(input_range=input_range) if kind == "pfr18" else None

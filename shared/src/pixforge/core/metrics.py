@@ -1,11 +1,13 @@
-"""Image-quality metrics: PSNR / SSIM (torchmetrics functional) and FID / KID with pluggable features.
+"""Image-quality metrics: PSNR / SSIM (torchmetrics functional) and Fréchet / kernel distances with pluggable features.
 
 * `psnr`, `ssim`: N x C x H x W batches, per image (``reduction="none"``) or their mean.
-* `FID`, `KID`: torchmetrics' `FrechetInceptionDistance` / `KernelInceptionDistance` driven by any
-  feature network that maps an image batch to N x D (ours: `InceptionFeatures` with the public weights;
-  a small random net works for tests). Results carry the feature network's label, so a number computed
-  with anything but the published InceptionV3 weights is never mistaken for a comparable FID.
-  Passing a module keeps torchmetrics away from torch-fidelity (only its int/str feature path imports it).
+* `FrechetDistance`, `KernelDistance`: torchmetrics' `FrechetInceptionDistance` / `KernelInceptionDistance` driven
+  by any feature network that maps an image batch to N x D. Results are named by the network's ``names``: ``fid`` /
+  ``kid`` only for `InceptionFeatures` with the public FID weights' pool features (the published metric),
+  ``fd_pfr18`` / ``kd_pfr18`` for the shipped procedural network (`ProceduralFeatures`, no download), ``fd`` / ``kd``
+  for anything else (a small random net in tests), and they carry the network's label, so a number computed with
+  other features is never mistaken for a comparable FID. Passing a module keeps torchmetrics away from
+  torch-fidelity (only its int/str feature path imports it).
 * `feature_stats` + `frechet_distance`: the closed form on raw features or saved (mu, sigma) statistics.
 """
 
@@ -106,6 +108,7 @@ class _Features(nn.Module):
         super().__init__()
         self.net = net
         self.label = getattr(net, "label", type(net).__name__)
+        self.names = getattr(net, "names", ("fd", "kd"))  # (Fréchet, kernel) result names
         num_features = num_features or getattr(net, "num_features", None)
         if not isinstance(num_features, int):
             raise PixforgeError(
@@ -140,6 +143,11 @@ class _FeatureMetric:
     @property
     def label(self) -> str:
         return self.metric.inception.label
+
+    @property
+    def names(self) -> tuple[str, str]:
+        """What the (Fréchet, kernel) distance is called on these features: ("fid", "kid") only for Inception's."""
+        return self.metric.inception.names
 
     def to(self, device: str | torch.device) -> _FeatureMetric:
         self.metric.to(device)
@@ -179,13 +187,13 @@ class _FeatureMetric:
             ) from err
 
 
-class FID(_FeatureMetric):
-    """Fréchet distance between feature Gaussians of real and generated images (torchmetrics FID).
+class FrechetDistance(_FeatureMetric):
+    """Fréchet distance between feature Gaussians of real and generated images (torchmetrics' FID code).
 
-    ``features``: e.g. ``InceptionFeatures("fid", weights=PATH)`` for numbers comparable with papers.
-    ``compute()`` returns ``{"fid", "features", "num_real", "num_fake"}``. Works under torch.distributed:
-    the feature sums are all-reduced by torchmetrics at ``compute()`` (``sync=False``: this process's images only,
-    for a metric that one rank computes alone).
+    ``features``: ``InceptionFeatures("fid", weights=PATH)`` gives FID, comparable with papers; `ProceduralFeatures()`
+    the no-download ``fd_pfr18``. ``compute()`` returns ``{NAME, "features", "num_real", "num_fake"}`` with NAME from
+    ``names``. Works under torch.distributed: the feature sums are all-reduced by torchmetrics at ``compute()``
+    (``sync=False``: this process's images only, for a metric that one rank computes alone).
     """
 
     def __init__(self, features: nn.Module, num_features: int | None = None, reset_real_features: bool = True,
@@ -196,16 +204,17 @@ class FID(_FeatureMetric):
         )
 
     def compute(self) -> dict:
-        fid = float(self._compute(2, "FID"))
-        return {"fid": fid, "features": self.label, "num_real": self.num_real, "num_fake": self.num_fake}
+        value = float(self._compute(2, self.names[0]))
+        return {self.names[0]: value, "features": self.label, "num_real": self.num_real, "num_fake": self.num_fake}
 
 
-class KID(_FeatureMetric):
-    """Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial kernel (torchmetrics KID).
+class KernelDistance(_FeatureMetric):
+    """Kernel distance (KID on Inception features): unbiased MMD^2 with the cubic polynomial kernel (torchmetrics KID).
 
     ``(x.y / D + 1)^3``, averaged over ``subsets`` random subsets of ``subset_size`` real and generated
     images, drawn from a generator seeded with ``seed`` (the global RNG is left untouched).
-    ``compute()`` returns ``{"kid_mean", "kid_std", "features", "num_real", "num_fake"}``. All
+    ``compute()`` returns ``{NAME_mean, NAME_std, "features", "num_real", "num_fake"}`` (NAME: ``kid``, ``kd_pfr18``,
+    ``kd``, from the features' ``names``). All
     features are kept in memory (N x D float64).
     """
 
@@ -234,10 +243,11 @@ class KID(_FeatureMetric):
     def compute(self) -> dict:
         with torch.random.fork_rng(devices=[]):  # torchmetrics draws the subsets on the CPU generator
             torch.default_generator.manual_seed(self.seed)  # torch.manual_seed would also reseed every GPU's RNG
-            mean, std = self._compute(self.metric.subset_size, f"KID with subset_size={self.metric.subset_size}")
+            mean, std = self._compute(self.metric.subset_size,
+                                      f"{self.names[1]} with subset_size={self.metric.subset_size}")
         return {
-            "kid_mean": float(mean),
-            "kid_std": float(std),
+            f"{self.names[1]}_mean": float(mean),
+            f"{self.names[1]}_std": float(std),
             "features": self.label,
             "num_real": self.num_real,
             "num_fake": self.num_fake,
@@ -262,8 +272,8 @@ def folder_batches(folder: str | os.PathLike, batch_size: int = 32):
 def folder_scores(real: str | os.PathLike, fake: str | os.PathLike, features: nn.Module, *, kid: bool = False,
                   kid_subset_size: int = 1000, batch_size: int = 32,
                   device: str | torch.device = "cpu") -> dict:
-    """FID (and KID) between two image folders with the given feature network (images in uint8)."""
-    metrics = [FID(features)] + ([KID(features, subset_size=kid_subset_size)] if kid else [])
+    """Fréchet (and kernel) distance between two image folders with the given feature network (images in uint8)."""
+    metrics = [FrechetDistance(features)] + ([KernelDistance(features, subset_size=kid_subset_size)] if kid else [])
     for metric in metrics:
         metric.to(device)
     for folder, is_real in ((real, True), (fake, False)):

@@ -30,19 +30,21 @@ class CoreTool:
             batch: int = 32, device: str = "auto", json_out: bool = False) -> str:
         """FID (and with --kid, KID) between image folders REAL and FAKE with the public InceptionV3 weights
         (--weights PATH_OR_URL to pt_inception-2015-12-05-6726825d.pth, or $PIXFORGE_INCEPTION_WEIGHTS)."""
-        from pixforge.core.metrics import folder_scores
         from pixforge.core.nets.inception import InceptionFeatures
-        from pixforge.core.runtime import resolve_device
 
-        dev = resolve_device(device)
-        for folder in (real, fake):
-            list_images(folder)  # a missing or empty folder fails before the weights load
-        features = InceptionFeatures("fid", weights=weights).to(dev)
-        scores = folder_scores(real, fake, features, kid=kid, kid_subset_size=kid_subset_size, batch_size=batch,
-                               device=dev)
-        if json_out:
-            return json.dumps(scores)
-        return "\n".join(f"{k:<10} {v:.6g}" if isinstance(v, float) else f"{k:<10} {v}" for k, v in scores.items())
+        return _folder_distance(real, fake, lambda: InceptionFeatures("fid", weights=weights), kid, kid_subset_size,
+                                batch, device, json_out)
+
+    def fd(self, real: str, fake: str, weights: str | None = None, kid: bool = False, kid_subset_size: int = 1000,
+           batch: int = 32, device: str = "auto", json_out: bool = False) -> str:
+        """Fréchet (and with --kid, kernel) distance between image folders REAL and FAKE on the procedural ResNet-18
+        that ships with pixforge-core (fd_pfr18 / kd_pfr18): no download; it orders image sets by quality (see the
+        README) but is not FID and not comparable with published FIDs. --weights: another ResNet-18 encoder (e.g. a
+        `pixforge-spectra pretrain` run's encoder.safetensors), reported as fd / kd."""
+        from pixforge.core.nets.procedural import ProceduralFeatures
+
+        return _folder_distance(real, fake, lambda: ProceduralFeatures(weights), kid, kid_subset_size, batch, device,
+                                json_out)
 
     def env(self) -> str:
         """Versions, devices and what pixforge can use on this machine, as JSON."""
@@ -86,6 +88,22 @@ class CoreTool:
                 f"  PSNR vs clean: noisy {noisy_db:.2f} dB -> restored {restored_db:.2f} dB")
 
 
+def _folder_distance(real: str, fake: str, make_features, kid: bool, kid_subset_size: int, batch: int, device: str,
+                     json_out: bool) -> str:
+    """The fid / fd verbs: folders checked, then the features built, then the distances (text or JSON)."""
+    from pixforge.core.metrics import folder_scores
+    from pixforge.core.runtime import resolve_device
+
+    dev = resolve_device(device)
+    for folder in (real, fake):
+        list_images(folder)  # a missing or empty folder fails before the weights load
+    scores = folder_scores(real, fake, make_features().to(dev), kid=kid, kid_subset_size=kid_subset_size,
+                           batch_size=batch, device=dev)
+    if json_out:
+        return json.dumps(scores)
+    return "\n".join(f"{k:<14} {v:.6g}" if isinstance(v, float) else f"{k:<14} {v}" for k, v in scores.items())
+
+
 def _center_crop(img: np.ndarray, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     top, left = (h - size) // 2, (w - size) // 2
@@ -98,3 +116,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

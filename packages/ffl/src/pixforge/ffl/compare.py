@@ -7,7 +7,8 @@ trains the two runs in turn and evaluates them.
 Both runs (OUT/without_ffl, OUT/with_ffl: pixforge run directories, resumable) share the seed, the data
 stream and every option but the FFL weight. Each is then evaluated on the same held-out images through
 its posterior-mean reconstruction, quantised to 8 bits as image files are: PSNR, SSIM and LFD as the
-thesis reports them (`pixforge.ffl.lfd`), and FID when InceptionV3 weights are available. OUT receives
+thesis reports them (`pixforge.ffl.lfd`), and a Fréchet distance: FID when InceptionV3 weights are available,
+else fd_pfr18 on pixforge-core's procedural ResNet-18 (no download; not comparable with FID). OUT receives
 results.json / results.md (the table), samples.png (rows: real, without FFL, with FFL), spectra.png (the
 batch-average spectra in the same order), loss_curves.png ([plots] extra) and eval/<real|run>/NNNN.png,
 so `pixforge-ffl lfd OUT/eval/real OUT/eval/with_ffl` reproduces the LFD column.
@@ -41,7 +42,7 @@ from pixforge.core.io import (
     write_image,
 )
 from pixforge.core.loop import read_metrics
-from pixforge.core.metrics import FID
+from pixforge.core.metrics import FrechetDistance
 from pixforge.core.rundir import RunDir
 from pixforge.core.runtime import autocast_dtype, resolve_device
 from pixforge.export.atomic import write_text
@@ -95,16 +96,18 @@ def datasets(data: str, size: int, eval_images: int, seed: int) -> tuple[Dataset
             f"{data}: {n - k} training images and {k} held-out images, centre {size}x{size} crops")
 
 
-def _fid_features(weights: str | None):
-    """(InceptionFeatures or None, why FID is unavailable)."""
+def _distance_features(weights: str | None):
+    """The network of the distance column: InceptionV3 (FID) when its weights are given or found, else pixforge-core's
+    procedural ResNet-18 (fd_pfr18: no download, orders sets as FID does but is not comparable with it)."""
     from pixforge.core.nets import InceptionFeatures
+    from pixforge.core.nets.procedural import ProceduralFeatures
 
     try:
-        return InceptionFeatures("fid", weights=weights), ""
-    except PixforgeError as err:
+        return InceptionFeatures("fid", weights=weights)
+    except PixforgeError:
         if weights is not None:  # the user named weights that do not load: that is an error
             raise
-        return None, str(err)
+        return ProceduralFeatures()
 
 
 def compare(out: str = "runs/ffl-compare", data: str = "builtin", size: int = 64, steps: int = 2000, batch: int = 16,
@@ -117,8 +120,8 @@ def compare(out: str = "runs/ffl-compare", data: str = "builtin", size: int = 64
             quiet: bool = False) -> str:
     """Train one small VAE for reconstruction without and with FFL (same seed, data and options) into
     OUT/without_ffl and OUT/with_ffl (run directories: --resume continues them), then write the PSNR / SSIM /
-    LFD (/ FID with --inception-weights) table, side-by-side samples, average spectra and (with the [plots]
-    extra) loss curves to OUT.
+    LFD / FID (with --inception-weights; else fd_pfr18) table, side-by-side samples, average spectra and (with the
+    [plots] extra) loss curves to OUT.
     --data builtin = crops of scikit-image's photos (runs on a CPU in minutes); or a folder of images.
     FFL options: --ffl-weight, --alpha, --patch-factor, --ave-spectrum, --log-matrix, --batch-matrix,
     --transform fft|dct."""
@@ -131,7 +134,7 @@ def compare(out: str = "runs/ffl-compare", data: str = "builtin", size: int = 64
     autocast_dtype(dev, amp)  # a bad --amp is refused here, before any work
     out_dir = _resumable(out) if resume else None
     train_data, evaluation, description = datasets(data, size, eval_images, seed)
-    features, fid_note = _fid_features(inception_weights)
+    features = _distance_features(inception_weights)
     out_dir = out_dir or output_dir(out, overwrite)
     start = time.time()
     models = {}
@@ -152,7 +155,7 @@ def compare(out: str = "runs/ffl-compare", data: str = "builtin", size: int = 64
         "transform": transform, "seed": seed, "device": _device_name(dev), "eval_images": len(evaluation),
         "wall_s": round(time.time() - start, 1),
         "metrics": _scores(images, features),
-        "fid": features.label if features is not None else f"unavailable: {fid_note}",
+        "distance": {"name": features.names[0], "features": features.label},
     }
     files = ["results.md", "results.json", "samples.png (real / without FFL / with FFL)", "spectra.png",
              *_write(out_dir, images, results), "eval/", *(f"{name}/" for name in RUNS)]
@@ -210,37 +213,37 @@ def _device_name(dev: torch.device) -> str:
 
 
 def _scores(images: dict[str, np.ndarray], features) -> dict[str, dict[str, Any]]:
-    """Per run: mean/std/count of LFD, PSNR, SSIM on the 8-bit images, and FID (None when unavailable)."""
+    """Per run: mean/std/count of LFD, PSNR, SSIM on the 8-bit images, and the Fréchet distance on `features` (FID or
+    fd_pfr18; None with a single evaluation image)."""
     real = image_to_tensor(images["real"], (0.0, 255.0))
-    fid = None
-    if features is not None:
-        fid = FID(features, reset_real_features=False)
-        fid.update(torch.from_numpy(images["real"]).permute(0, 3, 1, 2), real=True)
+    distance = FrechetDistance(features, reset_real_features=False)
+    distance.update(torch.from_numpy(images["real"]).permute(0, 3, 1, 2), real=True)
+    name = distance.names[0]
     scores = {}
-    for name in RUNS:
-        per_image = quality(real, image_to_tensor(images[name], (0.0, 255.0)))
-        scores[name] = summarize({m: per_image[m].tolist() for m in METRICS})
-        scores[name]["fid"] = None
-        if fid is not None:
-            fid.update(torch.from_numpy(images[name]).permute(0, 3, 1, 2), real=False)
-            scores[name]["fid"] = fid.compute()["fid"] if len(images["real"]) > 1 else None
-            fid.reset()
+    for run in RUNS:
+        per_image = quality(real, image_to_tensor(images[run], (0.0, 255.0)))
+        scores[run] = summarize({m: per_image[m].tolist() for m in METRICS})
+        distance.update(torch.from_numpy(images[run]).permute(0, 3, 1, 2), real=False)
+        scores[run][name] = distance.compute()[name] if len(images["real"]) > 1 else None
+        distance.reset()
     return scores
 
 
 def format_results(results: dict) -> str:
     """The with/without table (markdown) with the facts needed to read it."""
+    name, label = results["distance"]["name"], results["distance"]["features"]
     lines = [f"data: {results['data']}", f"{results['steps']} steps of batch {results['batch']} at "
              f"{results['size']}x{results['size']}, FFL ({results['transform']}) weight {results['ffl_weight']}, "
              f"seed {results['seed']}, device {results['device']}, {results['wall_s']} s",
-             f"evaluated on {results['eval_images']} held-out images; FID: {results['fid']}",
+             f"evaluated on {results['eval_images']} held-out images; {name}: Fréchet distance on {label}"
+             + ("" if name == "fid" else " (no InceptionV3 weights: not FID, not comparable with published FIDs)"),
              *([f"loss curves: {results['loss_curves']}"] if "loss_curves" in results else []), "",
-             "| FFL | PSNR ↑ | SSIM ↑ | LFD ↓ | FID ↓ |", "|---|---|---|---|---|"]
-    for name, label in zip(RUNS, ("w/o", "w/"), strict=True):
-        m = results["metrics"][name]
-        fid = "n/a" if m["fid"] is None else f"{m['fid']:.3f}"
-        lines.append(f"| {label} | {m['psnr']['mean']:.3f} | {m['ssim']['mean']:.3f} | {m['lfd']['mean']:.3f} | "
-                     f"{fid} |")
+             f"| FFL | PSNR ↑ | SSIM ↑ | LFD ↓ | {name} ↓ |", "|---|---|---|---|---|"]
+    for run, tag in zip(RUNS, ("w/o", "w/"), strict=True):
+        m = results["metrics"][run]
+        value = "n/a" if m[name] is None else f"{m[name]:.3f}"
+        lines.append(f"| {tag} | {m['psnr']['mean']:.3f} | {m['ssim']['mean']:.3f} | {m['lfd']['mean']:.3f} | "
+                     f"{value} |")
     return "\n".join(lines)
 
 

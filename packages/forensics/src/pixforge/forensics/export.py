@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pixforge.core.cli import output_file
 from pixforge.export.errors import PixforgeError
 from pixforge.forensics.detector import Detector, load_run
 
@@ -37,13 +38,7 @@ def export(run: str | None = None, out: str | None = None, overwrite: bool = Fal
 
     if run is None or out is None:
         raise PixforgeError("--run RUN and --out M.onnx are required")
-    out = Path(out)
-    if out.suffix != ".onnx":
-        raise PixforgeError(f"--out {out} must end in .onnx")
-    if out.is_dir():
-        raise PixforgeError(f"--out {out} is a folder: give the .onnx file to write")
-    if out.exists() and not overwrite:
-        raise PixforgeError(f"{out} already exists: pass --overwrite to replace it")
+    out = output_file(out, ".onnx", overwrite)
     det, arch = load_run(run)
     graph = ProbabilityGraph(det).eval()
     size, clip, video = arch["size"], arch["clip"], arch["sampling"] != "image"

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pixforge.core.cli import output_file
 from pixforge.export.errors import PixforgeError
 from pixforge.export.metadata import ModelMeta, TensorSpec
 from pixforge.tsit.data import edges
@@ -189,13 +190,7 @@ def export(run: str | Path, out: str | Path = "model.onnx", alpha: float = 1.0, 
     a line on stderr when they start (--quiet: none)."""
     from pixforge.core.onnx import export_onnx, verify_onnx
 
-    out = Path(out)
-    if out.suffix != ".onnx":
-        raise PixforgeError(f"--out {out} must end in .onnx")
-    if out.is_dir():
-        raise PixforgeError(f"--out {out} is a folder: give the .onnx file to write")
-    if out.exists() and not overwrite:
-        raise PixforgeError(f"{out} already exists: pass --overwrite to replace it")
+    out = output_file(out, ".onnx", overwrite)
     trained = load(run)
     g = graph(trained, code, alpha)
     meta = g.meta

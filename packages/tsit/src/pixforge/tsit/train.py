@@ -6,7 +6,8 @@
 
 Per step (batch per process; under torchrun the global batch is batch x world size):
   G step: fake = G(content, style, noise); L_G = hinge_G(D(fake)) + lambda_feat * FM(D(fake), D(real))
-          + lambda_vgg * VGG(fake, target) [+ lambda_kld * KL with the VAE], target = content for style transfer,
+          + lambda_vgg * P(fake, target) [+ lambda_kld * KL with the VAE] (P: VGG19, or pfr18 without its weights),
+          target = content for style transfer,
           the real image for semantic synthesis; D sees (label, image) pairs there.
   D step: a fresh fake (no grad); L_D = hinge(D(real)) + hinge(D(fake)).
 Adam(0, 0.9), TTUR lr G 1e-4 / D 4e-4, optional linear decay to 0 over the last `decay_steps` steps.
@@ -29,7 +30,14 @@ from pixforge.core import distributed
 from pixforge.core.checkpoint import Checkpoints, load_checkpoint, save_release
 from pixforge.core.io import save_grid
 from pixforge.core.loop import EMA, GracefulStop, MetricLogger, progress
-from pixforge.core.losses import VGGPerceptualLoss, feature_matching_loss, hinge_d_loss, hinge_g_loss, kl_divergence
+from pixforge.core.losses import (
+    feature_matching_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    kl_divergence,
+    perceptual_kind,
+    perceptual_loss,
+)
 from pixforge.core.nets.patchgan import MultiScaleDiscriminator
 from pixforge.core.rundir import RunDir
 from pixforge.core.runtime import autocast, autocast_dtype, configure, grad_scaler, resolve_device, seed_everything
@@ -53,7 +61,7 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
           batch: int = 1, steps: int | None = None, kimg: float | None = None, ngf: int = 64, levels: int = 8,
           ndf: int = 64, num_d: int = 2, n_layers_d: int | None = None, num_classes: int | None = None,
           dontcare: int | None = None, instances: str | None = None, vae: bool | None = None, z_dim: int = 256,
-          enc_size: int = 256, lambda_vgg: float | None = None,
+          enc_size: int = 256, lambda_vgg: float | None = None, perceptual: str = "auto",
           lambda_feat: float | None = None, lambda_kld: float = 0.05, lr_g: float = 1e-4, lr_d: float = 4e-4,
           beta1: float = 0.0, beta2: float = 0.9, decay_steps: int = 0, vgg_weights: str | None = None,
           vgg_imagenet_norm: bool = False, preprocess: str = "fixed", load_size: int | None = None,
@@ -74,10 +82,11 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
     renamed to the label maps' names)).
     Network: --ngf 64 and --levels 8 are the official model (~398M parameters, stride 128: sizes must be
     multiples of 2^(levels-1)); --num-d 2 scales of --n-layers-d 3 (4 for sis) PatchGANs.
-    Losses: hinge GAN + --lambda-feat feature matching + --lambda-vgg VGG19 perceptual (defaults per task as the
+    Losses: hinge GAN + --lambda-feat feature matching + --lambda-vgg perceptual (defaults per task as the
     official scripts: ast/mmis 1/1, sis 20/10, + --lambda-kld 0.05 with the VAE, the KL summed over the global
-    batch); --vgg-weights PATH|URL is torchvision's vgg19 file (without it the perceptual term is off, with a
-    warning).
+    batch). --perceptual vgg (VGG19, official: --vgg-weights PATH|URL, torchvision's vgg19 file), pfr18
+    (pixforge-core's procedural ResNet-18, no download; LPIPS's form), off; auto (default) = vgg when the VGG19
+    weights are found, else pfr18.
     Optimiser: Adam(--beta1 0, --beta2 0.9), --lr-g 1e-4 / --lr-d 4e-4, --decay-steps N = linear decay to 0 over
     the last N steps. Length: --steps N or --kimg K (thousands of images). --size 256 or HxW (the crop);
     --preprocess fixed (resize to --size; Cityscapes, style transfer), resize_and_crop (--load-size square, then a
@@ -106,6 +115,7 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
         check_enc_size(enc_size)
     if not sis and (dontcare is not None or instances is not None):
         raise PixforgeError("--dontcare and --instances are for semantic synthesis (--task sis) only")
+    perceptual = perceptual_kind(perceptual, vgg_weights)
     if fid_every > 0 and inception_weights is None:
         raise PixforgeError("--fid-every needs --inception-weights (the public pt_inception-2015-12-05 file)")
     dataset, conditions = _dataset(task, content, style, size, num_classes, seed, preprocess, load_size, hflip,
@@ -118,7 +128,8 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
     default_vgg, default_feat = TASK_WEIGHTS[task]
     arch = make_arch(task, ngf=ngf, levels=levels, size=size, num_classes=num_classes, dontcare=dontcare,
                      instance=instances is not None, vae=vae, z_dim=z_dim, enc_size=enc_size, conditions=conditions)
-    config.update(size=list(size), steps=steps if steps is not None else math.ceil(kimg * 1000 / (batch * world)),
+    config.update(perceptual=perceptual, size=list(size),
+                  steps=steps if steps is not None else math.ceil(kimg * 1000 / (batch * world)),
                   vae=vae, lambda_vgg=default_vgg if lambda_vgg is None else lambda_vgg,
                   lambda_feat=default_feat if lambda_feat is None else lambda_feat, arch=arch)
     return training_loop(RunDir(out), config, dataset, dev, resume=resume, overwrite=overwrite, quiet=quiet)
@@ -208,8 +219,10 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: torch.utils.data
     opt_d = torch.optim.Adam(D.parameters(), lr=config["lr_d"], betas=(config["beta1"], config["beta2"]))
     amp_dtype = autocast_dtype(dev, config["amp"])
     scaler = grad_scaler(dev, amp_dtype)
-    perceptual = (VGGPerceptualLoss(config["vgg_weights"], imagenet_norm=config["vgg_imagenet_norm"]).to(dev)
+    perceptual = (perceptual_loss(config["perceptual"], config["vgg_weights"], config["vgg_imagenet_norm"])
                   if config["lambda_vgg"] > 0 else None)
+    if perceptual is not None:
+        perceptual = perceptual.to(dev)
     fid = _fid_metric(config["inception_weights"], dev) if config["fid_every"] > 0 else None
     models = {"G": G, "D": D, **({"E": E} if E is not None else {}), **({"G_ema": G_ema.module} if G_ema else {})}
     optimizers = {"G": opt_g, "D": opt_d}
@@ -391,10 +404,11 @@ def _sample(G, E, fixed, path: Path, n_classes: int | None, seed: int, dev: torc
 
 def _fid_metric(weights: str, dev: torch.device) -> dict:
     """{"metric": torchmetrics FID on our InceptionV3 features, "real": whether it holds the real statistics}."""
-    from pixforge.core.metrics import FID
+    from pixforge.core.metrics import FrechetDistance
     from pixforge.core.nets.inception import InceptionFeatures
 
-    return {"metric": FID(InceptionFeatures("fid", weights), reset_real_features=False).to(dev), "real": False}
+    fid = FrechetDistance(InceptionFeatures("fid", weights), reset_real_features=False)
+    return {"metric": fid.to(dev), "real": False}
 
 
 @torch.no_grad()

@@ -300,6 +300,23 @@ def load_into(net: InceptionV3, state: dict[str, torch.Tensor], source: str) -> 
     net.load_state_dict(state, strict=True)
 
 
+def unit_images(images: torch.Tensor, dtype: torch.dtype, who: str) -> torch.Tensor:
+    """N x 3 x H x W uint8 0..255 or float [0, 1] images (the dtype decides) as `dtype` in [0, 1]; anything else is a
+    `PixforgeError` naming `who` (a feature network's input contract, shared by every one of them)."""
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+        raise PixforgeError(f"{who} expects N x 3 x H x W images, got shape {tuple(images.shape)}.")
+    if images.dtype == torch.uint8:
+        return images.to(dtype) / 255.0
+    if not images.is_floating_point():
+        raise PixforgeError(f"{who} expects uint8 or float images, got {images.dtype}.")
+    x = images.to(dtype)
+    lo, hi = torch.aminmax(x)
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise PixforgeError(f"{who} expects float images in [0, 1] (or uint8), got values in "
+                            f"[{lo.item():.3g}, {hi.item():.3g}]; map [-1, 1] outputs with (x + 1) / 2.")
+    return x
+
+
 class InceptionFeatures(nn.Module):
     """InceptionV3 features for FID / KID: images in, N x 2048 pool features (or logits) out.
 
@@ -325,6 +342,7 @@ class InceptionFeatures(nn.Module):
         self.output = output
         self.num_features = 2048 if output == "pool" else NUM_CLASSES[variant]
         self.label = f"inception-v3-{variant}/{output} ({Path(str(source)).name})"
+        self.names = ("fid", "kid") if (variant, output) == ("fid", "pool") else ("fd", "kd")  # what distances are
         self.train(False)
 
     def train(self, mode: bool = True) -> InceptionFeatures:
@@ -332,21 +350,7 @@ class InceptionFeatures(nn.Module):
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
-            raise PixforgeError(f"InceptionFeatures expects N x 3 x H x W images, got shape {tuple(images.shape)}.")
-        dtype = self.net.fc.weight.dtype
-        if images.dtype == torch.uint8:
-            x = images.to(dtype) / 255.0
-        elif images.is_floating_point():
-            x = images.to(dtype)
-            lo, hi = torch.aminmax(x)
-            if lo < -1e-3 or hi > 1 + 1e-3:
-                raise PixforgeError(
-                    f"InceptionFeatures expects float images in [0, 1] (or uint8), got values in "
-                    f"[{lo.item():.3g}, {hi.item():.3g}]; map [-1, 1] outputs with (x + 1) / 2."
-                )
-        else:
-            raise PixforgeError(f"InceptionFeatures expects uint8 or float images, got {images.dtype}.")
+        x = unit_images(images, self.net.fc.weight.dtype, "InceptionFeatures")
         if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
             x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         pooled = self.net(2 * x - 1)

@@ -53,6 +53,7 @@ from pixforge.export.options import whole_number
 
 G_REG_INTERVAL, D_REG_INTERVAL = 4, 16  # NVlabs' lazy regularisation intervals (Primitives-PS pretraining: D 0)
 Z_DIM = W_DIM = 512
+METRICS = ("swd", "fd_pfr18", "kd_pfr18", "fid", "kid")
 Factory = Callable[..., strategies.Augmentation]  # (p=, target=, kimg=, augpipe=, policy=, device=) -> strategy
 
 
@@ -106,9 +107,10 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
     make smaller networks (StyleGAN3's options). --aug picks how D's inputs are augmented (noaug, fixed --p, ada
     --target, diffaug --policy); --ada-kimg: the kimg p takes to move by 1 (default 500, 100 with --init);
     --g-reg-interval / --d-reg-interval: lazy regularisation every N steps (0: every step, no lazy rescaling); --init
-    RUN_OR_CHECKPOINT_OR_PKL starts from trained weights. --metrics
-    swd,fid,kid (fid/kid need --inception WEIGHTS) against --metric-data (e.g. the full set a limited one was cut
-    from; default DATA). Several GPUs: `torchrun --nproc_per_node G -m <tool> train ...`."""
+    RUN_OR_CHECKPOINT_OR_PKL starts from trained weights. --metrics swd,fd_pfr18,kd_pfr18,fid,kid (fid/kid need
+    --inception WEIGHTS; fd_pfr18/kd_pfr18: Fréchet/kernel distances on pixforge-core's procedural ResNet-18, no
+    download, not comparable with FID) against --metric-data (e.g. the full set a limited one was cut from; default
+    DATA). Several GPUs: `torchrun --nproc_per_node G -m <tool> train ...`."""
     data, out = str(data), str(out)
     init, metric_data, inception = (None if v is None else str(v) for v in (init, metric_data, inception))
     options = {k: v for k, v in locals().items()
@@ -142,8 +144,8 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
     if not tick > 0:
         raise PixforgeError(f"--tick must be > 0 kimg, got {tick}")
     names = [m for m in str(metrics).replace(" ", "").split(",") if m and m != "none"]
-    if unknown := [m for m in names if m not in ("swd", "fid", "kid")]:
-        raise PixforgeError(f"--metrics: unknown {unknown}; use swd, fid, kid or none")
+    if unknown := [m for m in names if m not in METRICS]:
+        raise PixforgeError(f"--metrics: unknown {unknown}; use {', '.join(METRICS)} or none")
     if any(m in ("fid", "kid") for m in names) and inception is None:
         raise PixforgeError("--metrics fid/kid need the InceptionV3 weights: pass --inception PATH "
                             "(pt_inception-2015-12-05-6726825d.pth)")
@@ -435,10 +437,14 @@ def sample(G: Generator, z: torch.Tensor, c: torch.Tensor, batch: int, truncatio
 
 
 class Evaluator:
-    """The quality metrics at each snapshot: SWD always (no pretrained network), FID/KID with Inception weights.
+    """The quality metrics at each snapshot: SWD (no network), fd_pfr18 / kd_pfr18 (the shipped procedural network),
+    FID / KID (Inception weights).
     The real side is computed once; the fakes come from G_ema with fixed latents. Appends `metric-<name>.jsonl`."""
 
     def __init__(self, config: dict[str, Any], training_set: TrainingSet, device: torch.device, run: StyleGANRun):
+        from pixforge.core.metrics import FrechetDistance, KernelDistance
+        from pixforge.core.nets.inception import InceptionFeatures
+        from pixforge.core.nets.procedural import ProceduralFeatures
         from pixforge.core.swd import SWD
         self.names = [m for m in str(config["metrics"]).replace(" ", "").split(",") if m and m != "none"]
         self.n, self.seed, self.device = config["metric_images"], config["seed"], device
@@ -448,15 +454,16 @@ class Evaluator:
         self.metrics: dict[str, Any] = {}
         if "swd" in self.names:
             self.metrics["swd"] = SWD(reset_real=False)
-        if any(m in self.names for m in ("fid", "kid")):
-            from pixforge.core.metrics import FID, KID
-            from pixforge.core.nets.inception import InceptionFeatures
-            features = InceptionFeatures("fid", weights=config["inception"]).to(device)
-            if "fid" in self.names:
-                self.metrics["fid"] = FID(features, reset_real_features=False, sync=False).to(device)
-            if "kid" in self.names:
-                self.metrics["kid"] = KID(features, reset_real_features=False, subset_size=min(1000, self.n),
-                                          sync=False).to(device)
+        for names, make in ((("fd_pfr18", "kd_pfr18"), ProceduralFeatures),
+                            (("fid", "kid"), lambda: InceptionFeatures("fid", weights=config["inception"]))):
+            if not any(m in self.names for m in names):
+                continue
+            features = make().to(device)
+            if names[0] in self.names:
+                self.metrics[names[0]] = FrechetDistance(features, reset_real_features=False, sync=False).to(device)
+            if names[1] in self.names:
+                self.metrics[names[1]] = KernelDistance(features, reset_real_features=False,
+                                                        subset_size=min(1000, self.n), sync=False).to(device)
         self.real_done = False
 
     def __call__(self, G: Generator, kimg: float) -> dict[str, dict]:
