@@ -1,7 +1,7 @@
 """DF-VAE's training objective as a small loss object (in the style of NVlabs' stylegan2-ada-pytorch
 `training/loss.py`, like `pixforge.core.stylegan2.loss`): one forward, every term returned separately for the log.
 
-    rec_l1 / rec_vgg     L1 (and VGG19 perceptual, when weights are given) between D_γ's face x̃_t and x_t
+    rec_l1 / rec_vgg     L1 (and perceptual: VGG19 or core's pfr18, when given) between D_γ's face x̃_t and x_t
     fuse_l1 / fuse_vgg   the same between the fused output (MAdaIN, D_δ, blend into x_t) and x_t
     kl                   KL(q(z_x | x̂_t, x') || N(0, I)) of the whole code z_x = (z_s, z_a), summed over the code,
                          averaged over the batch (Eq. 3.4's KL term with the standard normal prior)
@@ -15,16 +15,16 @@ sharded run draws what one uninterrupted process draws.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from pixforge.core.losses import VGGPerceptualLoss, kl_divergence
+from pixforge.core.losses import kl_divergence
 from pixforge.core.runtime import autocast
 from pixforge.core.steps import sample_noise
-from pixforge.dfvae.nets import DFVAE
+from pixforge.dfvae.nets import DFVAE, Reconstruction
 
 STRUCTURE_SALT, APPEARANCE_SALT = 1, 2
 
@@ -35,7 +35,7 @@ class LossWeights:
 
     rec_l1: float = 1.0
     fuse_l1: float = 1.0
-    vgg: float = 1.0  # both perceptual terms, only when a VGGPerceptualLoss with weights is given
+    vgg: float = 1.0  # both perceptual terms (rec_vgg, fuse_vgg), only when a perceptual loss is given
     kl: float = 1e-5
     temporal: float = 0.1
 
@@ -67,17 +67,32 @@ def temporal_loss(flow: torch.nn.Module, reconstructed: torch.Tensor, frame: tor
     return F.l1_loss(flow(reconstructed, previous), real)
 
 
-class DFVAELoss:
-    """DF-VAE's loss terms for `model` (a `DFVAE`; the trainer and its DDP wrapping are not built yet); `flow` the
-    frozen flow estimator (e.g. `pixforge.dfvae.flow.HornSchunckFlow()`), `perceptual` an optional
-    `VGGPerceptualLoss`, `scaler` an optional GradScaler for `accumulate_gradients`."""
+class Reconstructor(torch.nn.Module):
+    """`DFVAE.reconstruct` as a module's forward: what the trainer wraps in DistributedDataParallel (which
+    synchronises the gradients of the passes that go through its own forward)."""
 
-    def __init__(self, model: DFVAE, flow: torch.nn.Module, perceptual: VGGPerceptualLoss | None = None,
+    def __init__(self, model: DFVAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: torch.Tensor) -> Reconstruction:
+        return self.model.reconstruct(*args)
+
+
+class DFVAELoss:
+    """DF-VAE's loss terms for `model` (a `DFVAE`); `flow` the frozen flow estimator (e.g.
+    `pixforge.dfvae.flow.HornSchunckFlow()`), `perceptual` an optional perceptual loss module (core's
+    `perceptual_loss`: VGG19 or the procedural ResNet-18; a `VGGPerceptualLoss` without weights counts as none),
+    `scaler` an optional GradScaler for `accumulate_gradients`. `reconstruct`: the training forward to call
+    (default `model.reconstruct`; the trainer passes a DDP-wrapped `Reconstructor(model)`)."""
+
+    def __init__(self, model: DFVAE, flow: torch.nn.Module, perceptual: torch.nn.Module | None = None,
                  weights: LossWeights = LossWeights(), *, seed: int = 0, amp_dtype: torch.dtype | None = None,
-                 scaler: torch.amp.GradScaler | None = None) -> None:
+                 scaler: torch.amp.GradScaler | None = None, reconstruct: Callable | None = None) -> None:
         self.model, self.flow, self.weights, self.seed = model, flow, weights, seed
-        self.perceptual = perceptual if perceptual is not None and perceptual.enabled else None
+        self.perceptual = perceptual if perceptual is not None and getattr(perceptual, "enabled", True) else None
         self.amp_dtype, self.scaler = amp_dtype, scaler
+        self.reconstruct = reconstruct if reconstruct is not None else model.reconstruct
 
     def _noise(self, shape: Sequence[int], indices: Sequence[int], salt: int, device: torch.device) -> torch.Tensor:
         return sample_noise(shape, indices, self.seed, salt, device)
@@ -90,7 +105,7 @@ class DFVAELoss:
         s_noise = self._noise(s_shape, indices, STRUCTURE_SALT, dev)
         a_noise = self._noise((c.appearance_dim,), indices, APPEARANCE_SALT, dev)
         with autocast(dev, self.amp_dtype):
-            out = self.model.reconstruct(batch.heatmaps, batch.reference, batch.frame, batch.mask, s_noise, a_noise)
+            out = self.reconstruct(batch.heatmaps, batch.reference, batch.frame, batch.mask, s_noise, a_noise)
         face, fused, target = out.face.float(), out.fused.float(), batch.frame.float()
         terms = {"rec_l1": w.rec_l1 * F.l1_loss(face, target), "fuse_l1": w.fuse_l1 * F.l1_loss(fused, target)}
         if self.perceptual is not None and w.vgg > 0:

@@ -1,0 +1,175 @@
+"""pixforge-dfvae swap speed: frames per second end to end on a 720p (and 1080p) talking-head-like clip, and each
+stage's share, against a plain decode -> encode of the same clip (the floor of any frame path).
+
+The clip: scikit-image's astronaut scaled so her face is about 230 px tall, filmed by a panning camera at 25 fps
+with a sine sound track (`--seconds`). The swap is `pixforge.dfvae.swap.swap_video` as the CLI runs it (decode and
+face tracking + alignment in a background thread, the network on batches of `--batch` faces, paste-back, libx264
+`--preset` CRF 18 with the audio muxed in), on a DF-VAE of `--resolution` (default 128, the default architecture)
+with untrained weights (speed does not depend on them), through the torch session (or `--onnx`: the exported graph
+through onnxruntime). Stages (seconds summed over the run, each timed in the thread that runs it; decode, detect,
+landmarks and align overlap the rest, so the shares are of the summed stage time, not of the wall time):
+decode (waiting on ffmpeg's pipe), detect (dlib HOG on every `--detect-every`-th frame, shrunk to `--max-side`),
+landmarks (dlib's 68-point predictor on every frame), align (warp, heatmaps, mask), network, paste (colour match
+and inverse warp), encode (writing to ffmpeg's pipe, and the final mux).
+
+    OMP_NUM_THREADS=1 python tools/bench/dfvae_bench.py [--sizes 720p 1080p] [--seconds 4] [--batch 16]
+        [--detect-every 5] [--resolution 128] [--threads N] [--preset medium] [--onnx] [--no-overlap]
+
+One JSON line per case: name, device, size, frames, seconds, fps, stages (seconds), shares, ms_per_frame,
+reference (plain transcode) and its fps, load (1-minute load average at start and end: the machine may be shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+FPS = 25
+
+
+def make_clip(path: Path, width: int, height: int, seconds: float) -> Path:
+    """A talking-head-like clip: the astronaut, face ~ height / 3, panning slowly; sine audio."""
+    from PIL import Image
+    from skimage import data
+
+    from pixforge.export.video import VideoWriter, ffmpeg_exe
+
+    scale = height / 3 / 88  # the astronaut's face box is ~88 px in the 512 px photo
+    side = round(512 * scale)
+    photo = Image.fromarray(data.astronaut()).resize((side, side), Image.Resampling.BICUBIC)
+    canvas = Image.new("RGB", (max(width, side) + 64, max(height, side) + 64), (40, 40, 48))
+    canvas.paste(photo, ((canvas.width - side) // 2, (canvas.height - side) // 2))
+    cx, cy = canvas.width // 2 + (223 - 256) * scale, canvas.height // 2 + (125 - 256) * scale
+    frames = round(seconds * FPS)
+    silent = path.with_name(f"silent-{path.name}")
+    with VideoWriter(silent, FPS, crf=16, preset="veryfast") as writer:
+        for t in range(frames):
+            x = cx - width / 2 + 24 * math.sin(2 * math.pi * t / frames)
+            y = cy - height / 2 + 12 * math.cos(2 * math.pi * t / frames)
+            x = min(max(0, x), canvas.width - width)
+            y = min(max(0, y), canvas.height - height)
+            writer.write(np.asarray(canvas.crop((round(x), round(y), round(x) + width, round(y) + height))))
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(silent), "-f", "lavfi", "-i",
+                    f"sine=frequency=330:duration={frames / FPS}", "-c:v", "copy", "-c:a", "aac", "-shortest",
+                    str(path)], check=True)
+    silent.unlink()
+    return path
+
+
+def swap_case(clip: Path, out: Path, args, model_path: Path | None) -> dict:
+    import torch
+
+    from pixforge.core.faces import open_backend
+    from pixforge.dfvae.export import session
+    from pixforge.dfvae.model import Trained
+    from pixforge.dfvae.nets import DFVAE, DFVAEConfig
+    from pixforge.dfvae.pipeline import Aligner, FrameFaces, Swapper
+    from pixforge.dfvae.swap import swap_video
+    from pixforge.export.video import probe_video
+
+    torch.manual_seed(0)
+    arch = DFVAEConfig(resolution=args.resolution)
+    trained = Trained(DFVAE(arch).eval().requires_grad_(False), vars(arch), ["bench"], {"padding": 0.25},
+                      Path("untrained"), None)
+    if model_path is not None:
+        from pixforge.export.session import open_session
+
+        net = open_session(model_path, "cpu", threads=args.threads)
+    else:
+        net = session(trained, torch.device("cpu"))
+    reference = np.full((args.resolution, args.resolution, 3), 128, np.uint8)
+    faces = FrameFaces(open_backend("dlib"), Aligner(args.resolution, 0.25), probe_video(clip).fps,
+                       args.detect_every, args.max_side)
+    swapper = Swapper(net, reference)
+    swapper.crops([Aligner(args.resolution, 0.25)(np.zeros((256, 256, 3), np.uint8),
+                                                  _dummy_landmarks(), 0)] * 2)  # warm-up
+    return swap_video(clip, out, faces, swapper, batch=args.batch, comment="bench", preset=args.preset, quiet=True,
+                      overlap=not args.no_overlap)
+
+
+def _dummy_landmarks() -> np.ndarray:
+    from pixforge.core.faces.align import MEAN_FACE_68
+
+    inner = MEAN_FACE_68 * 120 + 68
+    jaw = np.stack([68 + 120 * np.linspace(0, 1, 17), 68 + 120 * (1 - np.abs(np.linspace(-1, 1, 17)) * 0.3)], 1)
+    return np.concatenate([jaw, inner]).astype(np.float32)
+
+
+def transcode(clip: Path, out: Path, preset: str) -> float:
+    from pixforge.export.video import copy_video
+
+    start = time.perf_counter()
+    copy_video(clip, out, lambda frames: frames, batch_size=16, crf=18, preset=preset)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["720p"], choices=list(SIZES))
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--detect-every", type=int, default=5)
+    parser.add_argument("--max-side", type=int, default=640)
+    parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads (default: torch's)")
+    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--onnx", action="store_true", help="the exported graph through onnxruntime")
+    parser.add_argument("--no-overlap", action="store_true", help="decode + faces in the main thread")
+    args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_path = None
+        if args.onnx:
+            model_path = _export(tmp, args.resolution)
+        for size in args.sizes:
+            width, height = SIZES[size]
+            clip = make_clip(tmp / f"clip-{size}.mp4", width, height, args.seconds)
+            load_start = round(os.getloadavg()[0], 2)
+            reference = transcode(clip, tmp / f"plain-{size}.mp4", args.preset)
+            report = swap_case(clip, tmp / f"swap-{size}.mp4", args, model_path)
+            total = sum(report["stages"].values())
+            frames = report["frames"]
+            print(json.dumps({
+                "name": f"dfvae/swap/{'onnx' if args.onnx else 'torch'}", "device": "cpu", "size": size,
+                "resolution": args.resolution, "batch": args.batch, "detect_every": args.detect_every,
+                "threads": torch.get_num_threads(), "overlap": not args.no_overlap, "frames": frames,
+                "faces": report["faces"], "seconds": round(report["seconds"], 3), "fps": round(report["fps"], 3),
+                "stages": report["stages"],
+                "shares": {k: round(v / total, 3) for k, v in report["stages"].items()},
+                "ms_per_frame": {k: round(1000 * v / frames, 1) for k, v in report["stages"].items()},
+                "reference": f"decode -> encode (libx264 crf 18 preset {args.preset}, audio)",
+                "reference_fps": round(frames / reference, 3),
+                "load": [load_start, round(os.getloadavg()[0], 2)]}), flush=True)
+
+
+def _export(tmp: Path, resolution: int) -> Path:
+    import torch
+
+    from pixforge.core.onnx import export_onnx
+    from pixforge.dfvae.export import INPUTS, graph
+    from pixforge.dfvae.model import Trained
+    from pixforge.dfvae.nets import DFVAE, DFVAEConfig
+
+    torch.manual_seed(0)
+    arch = DFVAEConfig(resolution=resolution)
+    g = graph(Trained(DFVAE(arch).eval(), vars(arch), ["bench"], {"padding": 0.25}, Path("untrained"), None))
+    return export_onnx(g.module, g.example, tmp / "dfvae.onnx", input_names=list(INPUTS), output_names=["swapped"],
+                       inputs=g.meta.inputs, outputs=g.meta.outputs, package=g.meta.package,
+                       version=g.meta.version, task=g.meta.task, extra=g.meta.extra, dynamic_shapes=g.dynamic)
+
+
+if __name__ == "__main__":
+    main()
