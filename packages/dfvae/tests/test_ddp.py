@@ -11,6 +11,8 @@ import sys
 
 import torch
 
+from pixforge.core.checkpoint import read_checkpoint
+
 TINY = ["--size", "32", "--width", "8", "--max-width", "32", "--structure-channels", "8", "--appearance-dim", "16",
         "--fusion-width", "8", "--device", "cpu", "--quiet", "--perceptual", "off", "--threads", "1", "--steps", "2"]
 
@@ -33,8 +35,8 @@ def test_two_processes_train_what_one_trains_on_the_doubled_batch(tmp_path, data
     data = dataset_maker(tmp_path / "data", {"anna": 6, "ben": 5}, size=32)
     _train(tmp_path / "ddp", data, batch=2, processes=2)
     _train(tmp_path / "one", data, batch=4)
-    a = torch.load(tmp_path / "ddp" / "checkpoints" / "step-000000002.pt", weights_only=False)
-    b = torch.load(tmp_path / "one" / "checkpoints" / "step-000000002.pt", weights_only=False)
+    a = read_checkpoint(tmp_path / "ddp" / "checkpoints" / "step-000000002.pt")
+    b = read_checkpoint(tmp_path / "one" / "checkpoints" / "step-000000002.pt")
     assert a["config"]["batch"] == 2 and b["config"]["batch"] == 4
     for key, value in b["models"]["model"].items():
         torch.testing.assert_close(a["models"]["model"][key], value, atol=1e-5, rtol=1e-4, msg=key)

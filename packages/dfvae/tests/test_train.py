@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from pixforge.core.checkpoint import read_checkpoint
 from pixforge.export.command import invoke
 
 TINY = ["--size", "32", "--width", "8", "--max-width", "32", "--structure-channels", "8", "--appearance-dim", "16",
@@ -52,7 +53,7 @@ def test_training_lowers_the_reconstruction_loss(data, tmp_path):
     state, config = load_release(run)
     arch = {k: v for k, v in config.items() if k not in ("identities", "step", "tool", "padding")}
     first, last = DFVAE(DFVAEConfig(**arch)), DFVAE(DFVAEConfig(**arch))
-    first.load_state_dict(torch.load(run / "checkpoints" / "step-000000001.pt", weights_only=False)["models"]["model"])
+    first.load_state_dict(read_checkpoint(run / "checkpoints" / "step-000000001.pt")["models"]["model"])
     last.load_state_dict(state)
     before, after = _losses(first, data), _losses(last, data)
     assert after["rec_l1"] < 0.95 * before["rec_l1"] and after["fuse_l1"] < 0.8 * before["fuse_l1"], (before, after)
@@ -69,8 +70,8 @@ def test_resume_continues_exactly(data, tmp_path):
     assert cli("train", whole, "--steps", 6, *common) == 0
     assert cli("train", split, "--steps", 3, *common) == 0
     assert cli("train", split, "--steps", 6, "--resume", *common) == 0
-    a = torch.load(whole / "checkpoints" / "step-000000006.pt", weights_only=False)
-    b = torch.load(split / "checkpoints" / "step-000000006.pt", weights_only=False)
+    a = read_checkpoint(whole / "checkpoints" / "step-000000006.pt")
+    b = read_checkpoint(split / "checkpoints" / "step-000000006.pt")
     for key, value in a["models"]["model"].items():
         assert torch.equal(value, b["models"]["model"][key]), key
     state_a, state_b = a["optimizers"]["opt"]["state"], b["optimizers"]["opt"]["state"]
