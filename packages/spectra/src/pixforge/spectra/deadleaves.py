@@ -123,6 +123,7 @@ def sample_leaves(rng: np.random.Generator, size: int, kinds: tuple[int, ...], c
 
 
 def _circle_spans(cx, cy, r, ys):
+    """Row spans [lo, hi] of circles at rows `ys` (arrays of one length, or scalars broadcast against `ys`)."""
     d2 = r * r - (ys - cy) ** 2
     half = np.sqrt(np.maximum(d2, 0.0))
     return np.where(d2 >= 0, cx - half, np.inf), np.where(d2 >= 0, cx + half, -np.inf)
@@ -144,15 +145,32 @@ def edges(poly: np.ndarray, tol: float = 0.5) -> dict:
             "ymin": functools.reduce(np.minimum, y.T) - tol, "ymax": functools.reduce(np.maximum, y.T) + tol}
 
 
-def _polygon_spans(h: dict, k: int, ys: np.ndarray):
-    a, c, e, used = h["a"][k][:, None], h["c"][k][:, None], h["e"][k][:, None], h["used"][k][:, None]
-    rhs = c - e * ys[None, :]
+def _polygon_spans(h: dict, k, ys: np.ndarray):
+    """Row spans [lo, hi] of polygon `k` of `edges` `h` at rows `ys` (`k` one index, or one per row); lo is inf
+    where the row misses the polygon."""
+    k = np.broadcast_to(k, ys.shape)
+    a, c, e, used = h["a"][k], h["c"][k], h["e"][k], h["used"][k]
+    rhs = c - e * ys[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = rhs / a
-    lo = np.max(np.where(used & (a > 0), bound, -np.inf), axis=0, initial=h["xmin"][k])
-    hi = np.min(np.where(used & (a < 0), bound, np.inf), axis=0, initial=h["xmax"][k])
-    blocked = np.any(used & (a == 0) & (rhs > 0), axis=0) | (ys < h["ymin"][k]) | (ys > h["ymax"][k])
+    lo = np.maximum(np.where(used & (a > 0), bound, -np.inf).max(axis=1), h["xmin"][k])
+    hi = np.minimum(np.where(used & (a < 0), bound, np.inf).min(axis=1), h["xmax"][k])
+    blocked = np.any(used & (a == 0) & (rhs > 0), axis=1) | (ys < h["ymin"][k]) | (ys > h["ymax"][k])
     return np.where(blocked, np.inf, lo), hi
+
+
+def _chunk_spans(leaves: dict, half: dict, y0s: np.ndarray, y1s: np.ndarray):
+    """Every leaf's row spans at once: `lo`, `hi` over the rows y0s[k]..y1s[k] of leaf k, leaf after leaf, and
+    `starts` (leaf k's rows are starts[k]:starts[k + 1])."""
+    rows = np.maximum(y1s - y0s + 1, 0)
+    starts = np.concatenate([[0], np.cumsum(rows)])
+    leaf = np.repeat(np.arange(len(rows)), rows)
+    ys = (y0s[leaf] + np.arange(len(leaf)) - starts[leaf]).astype(np.float64)
+    centre = leaves["centre"][leaf]
+    circle_lo, circle_hi = _circle_spans(centre[:, 0], centre[:, 1], leaves["radius"][leaf], ys)
+    poly_lo, poly_hi = _polygon_spans(half, leaf, ys)
+    circle = leaves["kind"][leaf] == CIRCLE
+    return np.where(circle, circle_lo, poly_lo), np.where(circle, circle_hi, poly_hi), starts
 
 
 def paint(size: int, rng: np.random.Generator, kinds: tuple[int, ...], textures: int = 0) -> tuple[np.ndarray, dict]:
@@ -171,16 +189,12 @@ def paint(size: int, rng: np.random.Generator, kinds: tuple[int, ...], textures:
                           leaves["poly"][:, :, 1].max(axis=1) + 0.5)
         y0s = np.maximum(np.ceil(top), 0).astype(np.int64)
         y1s = np.minimum(np.floor(bottom), size - 1).astype(np.int64)
+        spans_lo, spans_hi, starts = _chunk_spans(leaves, half, y0s, y1s)
         for k in range(CHUNK):
             y0, y1 = y0s[k], y1s[k]
             if y1 < y0:
                 continue
-            ys = np.arange(y0, y1 + 1, dtype=np.float64)
-            if leaves["kind"][k] == CIRCLE:
-                cx, cy = leaves["centre"][k]
-                lo, hi = _circle_spans(cx, cy, leaves["radius"][k], ys)
-            else:
-                lo, hi = _polygon_spans(half, k, ys)
+            lo, hi = spans_lo[starts[k]:starts[k + 1]], spans_hi[starts[k]:starts[k + 1]]
             left = lo.min()
             if left == np.inf:  # no row inside (a degenerate polygon whose horizontal edges run the same way)
                 continue
