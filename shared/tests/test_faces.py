@@ -27,6 +27,7 @@ from pixforge.core.faces import (
     umeyama,
 )
 from pixforge.core.faces.align import MEAN_FACE_68
+from pixforge.core.faces.mediapipe_backend import MEDIAPIPE_EXTRA
 from pixforge.core.io import embedded_images
 from pixforge.export.errors import PixforgeError
 
@@ -215,6 +216,15 @@ def test_missing_faces_extra_is_one_clear_sentence(monkeypatch):
     assert str(info.value) == FACES_EXTRA == "face detection needs the faces extra: pip install 'pixforge-core[faces]'"
 
 
+def test_missing_mediapipe_names_the_version_and_its_own_environment(monkeypatch):
+    for module in ("mediapipe", "mediapipe.python", "mediapipe.python.solutions"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(PixforgeError) as info:
+        open_backend("mediapipe")
+    assert str(info.value) == MEDIAPIPE_EXTRA
+    assert "mediapipe==0.10.21" in MEDIAPIPE_EXTRA and "numpy<2" in MEDIAPIPE_EXTRA
+
+
 def test_missing_model_files_name_the_extra(monkeypatch):
     pytest.importorskip("dlib")
     import importlib.util
@@ -225,7 +235,7 @@ def test_missing_model_files_name_the_extra(monkeypatch):
 
 
 def test_unknown_backend_and_bad_options():
-    with pytest.raises(PixforgeError, match="--backend must be one of dlib"):
+    with pytest.raises(PixforgeError, match="--backend must be one of dlib, mediapipe"):
         open_backend("opencv")
     with pytest.raises(ValueError, match="uint8 H x W x 3"):
         from pixforge.core.faces import detect_faces

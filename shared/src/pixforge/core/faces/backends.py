@@ -5,14 +5,19 @@ from __future__ import annotations
 from pixforge.core.faces.face import FaceBackend
 from pixforge.export.errors import PixforgeError
 
-BACKENDS = ("dlib",)
+BACKENDS = ("dlib", "mediapipe")
 
 
 def open_backend(name: str = "dlib", **options) -> FaceBackend:
     """The face backend `name` built with `options` (dlib: `detector="hog"|"cnn"`, `upsample`, `points`,
-    `threshold`, `models`); a `PixforgeError` naming the extra to install when its library is missing."""
+    `threshold`, `models`; mediapipe: `model=0|1`, `points=68|478`, `min_score`, `mesh_score`); a `PixforgeError`
+    naming what to install when its library is missing."""
     if name == "dlib":
         from pixforge.core.faces.dlib_backend import DlibBackend
 
         return DlibBackend(**options)
+    if name == "mediapipe":
+        from pixforge.core.faces.mediapipe_backend import MediapipeBackend
+
+        return MediapipeBackend(**options)
     raise PixforgeError(f"--backend must be one of {', '.join(BACKENDS)}, got {name!r}")
