@@ -30,7 +30,8 @@ def prepared(video, tmp_path_factory):
     from pixforge.dfvae.prepare import prepare
 
     data = tmp_path_factory.mktemp("prepared") / "data"
-    report = prepare(str(video), out=str(data), size=64, detect_every=3, quiet=True)
+    # detection on every frame (re-fitted frames: test_frames_after_the_face_left_are_not_training_data)
+    report = prepare(str(video), out=str(data), size=64, detect_every=1, quiet=True)
     return data, report
 
 
@@ -91,6 +92,34 @@ def test_shards_split_the_sources_and_names_are_given(video, tmp_path):
     assert len(list(data.glob("*/source.json"))) == 2
     manifest = json.loads((data / "manifest.json").read_text())
     assert sorted(manifest["identities"]) == ["alice", "astro"]
+
+
+def test_only_frames_vouched_for_by_a_detection_are_kept():
+    """A re-fitted (carried) frame stays only between two detections of its track."""
+    from pixforge.core.faces.track import Track
+    from pixforge.dfvae.prepare import confirmed
+
+    frames = list(range(0, 23))  # detection runs at 0, 5, 10, 15, 20: found at 0, 5, 10 and 20, not at 15
+    track = Track(0, frames=frames, faces=[f"face {f}" for f in frames], detected=[f in (0, 5, 10, 20) for f in frames])
+    kept = confirmed(track, detect_every=5)
+    assert kept.frames == [*range(0, 10 + 1), 20]
+    assert kept.faces == [f"face {f}" for f in kept.frames]
+    assert kept.detected == [f in (0, 5, 10, 20) for f in kept.frames]
+
+
+def test_frames_after_the_face_left_are_not_training_data(tmp_path, frames_maker, video_writer):
+    """12 frames of a face, then 8 without one (a title card): the tracker carries the face into them, prepare
+    keeps only the frames up to the last detection that found it."""
+    pytest.importorskip("dlib")
+    from pixforge.dfvae.prepare import prepare
+
+    card = np.full((8, 160, 160, 3), (40, 90, 160), np.uint8)
+    video = video_writer(tmp_path / "cut.mp4", np.concatenate([frames_maker(12, 160), card]))
+    prepare(str(video), out=str(tmp_path / "data"), size=32, detect_every=5, quiet=True)
+    record = json.loads(next((tmp_path / "data").glob("*/source.json")).read_text())
+    assert record["frames"] == 20 and record["frames_with_face"] == 11
+    clip = next((tmp_path / "data").glob("*/track-*"))
+    assert np.load(clip / "frame_index.npy").tolist() == list(range(11))
 
 
 def test_a_video_without_faces_is_one_line_and_writes_nothing(tmp_path, capsys, video_writer):

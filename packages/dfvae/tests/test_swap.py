@@ -75,6 +75,40 @@ def test_swap_keeps_frames_fps_audio_and_says_it_is_synthetic(run, target, tmp_p
     assert json.loads(_comment(tmp_path / "swapped-preview.mp4"))["synthetic"] is True
 
 
+def test_a_variable_frame_rate_video_keeps_its_duration(run, tmp_path, video_writer, frames_maker):
+    """Phone videos (HEVC .mov) are often variable-rate with a nominal rate far from their mean; here 12 frames in
+    pairs 1/120 s apart, 0.075 s between pairs (nominally 25/s, ~27/s on average): the swap is written at the mean
+    rate, so it lasts as long as the target instead of playing too fast."""
+    from fractions import Fraction
+
+    from pixforge.dfvae.pipeline import playback_rate
+    from pixforge.export.video import ffmpeg_exe, probe_video
+
+    cfr = video_writer(tmp_path / "cfr.mp4", frames_maker(12, 160))
+    vfr = tmp_path / "vfr.mov"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(cfr), "-vf",
+                    "setpts='(floor(N/2)*0.075+mod(N,2)/120)/TB'", "-fps_mode", "passthrough", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-video_track_timescale", "12000", str(vfr)], check=True)
+    src = probe_video(vfr)
+    rate = playback_rate(vfr, src)
+    assert src.fps_fraction == "25/1" and 26 < rate < 28.5
+    assert playback_rate(cfr, probe_video(cfr)) == Fraction(25)  # a constant-rate video keeps its exact rate
+    out = tmp_path / "swapped.mp4"
+    assert cli("swap", vfr, "--run", run, "--source-id", "ben", "--out", out, "--quiet") == 0
+    got = probe_video(out)
+    assert got.frame_count == 12 and abs(got.fps - float(rate)) < 0.05
+
+
+def test_frames_after_the_face_left_are_not_swapped(run, tmp_path, video_writer, frames_maker, capsys):
+    """12 frames of a face, then 8 of a title card: the tracker carries the face into the card for up to 10 frames;
+    swap holds the frames between detection runs and swaps a carried face only when both runs found it."""
+    card = np.full((8, 160, 160, 3), (40, 90, 160), np.uint8)
+    video = video_writer(tmp_path / "cut.mp4", np.concatenate([frames_maker(12, 160), card]))
+    assert cli("swap", video, "--run", run, "--source-id", "ben", "--out", tmp_path / "out.mp4",
+               "--detect-every", 5, "--quiet") == 0
+    assert "into 11 of 20 frames" in capsys.readouterr().out  # 0-10: frame 11 lies before the run at 15
+
+
 def test_image_swap_changes_only_the_masked_face_and_carries_provenance(run, tmp_path, frames_maker):
     from PIL import Image
 

@@ -82,11 +82,16 @@ def test_resume_continues_exactly(data, tmp_path):
 
 def test_bad_options_are_one_line_and_write_nothing(data, tmp_path, capsys):
     run = tmp_path / "run"
+    not_weights = tmp_path / "raft-small.pth"
+    not_weights.write_text("<html>404</html>")
     cases = [(["--identities", "nobody", "--steps", 1], "unknown identity nobody"),
              (["--steps", 1, "--size", 48], "--size"),
              (["--steps", 1, "--kimg", 1], "exactly one of --steps or --kimg"),
              (["--steps", 0], "--steps must be"),
-             (["--steps", 1, "--perceptual", "lpips"], "--perceptual must be one of")]
+             (["--steps", 1, "--perceptual", "lpips"], "--perceptual must be one of"),
+             (["--steps", 1, "--flow", "flownet2"], "--flow: unknown flow 'flownet2'"),
+             (["--steps", 1, "--flow", f"raft-small:{tmp_path / 'none.pth'}"], "none.pth not found"),
+             (["--steps", 1, "--flow", f"raft-small:{not_weights}"], "is not a torch weight file")]
     for extra, message in cases:
         args = ["train", run, "--data", data, *TINY[:-2], *extra]
         assert cli(*args) == 2, extra
@@ -95,3 +100,16 @@ def test_bad_options_are_one_line_and_write_nothing(data, tmp_path, capsys):
     assert cli("train", run, "--data", tmp_path / "missing", "--steps", 1) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_trains_with_raft_small_flow(data, tmp_path):
+    """`--flow raft-small:PATH` (here random weights in the official layout) drives the temporal loss."""
+    from pixforge.dfvae.raft import RAFTSmall
+
+    weights = tmp_path / "raft-small.pth"
+    torch.save({f"module.{k}": v for k, v in RAFTSmall().state_dict().items()}, weights)
+    run = tmp_path / "run"
+    assert cli("train", run, "--data", data, "--steps", 1, "--batch", 2, "--flow", f"raft-small:{weights}",
+               *TINY) == 0
+    assert json.loads((run / "config.json").read_text())["flow"] == f"raft-small:{weights}"
+    assert _metrics(run)[0]["temporal"] > 0

@@ -11,6 +11,7 @@ data-dependent control flow. Intensities are the luma of the images rescaled to 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import kornia
 import torch
@@ -95,3 +96,21 @@ class HornSchunckFlow(nn.Module):
             residual = ((grad * (mean - base)).sum(dim=1, keepdim=True) + dt) / denom
             flow = mean - grad * residual
         return flow
+
+
+FLOW_CHOICES = "horn-schunck (default, no weights) or raft-small:PATH (the official raft-small.pth)"
+
+
+def flow_estimator(spec: str = "horn-schunck") -> nn.Module:
+    """The frozen flow estimator `train --flow SPEC` names: `horn-schunck` (`HornSchunckFlow`) or `raft-small:PATH`
+    (`pixforge.dfvae.raft.RAFTSmall` with the weights at PATH). A bad SPEC or weight file is a ValueError."""
+    kind, _, path = str(spec).partition(":")
+    if kind == "horn-schunck" and not path:
+        return HornSchunckFlow()
+    if kind == "raft-small" and path:
+        from pixforge.dfvae.raft import RAFTSmall
+
+        if not Path(path).is_file():
+            raise ValueError(f"raft-small weights {path} not found")
+        return RAFTSmall.load(path)
+    raise ValueError(f"unknown flow {spec!r}: {FLOW_CHOICES}")

@@ -13,10 +13,13 @@ the target's values bit for bit).
 from __future__ import annotations
 
 import queue
+import re
+import subprocess
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -138,7 +141,12 @@ def match_colours(swapped: np.ndarray, target: np.ndarray, mask: np.ndarray, eps
 
 class FrameFaces:
     """Frames -> (index, frame, [FaceJob]): tracking (detection every k-th frame), online One Euro smoothing per
-    track, alignment. `all_faces`: every tracked face, else the largest of each frame."""
+    track, alignment. `all_faces`: every tracked face, else the largest of each frame.
+
+    The tracker carries a face between detection runs on landmarks re-fitted to its predicted box, also after the
+    face has left the picture (a cut, a title card, the camera turned away). So the frames after a detection run
+    are held until the next run (at most `detect_every` frames): a carried face is swapped only when the runs
+    before and after it both found its track, or the video ended first."""
 
     def __init__(self, backend, aligner: Aligner, fps: float, detect_every: int = 5, max_side: int = 640,
                  all_faces: bool = False):
@@ -150,7 +158,6 @@ class FrameFaces:
 
         filters: dict[int, OneEuroFilter] = {}
         seen: dict[int, int] = {}
-        tracker = FaceTracker()
         held: list[np.ndarray] = []
 
         def keep(source):  # track_faces takes an iterator of frames; remember each to hand it on
@@ -158,24 +165,60 @@ class FrameFaces:
                 held.append(frame)
                 yield frame
 
+        def release(items, found_next):
+            """The held frames since a detection run (`items[0]`), carried faces checked against both runs."""
+            found = set(items[0][2])
+            for index, frame, by_track in items:
+                t = time.perf_counter()
+                vouched = by_track if index == items[0][0] else {
+                    i: f for i, f in by_track.items() if i in found and (found_next is None or i in found_next)}
+                jobs = []
+                for track_id, face in sorted(vouched.items(), key=lambda kv: -kv[1].size):
+                    if track_id not in filters or index - seen.get(track_id, index) > 1:
+                        filters[track_id] = OneEuroFilter()
+                    seen[track_id] = index
+                    smooth = filters[track_id](face.landmarks, index / self.fps)
+                    if self.all_faces or not jobs:
+                        jobs.append(self.aligner(frame, smooth, track_id))
+                for stale in [i for i, last in seen.items() if index - last > 30]:
+                    del filters[stale], seen[stale]
+                timings.add("align", t)
+                yield index, frame, jobs
+
+        pending: list = []
         for index, by_track in track_faces(keep(frames), TimedBackend(self.backend, timings),
-                                           detect_every=self.detect_every, tracker=tracker,
+                                           detect_every=self.detect_every, tracker=FaceTracker(),
                                            max_side=self.max_side):
-            frame = held.pop(0)
-            t = time.perf_counter()
-            faces = sorted(by_track.items(), key=lambda kv: -kv[1].size)
-            jobs = []
-            for track_id, face in faces:
-                if track_id not in filters or index - seen.get(track_id, index) > 1:
-                    filters[track_id] = OneEuroFilter()
-                seen[track_id] = index
-                smooth = filters[track_id](face.landmarks, index / self.fps)
-                if self.all_faces or not jobs:
-                    jobs.append(self.aligner(frame, smooth, track_id))
-            for stale in [i for i, last in seen.items() if index - last > 30]:
-                del filters[stale], seen[stale]
-            timings.add("align", t)
-            yield index, frame, jobs
+            if index % self.detect_every == 0 and pending:
+                yield from release(pending, set(by_track))
+                pending = []
+            pending.append((index, held.pop(0), by_track))
+        if pending:
+            yield from release(pending, None)
+
+
+def playback_rate(path, info) -> Fraction:
+    """The rate at which the decoded frames of the video `path` (`info`: its `probe_video`) are shown: the stream's
+    nominal rate (`info.fps_fraction`), unless the video stream's own packet timestamps (frames over the time they
+    span) average more than 1 % away from it, then that mean rate. Variable-frame-rate phone videos (an HEVC .mov
+    that says 120 or 30 frames/s and averages 26.5) decode to one frame per packet: written at the nominal rate they
+    would play 1.1 to 4.5 times too fast with the audio cut, and the landmark smoothing would run on the wrong clock.
+    """
+    from pixforge.export.video import ffmpeg_exe
+
+    nominal = Fraction(info.fps_fraction)
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", f"file:{path}", "-map",
+                           "0:v:0", "-c", "copy", "-f", "framecrc", "-"], capture_output=True, text=True)
+    tb = re.search(r"^#tb 0: (\d+)/(\d+)", proc.stdout, re.M)
+    packets = [line.split(",") for line in proc.stdout.splitlines() if line and not line.startswith("#")]
+    if proc.returncode != 0 or tb is None or len(packets) < 2:
+        return nominal
+    pts, durations = [int(p[2]) for p in packets], [int(p[3]) for p in packets]
+    span = (max(p + d for p, d in zip(pts, durations, strict=True)) - min(pts)) * Fraction(int(tb[1]), int(tb[2]))
+    if span <= 0:
+        return nominal
+    mean = len(packets) / span
+    return mean.limit_denominator(1001) if abs(mean - nominal) > nominal / 100 else nominal
 
 
 def timed_frames(reader, timings: Timings):

@@ -1,11 +1,12 @@
 """`prepare`: videos and image sequences -> DF-VAE's training data (aligned face crops, landmarks, masks, affines).
 
 Per source (a video, or a folder of images read as one frame sequence): faces tracked over every frame
-(`pixforge.core.faces.track_faces`: detection every `--detect-every` frames, landmarks re-fitted between), the
-longest track kept (`--all-tracks`: every track of `--min-frames` or more), its 68 landmarks smoothed over time
-(One Euro, `smooth_sequence`), each frame aligned to dlib's mean face (`align`) at `--size`. Two passes over the
-frames: the first tracks (landmarks only, little memory), the second aligns the chosen tracks' frames straight into
-a memory-mapped array, so a long video never has to fit in memory.
+(`pixforge.core.faces.track_faces`: detection every `--detect-every` frames, landmarks re-fitted between; a
+re-fitted frame kept only between two detections of its track, `confirmed`), the longest track kept
+(`--all-tracks`: every track of `--min-frames` or more), its 68 landmarks smoothed over time (One Euro,
+`smooth_sequence`), each frame aligned to dlib's mean face (`align`) at `--size`. Two passes over the frames: the
+first tracks (landmarks only, little memory), the second aligns the chosen tracks' frames straight into a
+memory-mapped array, so a long video never has to fit in memory.
 
     DATA/manifest.json                 summary: options, identities (frames, clips), sources, versions
     DATA/<source key>/source.json      one finished source (written last: its presence means "done")
@@ -37,7 +38,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -131,7 +132,10 @@ def _video(path: Path, name: str | None) -> Source:
     info = probe_video(path)
     if info.frame_count == 0:
         raise PixforgeError(f"video {path} has no frames")
-    return Source(path, name or identity_name(_safe(path.stem)), "video", info.fps, info.frame_count)
+    from pixforge.dfvae.pipeline import playback_rate
+
+    fps = float(playback_rate(path, info))  # a variable-frame-rate video's mean rate (the smoothing's clock)
+    return Source(path, name or identity_name(_safe(path.stem)), "video", fps, info.frame_count)
 
 
 def versions() -> dict[str, str]:
@@ -219,14 +223,27 @@ def track_source(source: Source, backend, detect_every: int, max_side: int) -> t
     from pixforge.core.faces import FaceTracker, track_faces
 
     tracker = FaceTracker()
-    frames = with_face = 0
-    for _, by_track in track_faces(source.read(), backend, detect_every=detect_every, tracker=tracker,
-                                   max_side=max_side):
+    frames = 0
+    for _ in track_faces(source.read(), backend, detect_every=detect_every, tracker=tracker, max_side=max_side):
         frames += 1
-        with_face += bool(by_track)
     if frames == 0:
         raise PixforgeError(f"{source.path} has no frames")
-    return tracker.tracks, frames, with_face
+    tracks = {i: confirmed(t, detect_every) for i, t in tracker.tracks.items()}
+    tracks = {i: t for i, t in tracks.items() if t.frames}
+    return tracks, frames, len({f for t in tracks.values() for f in t.frames})
+
+
+def confirmed(track, detect_every: int):
+    """`track` without the frames the detector did not vouch for: a frame whose landmarks were only re-fitted on
+    the predicted box is kept when the detection runs around it (the frames k * detect_every before and after it)
+    both found this track's face; so none after the video's last detection run. The tracker carries a face that
+    has left the picture (a cut, a title card, a fade to black) for up to `max_gap` frames: without this, crops of
+    whatever is there would be training data."""
+    found = {f for f, d in zip(track.frames, track.detected, strict=True) if d}
+    keep = [i for i, (f, d) in enumerate(zip(track.frames, track.detected, strict=True))
+            if d or (f - f % detect_every in found and f - f % detect_every + detect_every in found)]
+    return replace(track, frames=[track.frames[i] for i in keep], faces=[track.faces[i] for i in keep],
+                   detected=[track.detected[i] for i in keep])
 
 
 def prepare_source(source: Source, data: Path, backend, options: dict) -> dict:

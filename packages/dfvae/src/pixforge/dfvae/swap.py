@@ -36,6 +36,7 @@ from pixforge.dfvae.pipeline import (
     Swapper,
     Timings,
     background,
+    playback_rate,
     timed_frames,
 )
 from pixforge.export.errors import PixforgeError
@@ -59,14 +60,16 @@ def swap_video(target: Path, out: Path, faces: FrameFaces, swapper: Swapper, *, 
     from pixforge.export.video import VideoReader, VideoWriter, probe_video
 
     info = probe_video(target)
+    rate = playback_rate(target, info)
+    rate = f"{rate.numerator}/{rate.denominator}"
     timings = Timings()
     extra = ["-metadata", f"comment={comment}"] if comment else []
     options = dict(crf=crf, preset=preset, audio_from=target, extra_args=extra)
     frames = with_face = faces_swapped = 0
     start = time.perf_counter()
     with VideoReader(target, batch_size=8, info=info) as reader, \
-            VideoWriter(out, info.fps_fraction, **options) as writer, \
-            (VideoWriter(preview, info.fps_fraction, **options) if preview else _Null()) as side, \
+            VideoWriter(out, rate, **options) as writer, \
+            (VideoWriter(preview, rate, **options) if preview else _Null()) as side, \
             tqdm(total=info.frame_count, desc="pixforge-dfvae swap", unit="frame", disable=quiet) as bar:
         items = faces(timed_frames(iter(reader), timings), timings)
         if overlap:
@@ -269,7 +272,7 @@ def plan_swap(target, *, run=None, source_id=None, out=None, model=None, source_
         info = probe_video(target)
         if info.frame_count == 0:
             raise PixforgeError(f"video {target} has no frames")
-        fps = info.fps
+        fps = float(playback_rate(target, info))
     session, identity, refs, size, padding = _network(run, model, source_id, source_images, device, amp)
     if reference >= len(refs):
         raise PixforgeError(f"--reference {reference}: there are {len(refs)} reference crops (0..{len(refs) - 1})")

@@ -31,7 +31,7 @@ from pixforge.core.rundir import RunDir
 from pixforge.core.runtime import autocast_dtype, configure, grad_scaler, resolve_device, seed_everything
 from pixforge.core.steps import StepSampler
 from pixforge.dfvae.data import FaceFrames
-from pixforge.dfvae.flow import HornSchunckFlow
+from pixforge.dfvae.flow import flow_estimator
 from pixforge.dfvae.loss import DFVAELoss, FrameBatch, LossWeights, Reconstructor
 from pixforge.dfvae.model import TOOL, write_references
 from pixforge.dfvae.nets import DFVAE, DFVAEConfig
@@ -47,7 +47,8 @@ def train(out: str, data: str | tuple | list | None = None, size: int | None = N
           steps: int | None = None, kimg: float | None = None, lr: float = 2e-4, beta1: float = 0.5,
           beta2: float = 0.999, width: int = 32, max_width: int = 256, structure_channels: int = 64,
           appearance_dim: int = 256, fusion_width: int = 32, lambda_rec: float = 1.0, lambda_fuse: float = 1.0,
-          lambda_vgg: float = 1.0, lambda_kl: float = 1e-5, lambda_temporal: float = 0.1, perceptual: str = "auto",
+          lambda_vgg: float = 1.0, lambda_kl: float = 1e-5, lambda_temporal: float = 0.1, flow: str = "horn-schunck",
+          perceptual: str = "auto",
           vgg_weights: str | None = None, vgg_imagenet_norm: bool = False, identities: str | tuple | None = None,
           seed: int = 0, workers: int = 0, ckpt_every: int = 1000, sample_every: int = 500, keep_last: int = 3,
           device: str = "auto", amp: bool | str = False, threads: int | None = None, resume: bool = False,
@@ -62,7 +63,8 @@ def train(out: str, data: str | tuple | list | None = None, size: int | None = N
     --lambda-rec / --lambda-fuse 1 (L1 of D_γ's face and of the fused output), --lambda-vgg 1 (both perceptual
     terms; --perceptual vgg (VGG19, --vgg-weights PATH or $PIXFORGE_VGG19_WEIGHTS), pfr18 (core's procedural
     ResNet-18, no download), off; auto = vgg when its weights are found, else pfr18), --lambda-kl 1e-5,
-    --lambda-temporal 0.1 (Eq. 3.7, Horn-Schunck flow). Network: --width 32 doubling to --max-width 256,
+    --lambda-temporal 0.1 (Eq. 3.7; its frozen flow estimator: --flow horn-schunck, no weights, or
+    --flow raft-small:PATH, the official raft-small.pth). Network: --width 32 doubling to --max-width 256,
     --structure-channels 64 (z_s), --appearance-dim 256 (z_a), --fusion-width 32. Sample grids every
     --sample-every steps (rows: source face | target frame | reconstruction | swap of the source into the target),
     checkpoints every --ckpt-every (newest --keep-last kept); --amp (bf16/fp16 on GPU); --resume continues."""
@@ -84,6 +86,10 @@ def train(out: str, data: str | tuple | list | None = None, size: int | None = N
     except ValueError as err:
         raise PixforgeError(f"--size: {err}" if "resolution" in str(err) else str(err)) from None
     perceptual = perceptual_kind(perceptual, vgg_weights) if lambda_vgg > 0 else "off"
+    try:
+        estimator = flow_estimator(flow)
+    except ValueError as err:
+        raise PixforgeError(f"--flow: {err}") from None
     # Resolve defaults.
     if threads:
         torch.set_num_threads(threads)
@@ -93,7 +99,8 @@ def train(out: str, data: str | tuple | list | None = None, size: int | None = N
     config.update(data=[str(Path(r).resolve()) for r in roots], identities=dataset.identities, size=dataset.size,
                   perceptual=perceptual, arch=asdict(arch), tool=TOOL, padding=_data_padding(roots),
                   steps=steps if steps is not None else math.ceil(kimg * 1000 / (batch * world)))
-    return training_loop(RunDir(out), config, dataset, dev, resume=resume, overwrite=overwrite, quiet=quiet)
+    return training_loop(RunDir(out), config, dataset, estimator, dev, resume=resume, overwrite=overwrite,
+                         quiet=quiet)
 
 
 # the smallest value of each integer option (None: not given)
@@ -127,9 +134,10 @@ def _names(value) -> list[str]:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
-def training_loop(run: RunDir, config: dict[str, Any], dataset: FaceFrames, dev: torch.device, *,
-                  resume: bool, overwrite: bool, quiet: bool) -> Path:
-    """The loop of `train`: `config` holds its resolved options; returns the run directory."""
+def training_loop(run: RunDir, config: dict[str, Any], dataset: FaceFrames, flow: torch.nn.Module,
+                  dev: torch.device, *, resume: bool, overwrite: bool, quiet: bool) -> Path:
+    """The loop of `train`: `config` holds its resolved options, `flow` is the frozen flow estimator of the
+    temporal loss (`flow_estimator(config["flow"])`); returns the run directory."""
     # Initialize.
     configure(dev)
     dist = distributed.setup(dev)
@@ -138,7 +146,7 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: FaceFrames, dev:
 
     # Construct networks.
     model = DFVAE(DFVAEConfig(**config["arch"])).to(dev)
-    flow = HornSchunckFlow().to(dev)
+    flow = flow.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=config["lr"], betas=(config["beta1"], config["beta2"]))
     amp_dtype = autocast_dtype(dev, config["amp"])
     scaler = grad_scaler(dev, amp_dtype)
