@@ -57,6 +57,21 @@ def test_patch_transfer_reproduces_the_input_as_tau_goes_to_zero():
     torch.testing.assert_close(hard, x, atol=1e-5, rtol=0)
 
 
+def test_patch_transfer_does_not_match_by_position_on_a_small_layout():
+    """Unrelated content must not be matched to its own position: with zero-padded windows 45 % of a 10x16 layout's
+    windows went to their own position in the reference (the padding pattern tells the position), collapsing
+    F(G(z)) onto I whatever z; with reflect-padded windows it is near chance."""
+    torch.manual_seed(0)
+    pt = PatchTransfer()
+    own = []
+    for seed in range(5):
+        gen = torch.Generator().manual_seed(seed)
+        ref, x = torch.rand(1, 3, 10, 16, generator=gen) * 2 - 1, torch.rand(4, 3, 10, 16, generator=gen) * 2 - 1
+        _, attn = pt(x, ref, tau=1.0)
+        own.append((attn.argmax(-1) == torch.arange(160)).float().mean())
+    assert torch.stack(own).mean() < 0.1
+
+
 def test_patch_transfer_output_patches_come_from_the_reference():
     torch.manual_seed(1)
     ref = torch.rand(1, 3, 8, 8) * 2 - 1

@@ -5,6 +5,10 @@ Each verb is the library function itself (its signature is the option list, its 
 from __future__ import annotations
 
 from pixforge.core.cli import run
+from pixforge.singleimage.apply import edit, harmonize, paint2image, upscale
+from pixforge.singleimage.compare import compare
+from pixforge.singleimage.demo import demo
+from pixforge.singleimage.export import export
 from pixforge.singleimage.metrics import metrics
 from pixforge.singleimage.sample import sample
 from pixforge.singleimage.train import train
@@ -16,6 +20,13 @@ class SingleImage:
     train = staticmethod(train)
     sample = staticmethod(sample)
     metrics = staticmethod(metrics)
+    harmonize = staticmethod(harmonize)
+    edit = staticmethod(edit)
+    paint2image = staticmethod(paint2image)
+    upscale = staticmethod(upscale)
+    export = staticmethod(export)
+    compare = staticmethod(compare)
+    demo = staticmethod(demo)
 
 
 def main() -> None:

@@ -15,7 +15,8 @@
 The layer shapes follow the official code (zhangzc21/PetsGAN, `Models/models.py`) since the supplementary's
 architecture figure is not in the text we have; the losses follow the paper unless `official=True` (the README
 lists every switch). `--prior none` is the paper's "w/o phi" ablation: D_G's data set holds only the thin-plate-spline
-/ flip augmentations of the image (no GAN-inversion samples).
+/ flip augmentations of the image; `--prior stylegan2` adds the jittered syntheses of the image inverted into a
+pixforge-core StyleGAN2 generator (`stylegan2_prior`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def sinusoidal_encoding(channels: int, height: int, width: int) -> torch.Tensor:
         raise ValueError(f"the positional encoding needs a multiple of 4 channels, got {channels}")
     half = channels // 2
     freq = torch.exp(torch.arange(0.0, half, 2) * -(math.log(10000.0) / half))  # (half / 2,)
-    xs, ys = torch.arange(float(width))[:, None] * freq, torch.arange(float(height))[:, None] * freq  # (W|H, half/2)
+    # arange(int, dtype) rather than arange(float(...)): the sizes stay symbolic in an ONNX export (dynamic H, W)
+    xs = torch.arange(width, dtype=torch.float32)[:, None] * freq  # (W, half / 2)
+    ys = torch.arange(height, dtype=torch.float32)[:, None] * freq  # (H, half / 2)
     pe = torch.zeros(channels, height, width)
     pe[0:half:2] = xs.sin().t()[:, None, :].expand(-1, height, -1)
     pe[1:half:2] = xs.cos().t()[:, None, :].expand(-1, height, -1)
@@ -113,6 +116,13 @@ def fold_divisor(size: tuple[int, int], patch: int = PATCH) -> torch.Tensor:
     return 1.0 / count
 
 
+def windows(x: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
+    """The `patch` x `patch` window around every pixel (N x C*patch^2 x H*W), reflect-padded: zero padding would
+    give the border windows a zero pattern that tells their position, and on a small layout (most windows touch the
+    border) PT then matches each window to its own position whatever its content."""
+    return F.unfold(F.pad(x, [patch // 2] * 4, mode="reflect"), patch)
+
+
 class PatchTransfer(nn.Module):
     """PT: every 7x7 patch of x replaced by its best match in `ref`, scaled by the match's attention a_{i,i*}.
 
@@ -122,7 +132,8 @@ class PatchTransfer(nn.Module):
 
     def __init__(self, vgg_weights: str | Path | None = None):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1), nn.ReLU(), nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU())
+        self.features = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, padding_mode="reflect"), nn.ReLU(),
+                                      nn.Conv2d(64, 64, 3, 1, 1, padding_mode="reflect"), nn.ReLU())
         if vgg_weights is not None:
             from pixforge.core.nets.inception import load_weights
 
@@ -137,12 +148,12 @@ class PatchTransfer(nn.Module):
     def forward(self, x: torch.Tensor, ref: torch.Tensor, tau: float, hard: bool = False):
         n, size, pad = x.shape[0], x.shape[-2:], PATCH // 2
         x01, ref01 = (x + 1) / 2, (ref + 1) / 2
-        fx = F.normalize(F.unfold(self.features(x01), PATCH, padding=pad), dim=1)  # N x C49 x Lx
-        fr = F.normalize(F.unfold(self.features(ref01), PATCH, padding=pad), dim=1)  # 1 x C49 x Lr
+        fx = F.normalize(windows(self.features(x01)), dim=1)  # N x C49 x Lx
+        fr = F.normalize(windows(self.features(ref01)), dim=1)  # 1 x C49 x Lr
         attn = torch.softmax(fx.transpose(1, 2) @ fr / tau, dim=-1)  # N x Lx x Lr
         value, index = attn.max(dim=-1)
         pick = torch.zeros_like(attn).scatter(-1, index[..., None], 1.0 if hard else value[..., None])
-        patches = F.unfold(ref01, PATCH, padding=pad).expand(n, -1, -1) @ pick.transpose(1, 2)  # N x 3*49 x Lx
+        patches = windows(ref01).expand(n, -1, -1) @ pick.transpose(1, 2)  # N x 3*49 x Lx
         out = F.fold(patches, size, PATCH, padding=pad) * fold_divisor(tuple(size)).to(x)
         return out * 2 - 1, attn
 
@@ -263,6 +274,63 @@ def tps_augment(image: torch.Tensor, count: int, seed: int, points: int = 4, jit
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# The external prior: GAN inversion and jitter (DGP; official `BigGAN/RunJitter.py`, here with a StyleGAN2).
+
+JITTER_STDS = (0.1, 0.2, 0.3, 0.4, 0.5)  # official RunJitter: 100 samples at each std, 500 in all
+
+
+def mean_w(G: nn.Module, seed: int, count: int = 1000) -> torch.Tensor:
+    """The mean of w = mapping(z) over `count` draws of z (1 x w_dim): the centre of W (w_avg may be untracked)."""
+    z = torch.randn(count, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return G.mapping(z.to(next(G.parameters()).device), None, update_w_avg=False)[:, 0].mean(0, keepdim=True)
+
+
+def invert(G: nn.Module, image: torch.Tensor, w0: torch.Tensor, steps: int = 200, lr: float = 0.05) -> torch.Tensor:
+    """w* = argmin_w ||G.synthesis(w) - image||^2 (one w for every layer, constant noise), from `w0` with Adam;
+    `image` is resized to the generator's square resolution. Returns w* (1 x w_dim)."""
+    res = G.img_resolution
+    target = resize(image, (res, res))
+    w = w0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        F.mse_loss(G.synthesis(w[:, None].expand(-1, G.num_ws, -1), noise_mode="const"), target).backward()
+        opt.step()
+    return w.detach()
+
+
+def jitter(G: nn.Module, w_star: torch.Tensor, w_mean: torch.Tensor, count: int, size: tuple[int, int], seed: int,
+           chunk: int = 50) -> torch.Tensor:
+    """`count` perturbed syntheses G(w* + s (mapping(z) - w_mean)), s cycling through JITTER_STDS (DGP's latent
+    jitter, moved to W: a random direction of W's spread scaled by s), resized to `size`; count x 3 x h x w."""
+    gen = torch.Generator().manual_seed(seed)
+    dev = w_star.device
+    out = []
+    with torch.no_grad():
+        for first in range(0, count, chunk):
+            n = min(chunk, count - first)
+            z = torch.randn(n, G.z_dim, generator=gen).to(dev)
+            std = torch.tensor([JITTER_STDS[i % len(JITTER_STDS)] for i in range(first, first + n)], device=dev)
+            w = w_star + std[:, None] * (G.mapping(z, None, update_w_avg=False)[:, 0] - w_mean)
+            img = G.synthesis(w[:, None].expand(-1, G.num_ws, -1), noise_mode="const")
+            out.append(resize(img.clamp(-1, 1), size))
+    return torch.cat(out)
+
+
+def stylegan2_prior(path: str, image: torch.Tensor, count: int, size: tuple[int, int], seed: int,
+                    dev: torch.device) -> torch.Tensor:
+    """The external-prior data set: `image` inverted into the StyleGAN2 generator at `path` (a pixforge-core run or
+    checkpoint), then `count` jittered samples at `size`."""
+    from pixforge.core.stylegan2.generate import load_generator
+
+    G, _ = load_generator(path, dev)
+    w_mean = mean_w(G, seed)
+    w_star = invert(G, image.to(dev), w_mean)
+    return jitter(G, w_star, w_mean, count, size, seed + 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The trained model.
 
 class PetsGAN:
@@ -316,8 +384,15 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     wg, wf, wj = config["warmup_g"], config["warmup_f"], config["joint"]
     total = wg + wf + wj
     batch = config["batch_g"]
-    # The D_G data set: prior "none" = the TPS / flip augmentations of I at 1/f, and c_I.
-    data = torch.cat([lr, resize(tps_augment(hr.cpu(), config["augment"], seed).to(dev), (lh, lw))])
+    # The (c, X) pairs: I, its mirror and the TPS / flip augmentations of I, with c = X at 1/f. They are D_G's data
+    # set (prior "none") and F's training pairs (on c_I -> I alone IR would see one input: PT erases dc).
+    warped = tps_augment(hr.cpu(), config["augment"], seed, jitter=config["warp"]).to(dev)
+    pairs_hr = torch.cat([hr, hr.flip(-1), warped])
+    pairs_lr = resize(pairs_hr, (lh, lw))
+    data = pairs_lr
+    if config["prior"] == "stylegan2":  # + the 500 perturbed samples of the inverted image (supp. Alg. 1)
+        data = torch.cat([stylegan2_prior(config["prior_model"], hr, config["prior_samples"], (lh, lw), seed, dev),
+                          data])
 
     # Construct networks (phase-specific optimizers; the joint phase's are new: the Adam reset).
     torch.manual_seed(seed)
@@ -327,8 +402,9 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     betas = (0.9, 0.999)  # Adam's defaults (paper: Adam; official: defaults)
     opts = {"G": torch.optim.Adam(G.parameters(), lr=1e-4, betas=betas),
             "DG": torch.optim.Adam(DG.parameters(), lr=1e-4, betas=betas),
-            # F at 5e-4 (paper); official: PT at 1e-5 (lr_lpm), IR at 5e-4 (lr_recnet)
-            "F": torch.optim.Adam([{"params": PT.parameters(), "lr": 1e-5 if official else 5e-4},
+            # F: PT at 1e-5 (official lr_lpm; at the paper's 5e-4 its ReLU features die within ~100 steps and the
+            # attention turns uniform), IR at 5e-4 (paper, official lr_recnet)
+            "F": torch.optim.Adam([{"params": PT.parameters(), "lr": 1e-5},
                                    {"params": IR.parameters(), "lr": 5e-4}], betas=betas),
             "G_joint": torch.optim.Adam(G.parameters(), lr=1e-6, betas=betas),
             "DG_joint": torch.optim.Adam(DG.parameters(), lr=1e-4, betas=betas),
@@ -378,16 +454,20 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
             g_loss = g_loss + 50 * F.mse_loss(G(fixed_z), lr)
         return {"g_loss": g_loss, "dg": d_loss.detach(), "g_adv": adv.detach(), "collapse": collapse.detach()}
 
-    def f_rec(step: int, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """||F(c_I + dc) - I|| and ||A||_F^2 (Eq. 8); official: PT and IR reconstructed separately."""
+    def f_rec(step: int, tau: float, joint: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """||F(c + dc) - X|| (MSE in Warmup_F, L1 in the joint phase) and ||A||_F^2 (Eq. 8) on one (c, X) pair:
+        any pair; official: I or its mirror, PT and IR reconstructed separately (IR from c + 0.3 n), the PT term in
+        Warmup_F only (PT is frozen after it)."""
+        norm = F.l1_loss if joint else F.mse_loss
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step * 8 + 5)
+        k = int(torch.randint(0, 2 if official else pairs_hr.shape[0], (1,), generator=gen))
+        c, x = pairs_lr[k:k + 1], pairs_hr[k:k + 1]
         dc = (0.01 if official else 0.1) * sample_noise(lr.shape[1:], [step * 8 + 5], seed, 0, dev)
-        pt, attn = PT(lr + dc, ref, tau)
-        if official:
-            rec = F.mse_loss(pt, lr) + F.mse_loss(IR(lr + 0.3 * sample_noise(lr.shape[1:], [step * 8 + 6], seed,
-                                                                               0, dev)), hr)
-        else:
-            rec = F.mse_loss(IR(pt), hr)
-        return rec, sparsity(attn)
+        pt, attn = PT(c + dc, ref, tau)
+        if not official:
+            return norm(IR(pt), x), sparsity(attn)
+        rec = norm(IR(c + 0.3 * sample_noise(lr.shape[1:], [step * 8 + 6], seed, 0, dev)), x)
+        return (rec if joint else rec + F.mse_loss(pt, c)), sparsity(attn)
 
     step = start
     with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
@@ -419,8 +499,7 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
                 opts["G_joint"].zero_grad(set_to_none=True)
                 opts["IR_joint"].zero_grad(set_to_none=True)
                 adv = hinge_g_loss(D(IR(PT(G(noise(1, step, 7)), ref, TAU_JOINT)[0])))
-                dc = (0.01 if official else 0.1) * sample_noise(lr.shape[1:], [step * 8 + 5], seed, 0, dev)
-                rec = F.l1_loss(IR(PT(lr + dc, ref, TAU_JOINT)[0]), hr)
+                rec = f_rec(step, TAU_JOINT, joint=True)[0]
                 loss = adv + config["rec_weight"] * rec + g_phi
                 loss.backward()
                 opts["G_joint"].step()

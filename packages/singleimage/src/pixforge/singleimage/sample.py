@@ -14,6 +14,9 @@ from pixforge.singleimage.data import parse_size
 def load_model(run: str | Path):
     """The trained generator of a finished run (its release weights), whatever its method."""
     require_dir(run, "--run")
+    if not (Path(run) / "model.json").is_file():
+        raise PixforgeError(f"{run} is not a finished run (no model.json yet): continue it with "
+                            "`pixforge-singleimage train ... --resume`")
     state, config = load_release(run)
     method = config.get("method")
     if method == "singan":

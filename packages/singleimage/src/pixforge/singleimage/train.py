@@ -13,7 +13,7 @@ from pixforge.export.errors import PixforgeError
 from pixforge.singleimage.data import load_image, singan_scales
 
 METHODS = ("singan", "petsgan")
-PRIORS = ("none",)
+PRIORS = ("none", "stylegan2")
 
 
 def _positive_int(flag: str, value) -> None:
@@ -26,10 +26,27 @@ def _positive(flag: str, value) -> None:
         raise PixforgeError(f"{flag} must be a positive number, got {value!r}")
 
 
+def _check_prior(prior: str, model: str | None) -> None:
+    """--prior and --prior-model agree, and the model is a pixforge-core StyleGAN2 generator (it is loaded)."""
+    if prior not in PRIORS:
+        raise PixforgeError(f"--prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+    if (prior == "stylegan2") != (model is not None):
+        raise PixforgeError("--prior-model RUN_OR_CHECKPOINT goes with --prior stylegan2 (and only with it)")
+    if model is None:
+        return
+    from pixforge.core.stylegan2.generate import load_generator
+
+    G, _ = load_generator(model)
+    if G.c_dim or G.img_channels != 3:
+        raise PixforgeError(f"--prior-model {model} must be an unconditional RGB generator (c_dim {G.c_dim}, "
+                            f"{G.img_channels} channels)")
+
+
 def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_size: int | None = None,
           min_size: int = 25, scale_factor: float = 0.75, nfc: int = 32, lr_g: float = 5e-4, lr_d: float = 5e-4,
           beta1: float = 0.5, gamma: float = 0.1, alpha: float = 10.0, lambda_grad: float = 0.1,
-          noise_amp: float = 0.1, prior: str = "none", warmup_g: int = 2000, warmup_f: int = 5000,
+          noise_amp: float = 0.1, prior: str = "none", prior_model: str | None = None, prior_samples: int = 500,
+          warp: float = 0.05, warmup_g: int = 2000, warmup_f: int = 5000,
           joint: int = 5000, batch_g: int = 32, tau: float = 0.01, downscale: int = 8, augment: int = 200,
           g_dim: int = 64, ir_dim: int = 64, d_dim: int = 64, rec_weight: float = 100.0, vgg: str | None = None,
           official: bool = False, seed: int = 0,
@@ -44,7 +61,10 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
     weight (0.1), --noise-amp (0.1 x reconstruction RMSE); --official redraws z_opt every iteration at the coarsest
     scale and steps the learning rate at iteration 1600 whatever --iters is (both as the official code).
     --method petsgan: DEPNet + DIPNet + dilated patch D (--max-size default 256), phases --warmup-g / --warmup-f /
-    --joint iterations, --prior none (the paper's w/o-phi ablation: no external-prior data set), PT temperature --tau,
+    --joint iterations, --prior none (the paper's w/o-phi ablation: no external-prior data set) or stylegan2 with
+    --prior-model RUN_OR_CHECKPOINT (a pixforge-core StyleGAN2 generator: the image is inverted into it and
+    --prior-samples (500) jittered syntheses join D_G's data set), --warp std of the TPS control-point jitter of the
+    --augment samples (0.05 of the half-image), PT temperature --tau,
     --batch-g DEPNet batch (32), --downscale layout factor (8), --augment TPS/flip samples for D_G (200),
     --g-dim/--ir-dim/--d-dim widths (64), --rec-weight joint reconstruction weight (100), --vgg torchvision VGG19
     weights for PT's features (random without); --official switches the official-code deviations on (see the
@@ -58,9 +78,9 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
         max_size = config["max_size"] = 250 if method == "singan" else 256
     for flag, value in (("--iters", iters), ("--max-size", max_size), ("--min-size", min_size), ("--nfc", nfc),
                         ("--warmup-g", warmup_g), ("--warmup-f", warmup_f), ("--joint", joint),
-                        ("--batch-g", batch_g), ("--augment", augment), ("--g-dim", g_dim), ("--ir-dim", ir_dim),
-                        ("--d-dim", d_dim), ("--ckpt-every", ckpt_every), ("--log-every", log_every),
-                        ("--keep-last", keep_last)):
+                        ("--batch-g", batch_g), ("--augment", augment), ("--prior-samples", prior_samples),
+                        ("--g-dim", g_dim), ("--ir-dim", ir_dim), ("--d-dim", d_dim), ("--ckpt-every", ckpt_every),
+                        ("--log-every", log_every), ("--keep-last", keep_last)):
         _positive_int(flag, value)
     for flag, value in (("--lr-g", lr_g), ("--lr-d", lr_d), ("--gamma", gamma), ("--noise-amp", noise_amp),
                         ("--tau", tau)):
@@ -76,9 +96,9 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
     if not (0 <= beta1 < 1) or alpha < 0 or lambda_grad < 0:
         raise PixforgeError(f"--beta1 must be in [0, 1) and --alpha, --lambda-grad >= 0, got {beta1}, {alpha}, "
                             f"{lambda_grad}")
-    if prior not in PRIORS:
-        raise PixforgeError(f"--prior must be one of {', '.join(PRIORS)} (an external prior from a StyleGAN2 "
-                            f"checkpoint is not implemented yet), got {prior!r}")
+    _check_prior(prior, prior_model)
+    if isinstance(warp, bool) or not isinstance(warp, (int, float)) or warp < 0:
+        raise PixforgeError(f"--warp must be a number >= 0, got {warp!r}")
     picture = load_image(image)
     height, width = picture.shape[-2:]
     if method == "singan":
