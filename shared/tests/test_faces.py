@@ -27,6 +27,7 @@ from pixforge.core.faces import (
     umeyama,
 )
 from pixforge.core.faces.align import MEAN_FACE_68
+from pixforge.core.faces.backends import open_detector
 from pixforge.core.faces.mediapipe_backend import MEDIAPIPE_EXTRA
 from pixforge.core.io import embedded_images
 from pixforge.export.errors import PixforgeError
@@ -223,6 +224,15 @@ def test_missing_mediapipe_names_the_version_and_its_own_environment(monkeypatch
         open_backend("mediapipe")
     assert str(info.value) == MEDIAPIPE_EXTRA
     assert "mediapipe==0.10.21" in MEDIAPIPE_EXTRA and "numpy<2" in MEDIAPIPE_EXTRA
+
+
+def test_open_detector_names_the_three_detectors(monkeypatch):
+    with pytest.raises(PixforgeError, match="--detector must be one of hog, cnn, mediapipe, got 'yunet'"):
+        open_detector("yunet")
+    for module in ("mediapipe", "mediapipe.python", "mediapipe.python.solutions"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(PixforgeError, match="mediapipe==0.10.21"):
+        open_detector("mediapipe")
 
 
 def test_missing_model_files_name_the_extra(monkeypatch):

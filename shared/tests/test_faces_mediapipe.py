@@ -8,7 +8,7 @@ from PIL import Image
 pytest.importorskip("mediapipe", reason="mediapipe 0.10.21 runs in its own venv: nox -s faces_mediapipe")
 pytest.importorskip("dlib", reason="the comparison with dlib needs the faces extra")
 
-from pixforge.core.faces import align, detect_faces, iou, open_backend, track_faces  # noqa: E402
+from pixforge.core.faces import align, detect_faces, iou, open_backend, open_detector, track_faces  # noqa: E402
 from pixforge.core.faces.mediapipe_backend import MESH_TO_68  # noqa: E402
 from pixforge.core.io import embedded_images  # noqa: E402
 from pixforge.export.errors import PixforgeError  # noqa: E402
@@ -72,6 +72,11 @@ def test_tracking_with_mediapipe(mp68, astronaut):
     per_frame = list(track_faces(frames, mp68, detect_every=2))
     ids = [set(faces) for _, faces in per_frame]
     assert all(i == ids[0] and len(i) == 1 for i in ids)
+
+
+def test_detector_mediapipe_gives_dlib_order_landmarks(astronaut, dlib_face):
+    backend = open_detector("mediapipe")
+    assert backend.landmark_count == 68 and backend.landmarks(astronaut, dlib_face.box).shape == (68, 2)
 
 
 def test_errors_are_one_sentence(mp68):

@@ -155,9 +155,10 @@ def prepare(*sources: str, out: str | None = None, size: int = 128, detector: st
     NAME=PATH names the identity, default the file stem) into the folder --out DATA: per source its longest face
     track (--all-tracks: every track of --min-frames or more, identities NAME-0, NAME-1, ... by length), landmarks
     smoothed (One Euro), crops aligned to dlib's mean face at --size (--padding: margin per side, dlib's), the 2x3
-    affines, 68 landmarks in crop pixels, face masks, and a contact sheet per clip. Detection (dlib, --detector hog
-    or cnn; extra pixforge-core[faces]) on every --detect-every-th frame, landmarks re-fitted in between, frames
-    shrunk to --max-side for detection. --fps: frame rate of image folders (for the smoothing). Resumable: finished
+    affines, 68 landmarks in crop pixels, face masks, and a contact sheet per clip. Detection (--detector hog or
+    cnn: dlib, extra pixforge-core[faces]; mediapipe: in its own environment) on every --detect-every-th frame,
+    landmarks re-fitted in between, frames shrunk to --max-side for detection. --fps: frame rate of image folders
+    (for the smoothing). Resumable: finished
     sources are skipped (--overwrite redoes them); --shard K/N prepares every N-th source, for parallel jobs."""
     check_numbers(dict(size=size, detect_every=detect_every, min_frames=min_frames, max_side=max_side, fps=fps,
                        padding=padding),
@@ -186,9 +187,9 @@ def prepare(*sources: str, out: str | None = None, size: int = 128, detector: st
                                     "--overwrite to redo it")
             continue
         todo.append(source)
-    from pixforge.core.faces import open_backend  # the faces extra, checked before anything is written
+    from pixforge.core.faces import open_detector  # the faces extra, checked before anything is written
 
-    backend = open_backend("dlib", detector=detector) if todo else None
+    backend = open_detector(detector) if todo else None
     from tqdm import tqdm
 
     done = []

@@ -175,8 +175,9 @@ def swap(target: str | None = None, run: str | None = None, source_id: str | Non
          device: str = "auto", amp: bool | str = False, overwrite: bool = False, quiet: bool = False) -> str:
     """Swap the face of --source-id (an identity of the --run) into TARGET (a video, an image or a folder of images)
     -> --out (a video for a video, a .png for an image, a folder for a folder); audio kept; provenance metadata in
-    every output. Faces tracked with dlib (--detector hog|cnn, detection every --detect-every frames on frames
-    shrunk to --max-side, landmarks re-fitted between, One Euro smoothing), aligned as the model's training data,
+    every output. Faces tracked (--detector hog|cnn: dlib; mediapipe: in its own environment; detection every
+    --detect-every frames on frames shrunk to --max-side, landmarks re-fitted between, One Euro smoothing), aligned
+    as the model's training data,
     --batch faces per network call, colour-matched in the mask (--nocolor-match: off), pasted back with the
     blurred face mask; the largest face per frame (--all-faces: every face). The source's appearance: reference
     crop --reference N (0: the most typical pose) of the run's references/ (kept at the end of training), or of
@@ -276,9 +277,9 @@ def plan_swap(target, *, run=None, source_id=None, out=None, model=None, source_
     session, identity, refs, size, padding = _network(run, model, source_id, source_images, device, amp)
     if reference >= len(refs):
         raise PixforgeError(f"--reference {reference}: there are {len(refs)} reference crops (0..{len(refs) - 1})")
-    from pixforge.core.faces import open_backend
+    from pixforge.core.faces import open_detector
 
-    backend = open_backend("dlib", detector=detector)
+    backend = open_detector(detector)
     return SwapPlan(kind, target, dest, files, side, session, refs[reference], identity, size, padding, backend, fps,
                     detect_every, max_side, bool(preview), refs)
 

@@ -29,13 +29,14 @@ from pixforge.core.faces.align import (
     umeyama,
     warp,
 )
-from pixforge.core.faces.backends import BACKENDS, open_backend
+from pixforge.core.faces.backends import BACKENDS, DETECTORS, open_backend, open_detector
 from pixforge.core.faces.detect import detect_faces
 from pixforge.core.faces.face import FACES_EXTRA, Box, Face, FaceBackend
 from pixforge.core.faces.smooth import OneEuroFilter, smooth_sequence
 from pixforge.core.faces.track import FaceTracker, Track, iou, landmark_distance, refit, track_faces
 
-__all__ = ["Box", "Face", "FaceBackend", "FACES_EXTRA", "BACKENDS", "open_backend", "detect_faces",
+__all__ = ["Box", "Face", "FaceBackend", "FACES_EXTRA", "BACKENDS", "DETECTORS", "open_backend", "open_detector",
+           "detect_faces",
            "FaceTracker", "Track", "iou", "landmark_distance", "refit", "track_faces",
            "OneEuroFilter", "smooth_sequence",
            "SIZES", "umeyama", "template", "alignment_matrix", "transform_points", "invert_affine", "warp", "align",

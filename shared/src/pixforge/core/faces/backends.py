@@ -6,6 +6,7 @@ from pixforge.core.faces.face import FaceBackend
 from pixforge.export.errors import PixforgeError
 
 BACKENDS = ("dlib", "mediapipe")
+DETECTORS = ("hog", "cnn", "mediapipe")  # what a tool's --detector names: dlib's two detectors, or mediapipe
 
 
 def open_backend(name: str = "dlib", **options) -> FaceBackend:
@@ -21,3 +22,13 @@ def open_backend(name: str = "dlib", **options) -> FaceBackend:
 
         return MediapipeBackend(**options)
     raise PixforgeError(f"--backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+
+
+def open_detector(detector: str = "hog", **dlib_options) -> FaceBackend:
+    """The backend behind a tool's `--detector`: "hog" and "cnn" are dlib's (`dlib_options`: `upsample`, ...),
+    "mediapipe" is BlazeFace + Face Mesh giving 68 points in dlib's order (its own environment; no embedding)."""
+    if detector == "mediapipe":
+        return open_backend("mediapipe")
+    if detector in ("hog", "cnn"):
+        return open_backend("dlib", detector=detector, **dlib_options)
+    raise PixforgeError(f"--detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
