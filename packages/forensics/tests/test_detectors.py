@@ -297,6 +297,7 @@ def test_detect_writes_probability_json_and_overlay(tiny, faces, tmp_path):
     results = detect(videos=str(tmp_path / "v"), run=str(run), out=str(tmp_path / "out"), frames=4, device="cpu")
     record = json.loads((tmp_path / "out" / "clip.json").read_text())
     assert 0 < results["clip"] < 1 and len(record["items"]) == 4 and record["p_fake"] == results["clip"]
+    assert set(record["timing"]) == {"faces_s", "model_s", "overlay_s", "frames"} and record["timing"]["frames"] == 4
     with VideoReader(tmp_path / "out" / "clip.overlay.mp4") as reader:
         assert sum(len(batch) for batch in reader) == 6
     assert results["blank"] == 0.5 and "no face" in json.loads((tmp_path / "out" / "blank.json").read_text())["warning"]

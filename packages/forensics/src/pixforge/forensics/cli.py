@@ -78,12 +78,14 @@ class Forensics:
 
     def extract_faces(self, videos: str, out: str, frames: int = 32, scale: float = 1.3, size: int = 299,
                       boxes_from: str | None = None, detect_every: int = 1, detector: str = "hog",
-                      max_side: int = 640, shard: str | None = None, workers: int = 1,
-                      overwrite: bool = False) -> str:
+                      max_side: int = 640, upsample: str | int = "auto", shard: str | None = None,
+                      workers: int = 1, overwrite: bool = False) -> str:
         """Face crops for the detectors: per video (VIDEOS: a video or a folder of them), --frames frames sampled
-        evenly (0: all), the main face track (pixforge.core.faces, dlib; detection every --detect-every sampled
-        frames, --detector hog|cnn on frames downsized to --max-side), its boxes smoothed, squared x --scale
-        (1.3) and cropped to --size (299 for Xception, 224 for the ResNet-based models, 112 for C3D):
+        evenly (0: all), the main face track (pixforge.core.faces; detection every --detect-every sampled frames,
+        --detector hog|cnn (dlib) or mediapipe (in its own environment) on frames downsized to --max-side,
+        --upsample N times doubled: auto = once for frames under 320 px, whose faces HOG misses), the samples from
+        the face's first to its last sighting, its boxes smoothed, squared x --scale (1.3) and cropped to --size
+        (299 for Xception, 224 for the ResNet-based models, 112 for C3D):
         OUT/<video>/<frame>.png + track.json (frames, boxes, landmarks, probe info). --boxes-from REAL_OUT
         cuts each fake at its real video's frames and boxes (matched by name: 000_M101 -> 000). Finished videos
         are skipped (resume); --shard K/N, --workers N; OUT/contact_sheet.png shows one crop per video. Needs
@@ -96,11 +98,15 @@ class Forensics:
         whole_number("--detect-every", detect_every, 1)
         whole_number("--max-side", max_side, 64)
         whole_number("--workers", workers)
+        if str(upsample) != "auto":
+            whole_number("--upsample", upsample, 0, 3)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1.0 <= scale <= 4.0:
             raise PixforgeError(f"--scale must be a number from 1 to 4 (the crop side over the face box's), got "
                                 f"{scale!r}")
-        if detector not in ("hog", "cnn"):
-            raise PixforgeError(f"--detector must be hog or cnn, got {detector!r}")
+        from pixforge.core.faces import DETECTORS  # the faces module (torch, kornia): only for this verb
+
+        if detector not in DETECTORS:
+            raise PixforgeError(f"--detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
         k, n = parse_shard(shard)
         src, out_dir = Path(videos), out_folder(out)
         video_list = list_videos(src)
@@ -108,7 +114,8 @@ class Forensics:
             raise PixforgeError(f"--out {out_dir} is the input folder: choose another one")
         jobs = plan_jobs(video_list, src, out_dir, Path(boxes_from) if boxes_from is not None else None)
         options = ExtractOptions(frames=frames, scale=float(scale), size=size, detect_every=detect_every,
-                                 detector=detector, max_side=max_side)
+                                 detector=detector, max_side=max_side,
+                                 upsample=None if str(upsample) == "auto" else int(upsample))
         done, skipped, failures = run_extract(jobs, options, shard=shard, workers=workers, overwrite=overwrite)
         if failures and len(done) + len(skipped) == 0 and len(failures) == 1:
             raise PixforgeError(failures[0])
@@ -154,8 +161,8 @@ class Forensics:
                detect_every: int = 1, batch: int = 16, overlay: bool = True, device: str = "auto",
                overwrite: bool = False) -> str:
         """P(fake) of VIDEO or of every video under DIR with --run's detector: OUT/<video>.json (per-frame
-        probabilities) and OUT/<video>.overlay.mp4 (box + probability, audio kept); --frames 32; no face: 0.5
-        and a warning."""
+        probabilities) and OUT/<video>.overlay.mp4 (box + probability, audio kept); --frames 32 evenly sampled (0:
+        all), the face detected on every --detect-every-th and tracked in between; no face: 0.5 and a warning."""
         from pixforge.forensics.detect import detect
 
         options = {k: v for k, v in locals().items() if k not in ("self", "detect")}

@@ -1,11 +1,14 @@
 """Detection on videos: faces tracked as extract-faces does, the run's detector on their crops, an overlay video.
 
-Per video: `--frames` frames sampled evenly (extract-faces' tracking and cropping at the run's size, in a
-temporary folder), the detector's evaluation items over them (frames for Xception, clips for the video models),
-P(fake) = the mean item probability. Written to OUT: `<video>.json` (the probability, each item's probability
-with its frame indices and face boxes) and `<video>.overlay.mp4` (every source frame with the nearest sampled
-face box and the item probability drawn in, red above 0.5, green below; the audio copied). A video without a face
-gets P(fake) 0.5, a warning in its JSON and on stderr, and no overlay.
+Per video: `--frames` frames sampled evenly (0: all; extract-faces' tracking, detecting on every
+`--detect-every`-th sample and re-fitting landmarks on the tracked box in between, and cropping at the run's size,
+in a temporary folder), the detector's evaluation items over them (frames for Xception, clips for the video models,
+run in batches of `--batch`), P(fake) = the mean item probability. Written to OUT: `<video>.json` (the
+probability, each item's probability with its frame indices and face boxes; `timing`: seconds in the face stage
+(decode, detect / track, crop), the model stage (crops read, batched inference) and the overlay) and
+`<video>.overlay.mp4` (every source frame with the nearest sampled face box and the item probability drawn in, red
+above 0.5, green below; the audio copied). A video without a face gets P(fake) 0.5, a warning in its JSON and on
+stderr, and no overlay.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,8 @@ def detect(videos: str | None = None, run: str | None = None, out: str | None = 
            detect_every: int = 1, batch: int = 16, overlay: bool = True, device: str = "auto",
            overwrite: bool = False) -> dict[str, float]:
     """P(fake) of a video or of every video under a folder with the detector of --run: faces tracked on --frames
-    evenly sampled frames (extract-faces' tracker, dlib), cropped at the run's size; OUT/<video>.json holds the
+    evenly sampled frames (0: every frame; extract-faces' tracker, dlib, detecting on every --detect-every-th of
+    them and following the face in between), cropped at the run's size; OUT/<video>.json holds the
     per-frame probabilities, OUT/<video>.overlay.mp4 the video with box and probability drawn (audio kept;
     --nooverlay skips it). No face found: 0.5 and a warning."""
     from pixforge.core.runtime import resolve_device
@@ -34,7 +39,7 @@ def detect(videos: str | None = None, run: str | None = None, out: str | None = 
 
     if videos is None or run is None or out is None:
         raise PixforgeError("VIDEO|DIR, --run RUN and --out OUT are required")
-    whole_number("--frames", frames, 1)
+    whole_number("--frames", frames, 0)
     whole_number("--detect-every", detect_every, 1)
     whole_number("--batch", batch, 1)
     src, out_dir = Path(videos), Path(out)
@@ -66,8 +71,10 @@ def detect_video(video: Path, key: str, det, arch: dict, out_dir: Path, frames: 
     options = ExtractOptions(frames=frames, size=arch["size"], detect_every=detect_every)
     info = probe_video(video)
     record: dict = {"video": str(video), "run_model": arch["model"]}
+    timing: dict = {}
     with tempfile.TemporaryDirectory(prefix="pixforge-detect-") as tmp:
         job = FaceJob(video, Path(tmp) / "faces", key)
+        start = time.perf_counter()
         try:
             track = extract_video(job, options, open_backend(options), info)
         except PixforgeError as err:
@@ -77,7 +84,9 @@ def detect_video(video: Path, key: str, det, arch: dict, out_dir: Path, frames: 
             warning = f"no face found in {video}: P(fake) set to 0.5"
             print(f"pixforge-forensics: warning: {warning}", file=sys.stderr)
             record.update(p_fake=0.5, warning=warning, items=[])
+        timing["faces_s"] = time.perf_counter() - start
         if track is not None:
+            start = time.perf_counter()
             faces = fdata.scan(job.dst.parent, "faces")
             data = fdata.EvalClips(faces, [], arch["clip"], arch["size"], arch["sampling"])
             probs, _, _ = predict(det, data, batch=batch, device=dev)
@@ -86,11 +95,15 @@ def detect_video(video: Path, key: str, det, arch: dict, out_dir: Path, frames: 
                 items.append({"frames": [track["frames"][i] for i in idx], "p_fake": float(probs[k]),
                               "boxes": [track["face_boxes"][i] for i in idx]})
             record.update(p_fake=float(np.mean(probs)), items=items)
+            timing.update(model_s=time.perf_counter() - start, frames=len(track["frames"]))
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{key}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     if overlay and record["items"]:
+        start = time.perf_counter()
         record["overlay"] = str(draw_overlay(video, record["items"], out_dir / f"{key}.overlay.mp4", info))
+        timing["overlay_s"] = time.perf_counter() - start
+    record["timing"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in timing.items()}
     target.write_text(json.dumps(record, indent=1))
     return record["p_fake"]
 

@@ -2,17 +2,18 @@
 a real video's manipulated versions are cut at the same places (FaceForensics++ / DeeperForensics advice).
 
 Per video (`extract_video`): `--frames` frames sampled evenly (0: all), faces tracked with `pixforge.core.faces`
-(detection on every `--detect-every`-th sampled frame, landmarks re-fitted in between), the main track picked
-(largest mean box area x number of frames it covers) and joined with the tracks that continue it after it was lost
-(`link_tracks`), its boxes filled in where it was lost (linear between its
-frames, held at the ends; landmarks re-fitted there), smoothed over time (a zero-phase Gaussian of `SMOOTH_FRAMES`
-source frames, so sparse samples stay put), squared and scaled (`--scale`), and cropped to `--size`:
-`OUT/<video path less its suffix>/<frame index>.png` and `track.json` (frame indices, crop and face boxes,
-landmarks in frame and crop pixels, what was detected, the probe info, the options). With `--boxes-from REAL_DIR`
-a video takes the frames and face boxes of its real video's `track.json` (matched by name: the same stem, else the
-longest real stem that starts the fake's followed by `_`, `-` or `.`, as FaceForensics++ `000_003` and
-DeeperForensics `000_M101` name their fakes after their target `000`); only landmarks are re-fitted on its own
-frames.
+(detection on every `--detect-every`-th sampled frame, upsampled once for frames under `SMALL_SIDE` px unless
+`--upsample` says otherwise; landmarks re-fitted in between), the main track picked (largest mean box area x number
+of frames it covers) and joined with the tracks that continue it after it was lost (`link_tracks`), the samples
+before its first and after its last detection dropped (a clip's faceless seconds: `track.dropped_without_face`),
+its boxes filled in where it was lost in between (linear; landmarks re-fitted there), smoothed over time (a
+zero-phase Gaussian of `SMOOTH_FRAMES` source frames, so sparse samples stay put), squared and scaled (`--scale`),
+and cropped to `--size`: `OUT/<video path less its suffix>/<frame index>.png` and `track.json` (frame indices, crop
+and face boxes, landmarks in frame and crop pixels, what was detected, the probe info, the options). With
+`--boxes-from REAL_DIR` a video takes the frames and face boxes of its real video's `track.json` (matched by name:
+the same stem, else the longest real stem that starts the fake's followed by `_`, `-` or `.`, as FaceForensics++
+`000_003` and DeeperForensics `000_M101` name their fakes after their target `000`); only landmarks are re-fitted
+on its own frames.
 
 A video's folder appears whole or not at all (written beside it, then renamed), so a killed run resumes by
 skipping finished folders. Every source (and its real track) is checked before anything is written.
@@ -42,6 +43,7 @@ from pixforge.export.video import VideoInfo, VideoReader
 SMOOTH_FRAMES = 2.0  # sigma of the box smoothing, in source frames
 TRACK_FILE = "track.json"
 KEEP_BYTES = 512 << 20  # sampled frames held in memory between tracking and cropping; more are decoded twice
+SMALL_SIDE = 320  # frames with a shorter longer side are upsampled once for detection (HOG finds ~80 px faces at 0)
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,9 @@ class ExtractOptions:
     scale: float = 1.3
     size: int = 299
     detect_every: int = 1
-    backend: str = "dlib"
     detector: str = "hog"
     max_side: int = 640
+    upsample: int | None = None  # detector upsampling; None: 1 for frames whose longer side is under SMALL_SIDE
 
 
 # ------------------------------------------------------------------------------------------------------- planning
@@ -201,13 +203,49 @@ def link_tracks(best, tracks, reach: float = 0.5) -> tuple[dict[int, tuple[objec
     return dict(sorted(chosen.items())), linked
 
 
+PRESHRINK = 2.0  # crop_face: a face region over this many times the crop size is area-averaged down to it first
+
+
+def crop_face(frame: np.ndarray, box, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`pixforge.core.faces.crop_box` (the square `box` resampled to `size`, black outside the frame; its 2 x 3
+    frame -> crop matrix), cheaper for large faces: a box over `PRESHRINK` x `size` is first area-averaged
+    (`cv2.INTER_AREA`) to about that, so crop_box's antialiasing Gaussian (sigma (1/s - 1) / 2, a float convolution
+    of the whole region) runs on a small image; at 720p with a 112 px crop it cost more than the detector's forward."""
+    import math
+
+    import cv2
+
+    from pixforge.core.faces import crop_box
+
+    x0, y0, x1, y1 = (float(v) for v in box)
+    factor = (x1 - x0) / (PRESHRINK * size)
+    if factor <= 1.5:
+        return crop_box(frame, box, size)
+    height, width = frame.shape[:2]
+    rx0, ry0 = max(0, math.floor(x0) - 2), max(0, math.floor(y0) - 2)
+    rx1, ry1 = min(width, math.ceil(x1) + 3), min(height, math.ceil(y1) + 3)
+    if rx1 - rx0 < 2 or ry1 - ry0 < 2:
+        return crop_box(frame, box, size)
+    w, h = rx1 - rx0, ry1 - ry0
+    sw, sh = max(1, round(w / factor)), max(1, round(h / factor))
+    small = cv2.resize(frame[ry0:ry1, rx0:rx1], (sw, sh), interpolation=cv2.INTER_AREA)
+    sx, sy = sw / w, sh / h
+    # frame -> small: pixel centres, small pixel j covers frame pixels rx0 + [j / sx, (j + 1) / sx)
+    to_small = np.array([[sx, 0.0, (0.5 - rx0) * sx - 0.5], [0.0, sy, (0.5 - ry0) * sy - 0.5]])
+    small_box = ((x0 - rx0) * sx, (y0 - ry0) * sy, (x1 - rx0) * sx, (y1 - ry0) * sy)
+    crop, inner = crop_box(small, small_box, size)
+    matrix = np.concatenate([inner[:, :2] @ to_small[:, :2], (inner[:, :2] @ to_small[:, 2] + inner[:, 2])[:, None]],
+                            axis=1)
+    return crop, matrix
+
+
 def _fits(indices: Sequence[int], info: VideoInfo) -> bool:
     return len(indices) * info.width * info.height * 3 <= KEEP_BYTES
 
 
 def extract_video(job: FaceJob, options: ExtractOptions, backend, info: VideoInfo) -> dict:
     """Extract `job` into its folder (whole or not at all); returns its track record."""
-    from pixforge.core.faces import FaceTracker, crop_box, square_box, track_faces, transform_points
+    from pixforge.core.faces import FaceTracker, square_box, track_faces, transform_points
 
     count = count_frames(job.src, info)
     real = json.loads(job.real.read_text()) if job.real is not None else None
@@ -236,7 +274,8 @@ def extract_video(job: FaceJob, options: ExtractOptions, backend, info: VideoInf
                     frames.append((index, frame))
                 yield frame
 
-        for _ in track_faces(source(), backend, detect_every=options.detect_every, tracker=tracker,
+        for _ in track_faces(source(), backend_for(backend, options, info), detect_every=options.detect_every,
+                             tracker=tracker,
                              max_side=options.max_side):
             pass
         if keep and len(frames) != len(indices):
@@ -250,12 +289,22 @@ def extract_video(job: FaceJob, options: ExtractOptions, backend, info: VideoInf
             raise PixforgeError(f"no face found in any of the {len(indices)} sampled frames of {job.src}{note}")
         best = main_track(tracks)
         chosen, linked = link_tracks(best, tracks)
+        # only the samples where the face is: from its first detection to its last (and the frames tracked after
+        # it until the next detection frame); boxes are filled in inside that span, not held over samples
+        # without the face (a clip's seconds of cartoon before the person walks in)
+        seen = [p for p, (_, d) in chosen.items() if d]
+        lo, hi = min(seen), min(max(seen) + options.detect_every - 1, max(chosen))
+        dropped = [lo, len(indices) - 1 - hi]
+        chosen = {p - lo: v for p, v in chosen.items() if lo <= p <= hi}
+        indices = indices[lo:hi + 1]
+        if frames is not None:
+            frames = frames[lo:hi + 1]
         positions = list(chosen)
         face_boxes = smooth_boxes(fill_gaps(positions, [chosen[p][0].box for p in positions], len(indices)), indices)
         landmarks = [chosen[p][0].landmarks if p in chosen else None for p in range(len(indices))]
         detected = [bool(chosen[p][1]) if p in chosen else False for p in range(len(indices))]
         track_note = {"id": best.id, "linked": linked, "frames_covered": len(positions), "tracks_found": len(tracks),
-                      "boxes_from": None}
+                      "dropped_without_face": dropped, "boxes_from": None}
     crop_boxes = [square_box(tuple(b), options.scale) for b in face_boxes]
     width = max(4, len(str(count - 1)))
     names = list(real["files"]) if real is not None else [f"{i:0{width}d}.png" for i in indices]
@@ -271,7 +320,7 @@ def extract_video(job: FaceJob, options: ExtractOptions, backend, info: VideoInf
             lm = landmarks[position]
             if lm is None:  # a frame the track missed, or a fake cut at its real's boxes: its own landmarks
                 lm = backend.landmarks(frame, tuple(float(v) for v in face_boxes[position]))
-            crop, matrix = crop_box(frame, box, options.size)
+            crop, matrix = crop_face(frame, box, options.size)
             Image.fromarray(crop).save(tmp / names[position], compress_level=1)
             frame_lm.append(np.round(np.asarray(lm, np.float64), 2).tolist())
             crop_lm.append(np.round(transform_points(np.asarray(lm, np.float64), matrix), 2).tolist())
@@ -282,7 +331,7 @@ def extract_video(job: FaceJob, options: ExtractOptions, backend, info: VideoInf
                   "frames": indices, "files": names,
                   "boxes": np.asarray(crop_boxes).tolist(), "face_boxes": np.asarray(face_boxes).tolist(),
                   "detected": detected, "landmarks": frame_lm, "crop_landmarks": crop_lm, "size": options.size,
-                  "scale": options.scale, "backend": f"{options.backend}:{options.detector}",
+                  "scale": options.scale, "backend": backend.name,
                   "detect_every": options.detect_every, "track": track_note}
         write_text(tmp / TRACK_FILE, json.dumps(record) + "\n")
         if job.dst.exists():
@@ -296,6 +345,29 @@ def extract_video(job: FaceJob, options: ExtractOptions, backend, info: VideoInf
 # ---------------------------------------------------------------------------------------------------- many videos
 
 _WORKER: dict = {}
+
+
+def upsample_for(options: ExtractOptions, info: VideoInfo) -> int:
+    """The detector's upsampling for a video: `options.upsample`, or (None) 1 for small frames, else 0."""
+    if options.upsample is not None:
+        return int(options.upsample)
+    return 1 if max(info.width, info.height) < SMALL_SIDE else 0
+
+
+_BACKENDS: dict = {}
+
+
+def backend_for(backend, options: ExtractOptions, info: VideoInfo):
+    """`backend`, or one like it with the upsampling this video needs (`upsample_for`; opened once per value)."""
+    want = upsample_for(options, info)
+    if getattr(backend, "upsample", want) == want:
+        return backend
+    key = (options.detector, want)
+    if key not in _BACKENDS:
+        from pixforge.core.faces import open_detector
+
+        _BACKENDS[key] = open_detector(options.detector, upsample=want)
+    return _BACKENDS[key]
 
 
 def _init_worker(options: ExtractOptions) -> None:
@@ -313,9 +385,9 @@ def _work(job: FaceJob, options: ExtractOptions, info: VideoInfo) -> str:
 
 
 def open_backend(options: ExtractOptions):
-    from pixforge.core.faces import open_backend as open_faces
+    from pixforge.core.faces import open_detector
 
-    return open_faces(options.backend, detector=options.detector)
+    return open_detector(options.detector, upsample=options.upsample or 0)
 
 
 def is_done(job: FaceJob) -> bool:
@@ -335,7 +407,7 @@ def run_extract(jobs: Sequence[FaceJob], options: ExtractOptions, *, shard: str 
         if job.dst.exists() and not is_done(job) and any(job.dst.iterdir()) and not overwrite:
             raise PixforgeError(f"{job.dst} exists and is not a finished extract-faces folder: remove it or pass "
                                 "--overwrite")
-    infos = check_sources(todo)
+    infos = check_sources(todo, variable_rate=True)  # frames are read by index, not by time
     backend = open_backend(options)  # the faces extra is checked here, before any video is read
     done, failures = [], []
     bar = tqdm(total=len(mine), initial=len(skipped), desc="extract-faces", unit="video", dynamic_ncols=True,

@@ -76,12 +76,13 @@ def make_job(src: Path, root: Path, out: Path, steps: Steps, seed: int, prefix: 
     return Job(src, out / rel, key, tuple(steps), video_seed(seed, key))
 
 
-def check_sources(jobs: Sequence[Job]) -> dict[Path, VideoInfo]:
-    """Probe every distinct source (`check_input`) before any output is written; all problems in one line."""
+def check_sources(jobs: Sequence[Job], variable_rate: bool = False) -> dict[Path, VideoInfo]:
+    """Probe every distinct source (`check_input`; `variable_rate`: accept variable-frame-rate videos) before any
+    output is written; all problems in one line."""
     infos, problems = {}, []
     for src in dict.fromkeys(job.src for job in jobs):
         try:
-            infos[src] = check_input(src)
+            infos[src] = check_input(src, variable_rate)
         except PixforgeError as err:
             problems.append(str(err))
     if len(problems) == 1 and not infos:
