@@ -13,6 +13,7 @@ from pixforge.core.faces import (
     OneEuroFilter,
     align,
     alignment_matrix,
+    box_matrix,
     crop_box,
     feather,
     hull_mask,
@@ -120,6 +121,28 @@ def test_square_box_and_crop_box():
     half, _ = crop_box(frame * 0 + 100, (-10, -10, 30, 30), 20)  # leaves the frame: black there
     assert half[:4, :4].max() == 0 and half[10:, 10:].min() == 100
     assert np.allclose(invert_affine(matrix) @ [0, 0, 1], [10, 20])
+
+
+def test_large_downscales_average_blocks_first_and_stay_near_the_plain_gaussian():
+    """Below scale 1/4 `warp` averages k x k blocks before its Gaussian: within 2 grey levels (mean) of blurring the
+    whole region with sigma (1/s - 1)/2 and sampling it, the same matrix, and a plain copy at scale 1 unchanged."""
+    import torch
+    from kornia.filters import gaussian_blur2d
+    from kornia.geometry.transform import warp_affine
+
+    from pixforge.core.io import embedded_images
+
+    frame = np.ascontiguousarray(np.tile(embedded_images(["astronaut"])[0], (2, 2, 1))[:900, :1000])
+    for box, size in (((40.0, 30.0, 940.0, 880.0), 112), ((100.0, 100.0, 700.0, 700.0), 128)):
+        crop, matrix = crop_box(frame, box, size)
+        scale = size / (box[2] - box[0])
+        sigma = (1 / scale - 1) / 2
+        src = torch.from_numpy(frame).permute(2, 0, 1)[None].float().contiguous()
+        blurred = gaussian_blur2d(src, 2 * int(np.ceil(3 * sigma)) + 1, (sigma, sigma), border_type="replicate")
+        ref = warp_affine(blurred, torch.from_numpy(matrix).float()[None], (size, size), align_corners=True)
+        ref = ref[0].permute(1, 2, 0).round().clamp(0, 255).numpy()
+        diff = np.abs(crop.astype(np.float64) - ref)
+        assert diff.mean() < 2.0 and np.allclose(matrix, box_matrix(box, size)), diff.mean()
 
 
 # --- One Euro ---------------------------------------------------------------------------------------------------

@@ -254,22 +254,3 @@ def test_small_frames_are_upsampled_for_detection(tmp_path):
     assert abs((x0 + x1) / 2 - 88) < 10 and 25 < x1 - x0 < 70
     with pytest.raises(PixforgeError, match="--upsample must be"):
         Forensics().extract_faces(str(tmp_path / "in"), str(tmp_path / "o1"), upsample=-1)
-
-
-def test_crop_face_matches_crop_box():
-    """The pre-shrunk crop of a large face (a 500 px box to 112 px, and one leaving the frame) is crop_box's within
-    antialiasing differences, with the same frame -> crop matrix; small boxes go through crop_box itself."""
-    from skimage import data
-
-    from pixforge.core.faces import crop_box
-
-    frame = np.ascontiguousarray(np.tile(data.astronaut(), (2, 3, 1))[:720, :1280])
-    for box in ((400.0, 50.0, 900.5, 550.5), (-100.0, 400.0, 300.0, 800.0)):
-        want, want_m = crop_box(frame, box, 112)
-        got, got_m = extract.crop_face(frame, box, 112)
-        assert got.shape == want.shape == (112, 112, 3) and np.allclose(got_m, want_m, atol=1e-9)
-        diff = got.astype(np.float64) - want
-        psnr = 10 * np.log10(255.0**2 / np.mean(diff**2))
-        assert np.abs(diff).mean() < 2.5 and psnr > 32, (np.abs(diff).mean(), psnr)  # area vs Gaussian antialias
-    small = (100.0, 100.0, 250.0, 250.0)  # 150 px to 112: no pre-shrink
-    assert np.array_equal(extract.crop_face(frame, small, 112)[0], crop_box(frame, small, 112)[0])

@@ -203,49 +203,13 @@ def link_tracks(best, tracks, reach: float = 0.5) -> tuple[dict[int, tuple[objec
     return dict(sorted(chosen.items())), linked
 
 
-PRESHRINK = 2.0  # crop_face: a face region over this many times the crop size is area-averaged down to it first
-
-
-def crop_face(frame: np.ndarray, box, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """`pixforge.core.faces.crop_box` (the square `box` resampled to `size`, black outside the frame; its 2 x 3
-    frame -> crop matrix), cheaper for large faces: a box over `PRESHRINK` x `size` is first area-averaged
-    (`cv2.INTER_AREA`) to about that, so crop_box's antialiasing Gaussian (sigma (1/s - 1) / 2, a float convolution
-    of the whole region) runs on a small image; at 720p with a 112 px crop it cost more than the detector's forward."""
-    import math
-
-    import cv2
-
-    from pixforge.core.faces import crop_box
-
-    x0, y0, x1, y1 = (float(v) for v in box)
-    factor = (x1 - x0) / (PRESHRINK * size)
-    if factor <= 1.5:
-        return crop_box(frame, box, size)
-    height, width = frame.shape[:2]
-    rx0, ry0 = max(0, math.floor(x0) - 2), max(0, math.floor(y0) - 2)
-    rx1, ry1 = min(width, math.ceil(x1) + 3), min(height, math.ceil(y1) + 3)
-    if rx1 - rx0 < 2 or ry1 - ry0 < 2:
-        return crop_box(frame, box, size)
-    w, h = rx1 - rx0, ry1 - ry0
-    sw, sh = max(1, round(w / factor)), max(1, round(h / factor))
-    small = cv2.resize(frame[ry0:ry1, rx0:rx1], (sw, sh), interpolation=cv2.INTER_AREA)
-    sx, sy = sw / w, sh / h
-    # frame -> small: pixel centres, small pixel j covers frame pixels rx0 + [j / sx, (j + 1) / sx)
-    to_small = np.array([[sx, 0.0, (0.5 - rx0) * sx - 0.5], [0.0, sy, (0.5 - ry0) * sy - 0.5]])
-    small_box = ((x0 - rx0) * sx, (y0 - ry0) * sy, (x1 - rx0) * sx, (y1 - ry0) * sy)
-    crop, inner = crop_box(small, small_box, size)
-    matrix = np.concatenate([inner[:, :2] @ to_small[:, :2], (inner[:, :2] @ to_small[:, 2] + inner[:, 2])[:, None]],
-                            axis=1)
-    return crop, matrix
-
-
 def _fits(indices: Sequence[int], info: VideoInfo) -> bool:
     return len(indices) * info.width * info.height * 3 <= KEEP_BYTES
 
 
 def extract_video(job: FaceJob, options: ExtractOptions, backend, info: VideoInfo) -> dict:
     """Extract `job` into its folder (whole or not at all); returns its track record."""
-    from pixforge.core.faces import FaceTracker, square_box, track_faces, transform_points
+    from pixforge.core.faces import FaceTracker, crop_box, square_box, track_faces, transform_points
 
     count = count_frames(job.src, info)
     real = json.loads(job.real.read_text()) if job.real is not None else None
@@ -320,7 +284,7 @@ def extract_video(job: FaceJob, options: ExtractOptions, backend, info: VideoInf
             lm = landmarks[position]
             if lm is None:  # a frame the track missed, or a fake cut at its real's boxes: its own landmarks
                 lm = backend.landmarks(frame, tuple(float(v) for v in face_boxes[position]))
-            crop, matrix = crop_face(frame, box, options.size)
+            crop, matrix = crop_box(frame, box, options.size)
             Image.fromarray(crop).save(tmp / names[position], compress_level=1)
             frame_lm.append(np.round(np.asarray(lm, np.float64), 2).tolist())
             crop_lm.append(np.round(transform_points(np.asarray(lm, np.float64), matrix), 2).tolist())

@@ -22,6 +22,7 @@ import torch
 from kornia.filters import gaussian_blur2d
 from kornia.geometry.transform import warp_affine
 from PIL import Image, ImageDraw
+from torch.nn.functional import avg_pool2d
 
 from pixforge.core.faces.face import Box
 
@@ -102,7 +103,9 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, int]) -> 
     """`image` (uint8 H x W x C) resampled onto a `size` (int, or (height, width)) canvas: out(M p) = image(p).
 
     Only the part of `image` the canvas covers is read; outside the image is black. Downscaling warps are
-    antialiased with a Gaussian of sigma (1/s - 1)/2, s the scale, as skimage's `rescale` does.
+    antialiased with a Gaussian of sigma (1/s - 1)/2, s the scale, as skimage's `rescale` does; below s = 1/4 the
+    region is first averaged over k x k blocks (k = floor(1/(2s))) and blurred by what the blocks leave of that
+    variance, so a large face costs about what a small one does.
     """
     height, width = (size, size) if isinstance(size, int) else size
     out = np.zeros((height, width, image.shape[2]), np.uint8)
@@ -111,13 +114,19 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, int]) -> 
     if region is None:
         return out
     x0, y0, x1, y1 = region
-    src = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1])).permute(2, 0, 1)[None].float()
-    scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
-    if scale < 1:
-        sigma = (1 / scale - 1) / 2
-        src = _blur(src, sigma) if sigma > 0.3 else src
+    src = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1])).permute(2, 0, 1)[None].float().contiguous()
     shifted = matrix.copy()
     shifted[:, 2] += matrix[:, :2] @ np.array([x0, y0], np.float64)
+    scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    sigma = (1 / scale - 1) / 2 if 0 < scale < 1 else 0.0
+    block = max(1, math.floor(1 / (2 * scale))) if scale > 0 else 1
+    if block > 1:  # block j's centre is source pixel j k + (k - 1) / 2; the blocks' own variance is (k^2 - 1) / 12
+        src = avg_pool2d(src, block, ceil_mode=True)
+        shifted[:, 2] += shifted[:, :2] @ np.full(2, (block - 1) / 2)
+        shifted[:, :2] *= block
+        sigma = math.sqrt(max(sigma**2 - (block**2 - 1) / 12, 0.0)) / block
+    if sigma > 0.3:
+        src = _blur(src, sigma)
     warped = warp_affine(src, torch.from_numpy(shifted).float()[None], (height, width), align_corners=True)
     return warped[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
