@@ -13,6 +13,7 @@ from pixforge.export.video import (
     VideoReader,
     VideoWriter,
     _mux_extra_args,
+    _packet_rate,
     _run_ffmpeg,
     copy_video,
     ffmpeg_exe,
@@ -47,6 +48,67 @@ def test_probe(tmp_path, rate, fps, frames):
     assert info.fps == pytest.approx(float(Fraction(fps)))
     assert info.has_audio and info.codec == "h264"
     assert info.duration == pytest.approx(2.0, abs=0.05)
+    # constant rate: the mean rate from the packets' timestamps is the nominal one, exactly
+    assert (info.mean_fps_fraction, info.mean_fps, info.variable_rate) == (fps, info.fps, False)
+    assert info.playback_fps_fraction == fps
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mov"])
+def test_probe_constant_rate_in_other_containers(tmp_path, suffix):
+    info = probe_video(lavfi(tmp_path / f"clip{suffix}", rate="30", audio=False))
+    assert (info.fps_fraction, info.mean_fps_fraction, info.frame_count, info.variable_rate) == ("30/1", "30/1", 60,
+                                                                                                  False)
+
+
+def vfr_clip(path, audio=True):
+    """40 frames: 20 at 10 fps, then 20 at 40 fps (2.5 s, 16 fps on average; ffmpeg's nominal rate is 40)."""
+    cmd = [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=40:duration=1"]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=440:duration=2.5"]
+    cmd += ["-vf", "setpts='if(lt(N,20),N/10,2+(N-20)/40)/TB'", "-fps_mode", "vfr", "-c:v", "libx264",
+            "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
+def test_probe_measures_a_variable_rate(tmp_path, suffix):
+    info = probe_video(vfr_clip(tmp_path / f"vfr{suffix}", audio=False))
+    assert (info.fps_fraction, info.frame_count) == ("40/1", 40)  # the nominal rate: 1 s by the count
+    assert (info.mean_fps_fraction, info.mean_fps, info.variable_rate) == ("16/1", 16.0, True)
+    assert info.playback_fps_fraction == "16/1" and info.playback_fps == 16.0
+    assert info.frame_count / info.mean_fps == pytest.approx(info.duration, abs=0.05)
+
+
+def test_probe_is_one_ffmpeg_run(tmp_path, monkeypatch):
+    path = vfr_clip(tmp_path / "vfr.mp4", audio=False)
+    calls = []
+    run = subprocess.run
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a) or run(*a, **k))
+    assert probe_video(path).variable_rate and len(calls) == 1
+
+
+def test_copy_video_keeps_a_variable_rate_videos_duration_and_audio(tmp_path):
+    src = vfr_clip(tmp_path / "vfr.mp4")
+    dst = copy_video(src, tmp_path / "dst.mp4", lambda batch: batch, batch_size=8, preset="ultrafast")
+    info = probe_video(dst)
+    assert (info.fps_fraction, info.mean_fps_fraction, info.frame_count, info.variable_rate) == ("16/1", "16/1", 40,
+                                                                                                  False)
+    assert info.duration == pytest.approx(2.5, abs=0.05) and info.has_audio
+
+
+@pytest.mark.parametrize("listing, count, mean", [
+    ("#tb 0: 1/1000\n0, 0, 0, 40, 9, 0x1\n0, 40, 40, 40, 9, 0x2\n0, 80, 80, 40, 9, 0x3\n", 3, Fraction(25)),
+    ("#tb 0: 1/1000\n0, 0, 0, 0, 9, 0x1\n0, 40, 40, 0, 9, 0x2\n0, 80, 80, 0, 9, 0x3\n", 3, Fraction(25)),
+    ("#tb 0: 1/90000\n0, -3003, 0, 3003, 9, 0x1, S=1, 8, 0x2\n0, 0, 6006, 3003, 9, 0x3\n"
+     "0, 3003, 3003, 3003, 9, 0x4\n", 3, Fraction(30000, 1001)),
+    ("#tb 0: 1/1000\n0, 0, 0, 40, 9, 0x1\n", 1, None),
+    ("#tb 0: 1/1000\n", 0, None),
+])
+def test_packet_rate_from_a_framecrc_listing(listing, count, mean):
+    """Frames over the span of their timestamps (packets in decoding order, pts reordered); without durations,
+    the span between the first and last pts holds one frame less."""
+    assert _packet_rate(listing) == (count, mean)
 
 
 @pytest.mark.parametrize("rate", ["25", "30000/1001"])

@@ -81,7 +81,6 @@ def test_a_variable_frame_rate_video_keeps_its_duration(run, tmp_path, video_wri
     rate, so it lasts as long as the target instead of playing too fast."""
     from fractions import Fraction
 
-    from pixforge.dfvae.pipeline import playback_rate
     from pixforge.export.video import ffmpeg_exe, probe_video
 
     cfr = video_writer(tmp_path / "cfr.mp4", frames_maker(12, 160))
@@ -90,9 +89,9 @@ def test_a_variable_frame_rate_video_keeps_its_duration(run, tmp_path, video_wri
                     "setpts='(floor(N/2)*0.075+mod(N,2)/120)/TB'", "-fps_mode", "passthrough", "-c:v", "libx264",
                     "-preset", "ultrafast", "-video_track_timescale", "12000", str(vfr)], check=True)
     src = probe_video(vfr)
-    rate = playback_rate(vfr, src)
-    assert src.fps_fraction == "25/1" and 26 < rate < 28.5
-    assert playback_rate(cfr, probe_video(cfr)) == Fraction(25)  # a constant-rate video keeps its exact rate
+    rate = Fraction(src.playback_fps_fraction)
+    assert src.fps_fraction == "25/1" and src.variable_rate and 26 < rate < 28.5
+    assert probe_video(cfr).playback_fps_fraction == "25/1"  # a constant-rate video keeps its exact rate
     out = tmp_path / "swapped.mp4"
     assert cli("swap", vfr, "--run", run, "--source-id", "ben", "--out", out, "--quiet") == 0
     got = probe_video(out)

@@ -48,7 +48,14 @@ def ffmpeg_exe() -> str:
 
 @dataclass
 class VideoInfo:
-    """What `probe_video` reads from a file; width and height are those of the decoded (rotated) frames."""
+    """What `probe_video` reads from a file; width and height are those of the decoded (rotated) frames.
+
+    `fps` / `fps_fraction` is the stream's nominal rate (ffmpeg's r_frame_rate). `mean_fps` / `mean_fps_fraction`
+    is the rate measured from the video packets' own timestamps: frames over the time they span (None where fewer
+    than two packets or no span). They agree on a constant-rate video; a variable-frame-rate one (a phone's HEVC
+    .mov that says 120 or 30 frames/s and averages 26.5) plays at its mean rate, so `variable_rate` tells it and
+    `playback_fps_fraction` is the rate to write its decoded frames at to keep its duration (and audio).
+    """
 
     width: int
     height: int
@@ -58,30 +65,93 @@ class VideoInfo:
     duration: float | None
     has_audio: bool
     codec: str
+    mean_fps: float | None = None
+    mean_fps_fraction: str | None = None
+
+    @property
+    def variable_rate(self) -> bool:
+        """The mean rate differs from the nominal one by more than 1 %."""
+        if self.mean_fps_fraction is None:
+            return False
+        nominal = Fraction(self.fps_fraction)
+        return abs(Fraction(self.mean_fps_fraction) - nominal) > nominal / 100
+
+    @property
+    def playback_fps_fraction(self) -> str:
+        """The rate the decoded frames are shown at: the nominal `fps_fraction`, unless `variable_rate`, then the
+        mean rate (to a denominator of at most 1001)."""
+        if not self.variable_rate:
+            return self.fps_fraction
+        mean = Fraction(self.mean_fps_fraction).limit_denominator(1001)
+        return f"{mean.numerator}/{mean.denominator}"
+
+    @property
+    def playback_fps(self) -> float:
+        return float(Fraction(self.playback_fps_fraction))
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read size, exact frame rate, frame count (packets counted without decoding), duration, audio and codec."""
+    """Read size, exact and mean frame rate, frame count (packets counted without decoding), duration, audio and
+    codec, in one ffmpeg run."""
     path = Path(path)
-    # output 0 counts video packets by stream copy; output 1 decodes one frame as framecrc, whose header gives
-    # the exact frame rate (as the stream time base) and the size after rotation
-    rc, err, out = _run_ffmpeg(path, ["-map", "0:v:0", "-c", "copy", "-f", "null", "-", "-map", "0:v:0",
-                                      "-frames:v", "1", "-c:v", "rawvideo", "-f", "framecrc", "pipe:1"])
+    # output 0 lists the video packets (stream copy as framecrc: their count, pts and durations give the frame
+    # count and the mean rate); output 1 decodes one frame as framecrc, whose header gives the exact nominal frame
+    # rate (as the stream time base) and the size after rotation. Two outputs, as `-frames` ends its whole output.
+    fd, first = tempfile.mkstemp(prefix="pixforge-probe-", suffix=".txt")
+    os.close(fd)
+    try:
+        rc, err, out = _run_ffmpeg(path, ["-map", "0:v:0", "-c", "copy", "-f", "framecrc", "pipe:1",
+                                          "-map", "0:v:0", "-frames:v", "1", "-c:v", "rawvideo", "-f", "framecrc",
+                                          "-y", f"file:{first}"])
+        frame = Path(first).read_text("utf-8", "replace")
+    finally:
+        os.unlink(first)
     header = _parse_header(path, err)
     if header["video"] is None:
         raise PixforgeError(f"{path} has no video stream")
     if rc != 0:
         raise PixforgeError(f"{path} is not a readable video ({ffmpeg_error(err)})")
-    tb = re.search(r"^#tb 0: (\d+)/(\d+)", out, re.M)
-    dims = re.search(r"^#dimensions 0: (\d+)x(\d+)", out, re.M)
+    tb = re.search(r"^#tb 0: (\d+)/(\d+)", frame, re.M)
+    dims = re.search(r"^#dimensions 0: (\d+)x(\d+)", frame, re.M)
     if not (tb and dims):
         raise PixforgeError(f"{path} has no decodable video frame")
     fps = Fraction(int(tb.group(2)), int(tb.group(1)))
-    frames = re.findall(r"frame=\s*(\d+)", err)
+    count, mean = _packet_rate(out)
     return VideoInfo(width=int(dims.group(1)), height=int(dims.group(2)), fps=float(fps),
-                     fps_fraction=f"{fps.numerator}/{fps.denominator}",
-                     frame_count=int(frames[-1]) if frames else None, duration=header["duration"],
-                     has_audio=header["has_audio"], codec=header["video"].split()[0].rstrip(","))
+                     fps_fraction=f"{fps.numerator}/{fps.denominator}", frame_count=count, duration=header["duration"],
+                     has_audio=header["has_audio"], codec=header["video"].split()[0].rstrip(","),
+                     mean_fps=float(mean) if mean else None,
+                     mean_fps_fraction=f"{mean.numerator}/{mean.denominator}" if mean else None)
+
+
+def _packet_rate(framecrc: str) -> tuple[int | None, Fraction | None]:
+    """(packet count, mean rate) of a stream-copy framecrc listing: the packets over the time they span, from the
+    first pts to the end (pts + duration) of the last; with no packet durations, over the first to the last pts
+    less one frame."""
+    tb = re.search(r"^#tb 0: (\d+)/(\d+)", framecrc, re.M)
+    if tb is None:
+        return None, None
+    starts, ends = [], []
+    for line in framecrc.splitlines():
+        if line.startswith("#"):
+            continue
+        fields = line.split(",", 4)
+        if len(fields) < 5 or fields[0].strip() != "0":
+            continue
+        try:
+            pts, duration = int(fields[2]), int(fields[3])
+        except ValueError:
+            continue
+        starts.append(pts)
+        ends.append(pts + duration)
+    if len(starts) < 2:
+        return len(starts), None
+    span, frames = max(ends) - min(starts), len(starts)
+    if ends == starts:  # no packet durations: the last frame's is unknown
+        span, frames = max(starts) - min(starts), frames - 1
+    if span <= 0:
+        return len(starts), None
+    return len(starts), frames / (span * Fraction(int(tb.group(1)), int(tb.group(2))))
 
 
 class VideoReader:
@@ -343,10 +413,11 @@ class VideoWriter:
 
 def copy_video(src: str | os.PathLike, dst: str | os.PathLike, fn: Callable[[np.ndarray], np.ndarray],
                batch_size: int = 16, **writer_kwargs: Any) -> Path:
-    """Write `fn(batch)` for every batch of `src` to `dst`, keeping the frame rate and (by default) the audio."""
+    """Write `fn(batch)` for every batch of `src` to `dst`, keeping the frame rate (a variable-rate video's mean
+    rate, `VideoInfo.playback_fps_fraction`, so that it keeps its duration) and (by default) the audio."""
     writer_kwargs.setdefault("audio_from", src)
     with VideoReader(src, batch_size) as reader:
-        with VideoWriter(dst, reader.info.fps_fraction, **writer_kwargs) as writer:
+        with VideoWriter(dst, reader.info.playback_fps_fraction, **writer_kwargs) as writer:
             for batch in reader:
                 writer.write(fn(batch))
     return Path(dst)

@@ -13,13 +13,10 @@ the target's values bit for bit).
 from __future__ import annotations
 
 import queue
-import re
-import subprocess
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 
@@ -195,30 +192,6 @@ class FrameFaces:
             pending.append((index, held.pop(0), by_track))
         if pending:
             yield from release(pending, None)
-
-
-def playback_rate(path, info) -> Fraction:
-    """The rate at which the decoded frames of the video `path` (`info`: its `probe_video`) are shown: the stream's
-    nominal rate (`info.fps_fraction`), unless the video stream's own packet timestamps (frames over the time they
-    span) average more than 1 % away from it, then that mean rate. Variable-frame-rate phone videos (an HEVC .mov
-    that says 120 or 30 frames/s and averages 26.5) decode to one frame per packet: written at the nominal rate they
-    would play 1.1 to 4.5 times too fast with the audio cut, and the landmark smoothing would run on the wrong clock.
-    """
-    from pixforge.export.video import ffmpeg_exe
-
-    nominal = Fraction(info.fps_fraction)
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", f"file:{path}", "-map",
-                           "0:v:0", "-c", "copy", "-f", "framecrc", "-"], capture_output=True, text=True)
-    tb = re.search(r"^#tb 0: (\d+)/(\d+)", proc.stdout, re.M)
-    packets = [line.split(",") for line in proc.stdout.splitlines() if line and not line.startswith("#")]
-    if proc.returncode != 0 or tb is None or len(packets) < 2:
-        return nominal
-    pts, durations = [int(p[2]) for p in packets], [int(p[3]) for p in packets]
-    span = (max(p + d for p, d in zip(pts, durations, strict=True)) - min(pts)) * Fraction(int(tb[1]), int(tb[2]))
-    if span <= 0:
-        return nominal
-    mean = len(packets) / span
-    return mean.limit_denominator(1001) if abs(mean - nominal) > nominal / 100 else nominal
 
 
 def timed_frames(reader, timings: Timings):

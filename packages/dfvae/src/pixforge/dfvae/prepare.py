@@ -132,9 +132,7 @@ def _video(path: Path, name: str | None) -> Source:
     info = probe_video(path)
     if info.frame_count == 0:
         raise PixforgeError(f"video {path} has no frames")
-    from pixforge.dfvae.pipeline import playback_rate
-
-    fps = float(playback_rate(path, info))  # a variable-frame-rate video's mean rate (the smoothing's clock)
+    fps = info.playback_fps  # a variable-frame-rate video's mean rate (the smoothing's clock)
     return Source(path, name or identity_name(_safe(path.stem)), "video", fps, info.frame_count)
 
 

@@ -36,7 +36,6 @@ from pixforge.dfvae.pipeline import (
     Swapper,
     Timings,
     background,
-    playback_rate,
     timed_frames,
 )
 from pixforge.export.errors import PixforgeError
@@ -60,8 +59,7 @@ def swap_video(target: Path, out: Path, faces: FrameFaces, swapper: Swapper, *, 
     from pixforge.export.video import VideoReader, VideoWriter, probe_video
 
     info = probe_video(target)
-    rate = playback_rate(target, info)
-    rate = f"{rate.numerator}/{rate.denominator}"
+    rate = info.playback_fps_fraction  # a variable-frame-rate video's mean rate keeps its duration (and audio)
     timings = Timings()
     extra = ["-metadata", f"comment={comment}"] if comment else []
     options = dict(crf=crf, preset=preset, audio_from=target, extra_args=extra)
@@ -273,7 +271,7 @@ def plan_swap(target, *, run=None, source_id=None, out=None, model=None, source_
         info = probe_video(target)
         if info.frame_count == 0:
             raise PixforgeError(f"video {target} has no frames")
-        fps = float(playback_rate(target, info))
+        fps = info.playback_fps
     session, identity, refs, size, padding = _network(run, model, source_id, source_images, device, amp)
     if reference >= len(refs):
         raise PixforgeError(f"--reference {reference}: there are {len(refs)} reference crops (0..{len(refs) - 1})")

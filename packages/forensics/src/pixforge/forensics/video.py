@@ -205,45 +205,21 @@ def _transcode(src: Path, dst: Path, info: VideoInfo, crf: int, preset: str, aud
 SHORTFALL_S = 0.5  # seconds a stream may end before the container says (e.g. a longer audio track)
 
 
-def video_end_seconds(src: Path) -> float | None:
-    """Where the first video stream's packets end (the largest pts + duration, in seconds; None when unreadable):
-    the length of a variable-frame-rate video, whose frame count / nominal rate (ffmpeg's r_frame_rate, e.g. 30 or
-    120 for a phone's .mov averaging 26.4 fps) is shorter than its real duration."""
-    from pixforge.export.video import ffmpeg_exe
-
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", f"file:{src}", "-map", "0:v:0", "-c",
-           "copy", "-f", "framecrc", "pipe:1"]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
-    text = proc.stdout.decode("utf-8", "replace")
-    tb = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("#tb 0:")), None)
-    ends = []
-    for line in text.splitlines():
-        fields = [f.strip() for f in line.split(",")]
-        if line.startswith("#") or len(fields) < 4:
-            continue
-        try:
-            ends.append(int(fields[2]) + int(fields[3]))
-        except ValueError:
-            continue
-    if proc.returncode != 0 or tb is None or not ends:
-        return None
-    return float(max(ends) * Fraction(tb))
-
-
 def check_input(src: Path, variable_rate: bool = False) -> VideoInfo:
     """Probe a source video and refuse one that cannot be perturbed whole: no video frames, or fewer than its
     container declares (a truncated file: its header promises a length the packets do not reach; the official
-    script stops on its frame-count assertion there). Where the count at the nominal rate falls short, the last
-    video packet's timestamp decides: short too, truncated; reaching the end, a variable-frame-rate video (a phone's
-    .mov), accepted with `variable_rate` (extract-faces reads frames by index) and refused otherwise (perturb writes
-    a constant rate, which would change its duration)."""
+    script stops on its frame-count assertion there). Where the count at the nominal rate falls short, the time the
+    video packets span (frame count / `VideoInfo.mean_fps`, from their timestamps) decides: short too, truncated;
+    reaching the end, a variable-frame-rate video (a phone's .mov, nominally 30 or 120 fps, averaging 26.5),
+    accepted with `variable_rate` (extract-faces reads frames by index) and refused otherwise (perturb writes a
+    constant rate, which would change its duration)."""
     info = probe_video(src)
     if info.frame_count == 0:
         raise PixforgeError(f"{src} has no video frames")
     if info.frame_count is not None and info.duration is not None:
         declared = round(info.duration * info.fps)
         if info.frame_count < declared - max(SHORTFALL_S * info.fps, 0.05 * declared):
-            end = video_end_seconds(src)
+            end = info.frame_count / info.mean_fps if info.mean_fps else None  # the span of the video packets
             if end is None or end < info.duration - max(SHORTFALL_S, 0.05 * info.duration):
                 raise PixforgeError(f"{src} holds {info.frame_count} frames ({info.frame_count / info.fps:.2f} s) "
                                     f"but its container declares {info.duration:.2f} s ({declared} frames): the file "
@@ -251,7 +227,7 @@ def check_input(src: Path, variable_rate: bool = False) -> VideoInfo:
             if not variable_rate:
                 raise PixforgeError(f"{src} has a variable frame rate ({info.frame_count} frames over {end:.2f} s, "
                                     f"nominally {info.fps:g} fps): perturb writes a constant rate; convert it first "
-                                    f"(ffmpeg -i IN -fps_mode cfr -r {info.frame_count / end:.3g} OUT.mp4)")
+                                    f"(ffmpeg -i IN -fps_mode cfr -r {info.mean_fps:.3g} OUT.mp4)")
     return info
 
 
