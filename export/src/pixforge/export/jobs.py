@@ -211,7 +211,7 @@ def _run_video(pipe: Pipeline, item: Item, batch: int, bar: tqdm) -> None:
                 if name not in writers:
                     even = clip.shape[1] % 2 == 0 and clip.shape[2] % 2 == 0
                     writers[name] = stack.enter_context(VideoWriter(
-                        path, reader.info.fps_fraction, audio_from=item.source,
+                        path, reader.info.playback_fps_fraction, audio_from=item.source,
                         pix_fmt="yuv420p" if even else "yuv444p"))
                 writers[name].write(clip)
             done += len(frames)

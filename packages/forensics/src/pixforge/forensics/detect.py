@@ -118,7 +118,8 @@ def draw_overlay(video: Path, items: list[dict], path: Path, info) -> Path:
                                                                             strict=True)}.items())
     positions = np.array([f for f, _ in sampled])
     index = 0
-    with VideoReader(video, info=info) as reader, VideoWriter(path, info.fps_fraction, audio_from=video) as writer:
+    with (VideoReader(video, info=info) as reader,
+          VideoWriter(path, info.playback_fps_fraction, audio_from=video) as writer):
         for chunk in reader:
             out = chunk.copy()
             for frame in out:
