@@ -13,7 +13,9 @@ from pixforge.singleimage.petsgan import (
     PatchTransfer,
     Restoration,
     collapse_penalty,
+    data_spread,
     hinge_d_loss,
+    layout_diversity,
     petsgan_sizes,
     sinusoidal_encoding,
     sparsity,
@@ -39,9 +41,19 @@ def test_positional_encoding_is_its_formula():
 
 def test_collapse_penalty_is_its_formula():
     scores = torch.tensor([[0.5], [-1.0], [2.0], [0.25], [1.0], [-2.0]])
-    expected = (abs(0.5 - 0.25) + abs(-1.0 - 1.0) + abs(2.0 + 2.0)) / 3  # E|D(G(z1)) - D(G(z2))| over 3 pairs
+    p = torch.sigmoid(scores).flatten().tolist()  # Eq. 6's D_G is a probability (its log D_G terms)
+    expected = (abs(p[0] - p[3]) + abs(p[1] - p[4]) + abs(p[2] - p[5])) / 3  # E|D(G(z1)) - D(G(z2))| over 3 pairs
     assert collapse_penalty(scores).item() == pytest.approx(expected)
-    assert collapse_penalty(scores, official=True).item() == pytest.approx(1.5)  # official: first two only
+    assert collapse_penalty(scores, official=True).item() == pytest.approx(1.5)  # official: raw scores, first two
+
+
+def test_layout_diversity_is_the_capped_pairwise_distance():
+    x = torch.zeros(4, 3, 2, 2)
+    x[2:] = 0.5  # pairs (0, 2), (1, 3): mean L1 0.5
+    assert layout_diversity(x, 1.0).item() == pytest.approx(0.5)
+    assert layout_diversity(x, 0.2).item() == pytest.approx(0.2)  # capped at the data's own spread
+    same = torch.full((5, 3, 2, 2), 0.3)
+    assert data_spread(same, 0) == 0.0 and data_spread(torch.cat([same, -same]), 0) > 0
 
 
 def test_patch_transfer_reproduces_the_input_as_tau_goes_to_zero():
@@ -105,12 +117,19 @@ def test_sizes_and_minimum():
         petsgan_sizes(60, 60)
 
 
-@pytest.mark.parametrize("official", [False, True])
-def test_tiny_three_phase_run_and_any_size_sampling(tmp_path, image_file, official):
+@pytest.mark.parametrize("official, diversity", [(False, 0.0), (True, 0.0), (False, 10.0)])
+def test_tiny_three_phase_run_and_any_size_sampling(tmp_path, image_file, official, diversity):
     run = train(str(image_file), str(tmp_path / "p"), method="petsgan", downscale=2, warmup_g=2, warmup_f=2, joint=2,
-                batch_g=4, augment=6, g_dim=8, ir_dim=8, d_dim=8, official=official, device="cpu", quiet=True)
+                batch_g=4, augment=6, g_dim=8, ir_dim=8, d_dim=8, official=official, layout_diversity=diversity,
+                device="cpu", quiet=True)
     assert {p.name for p in (run / "samples").iterdir()} == {"phase-G.png", "phase-F.png", "phase-joint.png",
                                                              "final.png"}
     model = load_model(run)
     assert model.sample(2, (18, 50)).shape == (2, 3, 18, 50)
     assert model.sample(1).shape == (1, 3, 30, 40)
+
+
+def test_bad_layout_diversity_writes_nothing(tmp_path, image_file):
+    with pytest.raises(PixforgeError, match="--layout-diversity"):
+        train(str(image_file), str(tmp_path / "p"), method="petsgan", layout_diversity=-1.0, quiet=True)
+    assert not (tmp_path / "p").exists()

@@ -2,7 +2,9 @@
 
     DEPNet G       noise (1 channel) + sinusoidal positional encoding (8 channels) -> a layout c at 1/8 of the
                    image size; trained against D_G (a small strided critic with a linear head) on the external-prior
-                   data set, with the collapse penalty  - E |D_G(G(z1)) - D_G(G(z2))|  (paper Eq. 6).
+                   data set, with the collapse penalty  - E |D_G(G(z1)) - D_G(G(z2))|  (paper Eq. 6: D_G's
+                   probabilities). Not in the paper: `layout_diversity` > 0 adds  - w min(E |G(z1) - G(z2)|, m),
+                   m the data set's own mean pairwise L1 (without a prior the paper form collapses; README).
     DIPNet F       PT (patch transfer: 7x7 patches of conv features, cosine similarity, softmax with temperature
                    tau, each patch replaced by its best match a_{i,i*} w_{i*} of c_I, overlaps averaged; Eq. 7),
                    then IR (x8 restoration by 3 conv + pixel-shuffle stages); trained by
@@ -205,13 +207,35 @@ class PatchDiscriminator(nn.Module):
 
 def collapse_penalty(scores: torch.Tensor, official: bool = False) -> torch.Tensor:
     """E |D_G(G(z1)) - D_G(G(z2))| over the pairs (first half, second half) of the batch (paper Eq. 6; it is
-    subtracted from G's loss). official=True: only the first two samples (official `-l1(output[0], output[1])`)."""
+    subtracted from G's loss), on D_G's probabilities sigmoid(logit): Eq. 6's D_G is the probability of its
+    log D_G terms. official=True: the raw critic scores of the first two samples (official
+    `-l1(output[0], output[1])`)."""
     if official:
         return (scores[0] - scores[1]).abs().mean()
     half = scores.shape[0] // 2
     if half < 1:
         raise ValueError("the collapse penalty needs a batch of at least 2")
-    return (scores[:half] - scores[half:2 * half]).abs().mean()
+    prob = torch.sigmoid(scores)
+    return (prob[:half] - prob[half:2 * half]).abs().mean()
+
+
+def pair_l1(x: torch.Tensor) -> torch.Tensor:
+    """Mean L1 distance between the pairs (first half, second half) of a batch."""
+    half = x.shape[0] // 2
+    return (x[:half] - x[half:2 * half]).abs().mean()
+
+
+def layout_diversity(layouts: torch.Tensor, margin: float) -> torch.Tensor:
+    """min(E |G(z1) - G(z2)|, margin) over the batch's pairs: the `--layout-diversity` term (not in the paper; a
+    mode-seeking term in pixel space, subtracted from G's loss), capped at the data set's own pairwise distance so
+    that it stops pushing once the layouts are as varied as D_G's data."""
+    return pair_l1(layouts).clamp(max=margin)
+
+
+def data_spread(data: torch.Tensor, seed: int) -> float:
+    """The mean L1 distance between the samples of `data` paired at random (deterministic in `seed`)."""
+    order = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(seed))
+    return float((data[order[:-1]] - data[order[1:]]).abs().mean()) if data.shape[0] > 1 else 0.0
 
 
 def ns_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -394,6 +418,10 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
         data = torch.cat([stylegan2_prior(config["prior_model"], hr, config["prior_samples"], (lh, lw), seed, dev),
                           data])
 
+    # --layout-diversity (not in the paper): G's pairwise layout distance is pushed up to the data set's own spread
+    div_weight = config.get("layout_diversity", 0.0)
+    margin = data_spread(data, seed)
+
     # Construct networks (phase-specific optimizers; the joint phase's are new: the Adam reset).
     torch.manual_seed(seed)
     G, DG = DEPNet(config["g_dim"]).to(dev), DEPDiscriminator((lh, lw)).to(dev)
@@ -446,13 +474,19 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
             d_loss = ns_d_loss(DG(real), DG(fake))
         d_loss.backward()
         opt_dg.step()
-        scores = DG(G(noise(batch, step, 3)))
+        layouts = G(noise(batch, step, 3))
+        scores = DG(layouts)
         adv = -scores.mean() if official else ns_g_loss(scores)
         collapse = collapse_penalty(scores, official)
         g_loss = adv - collapse
         if official:
             g_loss = g_loss + 50 * F.mse_loss(G(fixed_z), lr)
-        return {"g_loss": g_loss, "dg": d_loss.detach(), "g_adv": adv.detach(), "collapse": collapse.detach()}
+        terms = {"dg": d_loss.detach(), "g_adv": adv.detach(), "collapse": collapse.detach()}
+        if div_weight:
+            div = layout_diversity(layouts, margin)
+            g_loss = g_loss - div_weight * div
+            terms["layout_div"] = div.detach()
+        return {"g_loss": g_loss, **terms}
 
     def f_rec(step: int, tau: float, joint: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """||F(c + dc) - X|| (MSE in Warmup_F, L1 in the joint phase) and ||A||_F^2 (Eq. 8) on one (c, X) pair:

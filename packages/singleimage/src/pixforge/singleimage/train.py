@@ -47,7 +47,8 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
           beta1: float = 0.5, gamma: float = 0.1, alpha: float = 10.0, lambda_grad: float = 0.1,
           noise_amp: float = 0.1, prior: str = "none", prior_model: str | None = None, prior_samples: int = 500,
           warp: float = 0.05, warmup_g: int = 2000, warmup_f: int = 5000,
-          joint: int = 5000, batch_g: int = 32, tau: float = 0.01, downscale: int = 8, augment: int = 200,
+          joint: int = 5000, batch_g: int = 32, layout_diversity: float = 0.0, tau: float = 0.01, downscale: int = 8,
+          augment: int = 200,
           g_dim: int = 64, ir_dim: int = 64, d_dim: int = 64, rec_weight: float = 100.0, vgg: str | None = None,
           official: bool = False, seed: int = 0,
           ckpt_every: int = 500, log_every: int = 10, keep_last: int = 3, device: str = "auto",
@@ -65,7 +66,10 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
     --prior-model RUN_OR_CHECKPOINT (a pixforge-core StyleGAN2 generator: the image is inverted into it and
     --prior-samples (500) jittered syntheses join D_G's data set), --warp std of the TPS control-point jitter of the
     --augment samples (0.05 of the half-image), PT temperature --tau,
-    --batch-g DEPNet batch (32), --downscale layout factor (8), --augment TPS/flip samples for D_G (200),
+    --batch-g DEPNet batch (32), --layout-diversity weight w of an extra G term -w min(E|G(z1) - G(z2)|, m), m the
+    D_G data's own mean pairwise L1 (0: the paper; not in the paper: with --prior none the paper form's layouts
+    collapse onto c_I, 100 slows that but does not prevent it; see the README), --downscale layout factor (8),
+    --augment TPS/flip samples for D_G (200),
     --g-dim/--ir-dim/--d-dim widths (64), --rec-weight joint reconstruction weight (100), --vgg torchvision VGG19
     weights for PT's features (random without); --official switches the official-code deviations on (see the
     README table).
@@ -85,6 +89,8 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
     for flag, value in (("--lr-g", lr_g), ("--lr-d", lr_d), ("--gamma", gamma), ("--noise-amp", noise_amp),
                         ("--tau", tau)):
         _positive(flag, value)
+    if isinstance(layout_diversity, bool) or not isinstance(layout_diversity, (int, float)) or layout_diversity < 0:
+        raise PixforgeError(f"--layout-diversity must be a number >= 0, got {layout_diversity!r}")
     if downscale not in (2, 4, 8, 16):
         raise PixforgeError(f"--downscale must be 2, 4, 8 or 16, got {downscale!r}")
     if method == "petsgan" and batch_g < 2:
