@@ -61,3 +61,29 @@ def test_sigterm_checkpoints_then_exits(tmp_path):
     saved = sorted((run / "checkpoints").glob("step-*.pt"))
     assert len(saved) == 1 and 0 < checkpoint(saved[0])["step"] < 100000
     assert "continue with --resume" in err
+
+
+def test_a_signal_while_a_batch_loads_still_saves_a_checkpoint(tmp_path, monkeypatch):
+    """SIGTERM delivered inside the data loader (between two steps' checkpoint checks, where the loop used to break
+    without saving): the step in flight finishes, is checkpointed, and the run stops there."""
+    import os
+
+    from pixforge.core import toy
+    from pixforge.core.io import RandomCrops
+    from pixforge.core.rundir import RunDir
+
+    class SignalAt(RandomCrops):
+        def __getitem__(self, index):
+            if index == 3 * 4:  # the first image of step 3's batch (batch 4, one process)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().__getitem__(index)
+
+    from pixforge.core.io import embedded_images
+
+    dataset = SignalAt(embedded_images(), size=32, length=2**31 - 1, seed=0)
+    config = dict(steps=50, batch=4, size=32, width=8, lr=2e-3, sigma=0.2, seed=0, ema=0.99, ckpt_every=50,
+                  sample_every=50, keep_last=3, workers=0, device="cpu", amp=False, threads=1)
+    toy.training_loop(RunDir(str(tmp_path / "run")), config, dataset, torch.device("cpu"), resume=False,
+                      overwrite=False, quiet=True)
+    saved = sorted((tmp_path / "run" / "checkpoints").glob("step-*.pt"))
+    assert [checkpoint(p)["step"] for p in saved] == [4]

@@ -102,9 +102,6 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: Dataset, dev: to
     with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
             progress(steps, initial=start, desc=run.path.name, disable=quiet) as bar:
         for images in loader:
-            if stop.requested:
-                break
-
             # Fetch data.
             images, indices = images.to(dev, non_blocking=True), sampler.indices(step)
 
@@ -131,6 +128,8 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: Dataset, dev: to
             # Checkpoint.
             if step % config["ckpt_every"] == 0 or step == steps or stop.requested:
                 ckpts.save(step, models=models, optimizers=optimizers, scaler=scaler, config=config)
+            if stop.requested:  # after the checkpoint: a signal that came while a batch loaded still saves
+                break
 
     # Done.
     if step < steps:

@@ -173,9 +173,6 @@ def training_loop(run: RunDir, config: dict[str, Any], det, dataset, val, dev: t
     with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
             progress(steps, initial=start, disable=quiet) as bar:
         for item in loader:
-            if stop.requested:
-                break
-
             # Fetch data.
             clips, labels = item["clip"].to(dev, non_blocking=True), item["label"].to(dev, non_blocking=True)
 
@@ -206,6 +203,8 @@ def training_loop(run: RunDir, config: dict[str, Any], det, dataset, val, dev: t
             # Checkpoint.
             if step % config["ckpt_every"] == 0 or step == steps or stop.requested:
                 ckpts.save(step, models=models, optimizers=optimizers, scaler=scaler, config=config)
+            if stop.requested:  # after the checkpoint: a signal that came while a batch loaded still saves
+                break
 
     # Done.
     if step < steps:

@@ -506,7 +506,7 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     step = start
     with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
             progress(total, initial=start, disable=quiet) as bar:
-        while step < total and not stop.requested:
+        while step < total:
             phase = "G" if step < wg else "F" if step < wg + wf else "joint"
             if phase == "G":  # Warmup_G: phi only.
                 terms = g_prior_step(step, opts["G"], opts["DG"])
@@ -559,6 +559,8 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
             # Checkpoint.
             if step % config["ckpt_every"] == 0 or step in (wg, wg + wf, total) or stop.requested:
                 ckpts.save(step, models=models, optimizers=opts, config=config)
+            if stop.requested:  # after the checkpoint
+                break
 
     # Done.
     if step < total:

@@ -263,9 +263,6 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, size
                            extra={"noise_amps": list(amps), "sched_g": sg.state_dict(), "sched_d": sd.state_dict()})
 
             for it in range(it0, iters):
-                if stop.requested:
-                    break
-
                 def draw(s, slot, k=None, at=step, scale=n):
                     return step_noise(s, at, slot, scale if k is None else k, seed, dev)
 
@@ -313,6 +310,8 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, size
                 # Checkpoint.
                 if step % config["ckpt_every"] == 0 or it == iters - 1 or stop.requested:
                     save(step, zo=zopt)
+                if stop.requested:  # after the checkpoint
+                    break
             if stop.requested and step < (n + 1) * iters:
                 break
 

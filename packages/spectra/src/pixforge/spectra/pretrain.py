@@ -201,9 +201,6 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: torch.utils.data
     with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
             progress(steps, initial=start, disable=quiet) as bar:
         for images in loader:
-            if stop.requested:
-                break
-
             # Fetch data.
             q, k = views(images.to(dev, non_blocking=True), step, dist.rank)
             lr = lr_at(config, step)
@@ -228,6 +225,8 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: torch.utils.data
             # Checkpoint.
             if step % config["ckpt_every"] == 0 or step == steps or stop.requested:
                 ckpts.save(step, models=models, optimizers=optimizers, scaler=scaler, config=config)
+            if stop.requested:  # after the checkpoint: a signal that came while a batch loaded still saves
+                break
 
     # Done.
     if step < steps:

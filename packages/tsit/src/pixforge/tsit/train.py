@@ -254,9 +254,6 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: torch.utils.data
     with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
             progress(steps, initial=start, disable=quiet) as bar:
         for item in loader:
-            if stop.requested:
-                break
-
             # Fetch data.
             content, real = _network_inputs(item, n_classes, dev)
             indices = sampler.indices(step)
@@ -301,6 +298,8 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: torch.utils.data
             # Checkpoint.
             if step % config["ckpt_every"] == 0 or step == steps or stop.requested:
                 ckpts.save(step, models=models, optimizers=optimizers, scaler=scaler, config=config)
+            if stop.requested:  # after the checkpoint: a signal that came while a batch loaded still saves
+                break
 
     # Done.
     if step < steps:

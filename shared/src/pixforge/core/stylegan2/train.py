@@ -271,9 +271,6 @@ def training_loop(run: StyleGANRun, config: dict[str, Any], training_set: Traini
     with MetricLogger(run.metrics, run.tensorboard) as stats, GracefulStop() as stop, \
             progress(total_steps, initial=step, disable=quiet, unit="step") as bar:
         for real, real_c in loader:
-            if stop.requested:
-                break
-
             # Fetch data.
             indices = sampler.indices(step)
             real = (real.to(dev, non_blocking=True).float() / 127.5 - 1).split(spec.batch_gpu)
@@ -332,6 +329,8 @@ def training_loop(run: StyleGANRun, config: dict[str, Any], training_set: Traini
                         log.info("kimg %.1f %s %s", kimg, name, json.dumps(result["results"]))
                 distributed.barrier()
             tick_start, tick_time, tick_terms = step, time.time(), {}
+            if stop.requested:  # after the tick's checkpoint: a signal while a batch loaded still saves
+                break
 
     # Done.
     if step < total_steps:
