@@ -70,7 +70,7 @@ def fetch(out: Path, cache: Path = DEFAULT_CACHE) -> dict:
     return record
 
 
-def _umask() -> int:
+def _umask() -> int:  # pixforge.export.atomic has this too; the tool runs in a bare venv (nox -s videos)
     mask = os.umask(0)
     os.umask(mask)
     return mask
