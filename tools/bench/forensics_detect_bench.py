@@ -12,7 +12,9 @@ when present and `--device` allows):
                  face detected on every k-th frame (`--detect-every`, each k given) and tracked in between, no
                  overlay: frames/s end to end, split into decode (a plain decode of the clip, timed apart), the face
                  stage less decode (detect / track / landmarks / crops written) and the model stage (crops read, batched
-                 inference), as `detect` reports them in its JSON `timing`.
+                 inference), as `detect` reports them in its JSON `timing`. dlib's detector and landmark model
+                 are loaded once per process, before the detect rows (`face_models`: load + the first frame's
+                 detection), as `detect` does for the videos of one call.
 The bench clip is `data/videos/wolfgang.mp4` (tools/offline_videos.py) scaled to 1280 x 720 when present (a real
 face), else scikit-image's astronaut wandering over a 720p frame. Fresh (untrained) weights: speed does not depend
 on them. One JSON line per case with the 1-minute load average at its start and end (the machine may be shared).
@@ -153,6 +155,21 @@ def bench_detect(model: str, args, video: Path, tmp: Path, decode_s: float, fram
               "threads": torch.get_num_threads(), "load": [start, load()]})
 
 
+def warm_faces(video: Path) -> None:
+    """Open the face backend and find the face on the clip's first frame: dlib's detector and landmark model load
+    once per process (shared by every video `detect` reads), so the detect rows time the per-video face stage."""
+    from pixforge.core.faces import detect_faces
+    from pixforge.export.video import VideoReader
+    from pixforge.forensics.extract import ExtractOptions, open_backend
+
+    with VideoReader(video) as reader:
+        frame = next(iter(reader))[0].copy()
+    start, t0 = load(), time.perf_counter()
+    found = detect_faces(frame, open_backend(ExtractOptions()))
+    emit({"case": "face_models", "load_and_first_frame_s": time.perf_counter() - t0, "faces": len(found),
+          "load": [start, load()]})
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="xception,resnet_lstm")
@@ -188,6 +205,8 @@ def main(argv=None) -> None:
         decode_s = time.perf_counter() - t0
         emit({"case": "decode", "frames": frames, "wall_s": decode_s, "frames_per_s": frames / decode_s,
               "size": "1280x720", "load": load()})
+        if not args.skip_detect:
+            warm_faces(video)
         faces = None
         if not args.skip_train:
             from pixforge.forensics.extract import ExtractOptions, plan_jobs, run_extract

