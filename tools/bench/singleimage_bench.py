@@ -8,6 +8,12 @@ median step time of each scale / phase (from the step timestamps in metrics.json
 times the default iteration count, summed; the fixed costs (setup, sample grids, checkpoints) are left out of the
 extrapolation and reported with the measured runs.
 
+Per-step work is the official codes' (checked against tamarott/SinGAN and zhangzc21/PetsGAN main.py): SinGAN 3 D
+(WGAN-GP) + 3 G steps per iteration; PetsGAN Warmup_G one D_G + one G step (batch 32, paper; official gan_batch 8 x
+5000 steps, main.py:881/897), Warmup_F one F step, joint one D + one G/IR step at batch 1 (main.py:596-632) plus, in
+the paper form, Eq. 6's D_G + G step (supp. Alg. 1). PetsGAN runs with the default `--prior none`: Warmup_G then has
+the per-step work of a run with an external prior (the prior only adds samples to D_G's data set, a setup cost).
+
 Image: scikit-image's chelsea, its longer side resized to `--size` (at least 64: PetsGAN's layout needs 10 px).
 SinGAN: --max-size = --size, --min-size min(25, shorter side); PetsGAN: --max-size = --size, --downscale 8 from
 160 px up, else 4 (the paper uses 8 at 256 px). Output, one JSON line each:

@@ -133,3 +133,29 @@ def test_bad_layout_diversity_writes_nothing(tmp_path, image_file):
     with pytest.raises(PixforgeError, match="--layout-diversity"):
         train(str(image_file), str(tmp_path / "p"), method="petsgan", layout_diversity=-1.0, quiet=True)
     assert not (tmp_path / "p").exists()
+
+
+def test_no_phi_is_the_w_o_phi_ablation(tmp_path, image_file):
+    """--no-phi: no Warmup_G step, D_G never stepped; G and D stepped in the joint phase only."""
+    from pixforge.core.checkpoint import Checkpoints, read_checkpoint
+    from pixforge.core.loop import read_metrics
+
+    run = train(str(image_file), str(tmp_path / "p"), method="petsgan", downscale=2, warmup_g=5, warmup_f=2, joint=2,
+                batch_g=4, augment=6, g_dim=8, ir_dim=8, d_dim=8, no_phi=True, log_every=1, device="cpu", quiet=True)
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["phase"] for r in rows] == [1, 1, 2, 2] and rows[-1]["step"] == 4  # --warmup-g ignored
+    assert not any("collapse" in r or "dg" in r for r in rows)
+    ckpt = read_checkpoint(Checkpoints(run / "checkpoints").latest())
+    opts = ckpt["optimizers"]
+    assert not opts["G"]["state"] and not opts["DG"]["state"] and not opts["DG_joint"]["state"]
+    assert opts["G_joint"]["state"] and opts["D_joint"]["state"]
+    assert "phase-G.png" not in {p.name for p in (run / "samples").iterdir()}
+    assert load_model(run).sample(2).shape == (2, 3, 30, 40)
+
+
+@pytest.mark.parametrize("bad", [{"layout_diversity": 1.0}, {"no_phi": "yes"}])
+def test_bad_no_phi_writes_nothing(tmp_path, image_file, bad):
+    with pytest.raises(PixforgeError, match="--no-phi"):
+        train(str(image_file), str(tmp_path / "p"), method="petsgan", no_phi=bad.pop("no_phi", True), quiet=True,
+              **bad)
+    assert not (tmp_path / "p").exists()

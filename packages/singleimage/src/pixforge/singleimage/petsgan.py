@@ -405,7 +405,10 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     hr = resize(image, (hh, ww)).to(dev)
     lr = resize(hr, (lh, lw))
     ref = torch.cat([lr, lr.flip(-1)], -1) if official else lr  # official matches against c_I and its mirror
-    wg, wf, wj = config["warmup_g"], config["warmup_f"], config["joint"]
+    # --no-phi: the paper's "w/o phi" ablation (Table 1): Eq. 6 is dropped, so there is no Warmup_G and no D_G; G
+    # keeps its initialization but for the joint phase's rho_tau updates (lr 1e-6, through PT at tau 1e-5).
+    no_phi = config.get("no_phi", False)
+    wg, wf, wj = 0 if no_phi else config["warmup_g"], config["warmup_f"], config["joint"]
     total = wg + wf + wj
     batch = config["batch_g"]
     # The (c, X) pairs: I, its mirror and the TPS / flip augmentations of I, with c = X at 1/f. They are D_G's data
@@ -475,7 +478,9 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
         d_loss.backward()
         opt_dg.step()
         layouts = G(noise(batch, step, 3))
+        DG.requires_grad_(False)  # G's loss needs no D_G weight gradients (they were zeroed before use anyway)
         scores = DG(layouts)
+        DG.requires_grad_(True)
         adv = -scores.mean() if official else ns_g_loss(scores)
         collapse = collapse_penalty(scores, official)
         g_loss = adv - collapse
@@ -497,7 +502,8 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
         k = int(torch.randint(0, 2 if official else pairs_hr.shape[0], (1,), generator=gen))
         c, x = pairs_lr[k:k + 1], pairs_hr[k:k + 1]
         dc = (0.01 if official else 0.1) * sample_noise(lr.shape[1:], [step * 8 + 5], seed, 0, dev)
-        pt, attn = PT(c + dc, ref, tau)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not joint):  # PT is frozen in the joint phase
+            pt, attn = PT(c + dc, ref, tau)
         if not official:
             return norm(IR(pt), x), sparsity(attn)
         rec = norm(IR(c + 0.3 * sample_noise(lr.shape[1:], [step * 8 + 6], seed, 0, dev)), x)
@@ -527,12 +533,14 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
                 d_loss = hinge_d_loss(D(hr), D(fake))
                 d_loss.backward()
                 opts["D_joint"].step()
-                # official: no phi in the joint phase (D_G is not trained there)
-                terms = {} if official else g_prior_step(step, opts["G_joint"], opts["DG_joint"])
+                # official: no phi in the joint phase (D_G is not trained there); --no-phi: no phi at all
+                terms = {} if official or no_phi else g_prior_step(step, opts["G_joint"], opts["DG_joint"])
                 g_phi = terms.pop("g_loss", 0)
                 opts["G_joint"].zero_grad(set_to_none=True)
                 opts["IR_joint"].zero_grad(set_to_none=True)
+                D.requires_grad_(False)  # G and IR's step needs no D weight gradients (official computes them)
                 adv = hinge_g_loss(D(IR(PT(G(noise(1, step, 7)), ref, TAU_JOINT)[0])))
+                D.requires_grad_(True)
                 rec = f_rec(step, TAU_JOINT, joint=True)[0]
                 loss = adv + config["rec_weight"] * rec + g_phi
                 loss.backward()

@@ -289,13 +289,18 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, size
                     (err_real + err_fake + gp).backward()
                     opt_d.step()
 
-                # G steps: adversarial + alpha x reconstruction (the last D step's noise, fake recomputed).
-                for _ in range(G_STEPS):
+                # G steps: adversarial + alpha x reconstruction (the last D step's noise; the first G step reuses
+                # the last D step's fake as official, the others recompute it: official backpropagates through
+                # that stale graph, which PyTorch >= 1.5 refuses). D's weight gradients are not computed here
+                # (official computes and discards them).
+                D.requires_grad_(False)
+                for k in range(G_STEPS):
                     opt_g.zero_grad(set_to_none=True)
-                    err_g = -D(G(noise, prev)).mean()
+                    err_g = -D(fake if k == 0 else G(noise, prev)).mean()
                     rec = config["alpha"] * F.mse_loss(G(amp * zopt + z_prev, z_prev), real)
                     (err_g + rec).backward()
                     opt_g.step()
+                D.requires_grad_(True)
                 sched_g.step()
                 sched_d.step()
 

@@ -48,7 +48,7 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
           noise_amp: float = 0.1, prior: str = "none", prior_model: str | None = None, prior_samples: int = 500,
           warp: float = 0.05, warmup_g: int = 2000, warmup_f: int = 5000,
           joint: int = 5000, batch_g: int = 32, layout_diversity: float = 0.0, tau: float = 0.01, downscale: int = 8,
-          augment: int = 200,
+          augment: int = 200, no_phi: bool = False,
           g_dim: int = 64, ir_dim: int = 64, d_dim: int = 64, rec_weight: float = 100.0, vgg: str | None = None,
           official: bool = False, seed: int = 0,
           ckpt_every: int = 500, log_every: int = 10, keep_last: int = 3, device: str = "auto",
@@ -62,14 +62,17 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
     weight (0.1), --noise-amp (0.1 x reconstruction RMSE); --official redraws z_opt every iteration at the coarsest
     scale and steps the learning rate at iteration 1600 whatever --iters is (both as the official code).
     --method petsgan: DEPNet + DIPNet + dilated patch D (--max-size default 256), phases --warmup-g / --warmup-f /
-    --joint iterations, --prior none (the paper's w/o-phi ablation: no external-prior data set) or stylegan2 with
-    --prior-model RUN_OR_CHECKPOINT (a pixforge-core StyleGAN2 generator: the image is inverted into it and
-    --prior-samples (500) jittered syntheses join D_G's data set), --warp std of the TPS control-point jitter of the
-    --augment samples (0.05 of the half-image), PT temperature --tau,
+    --joint iterations, --prior none (no external-prior data set: Eq. 6 against D_G trained on the image, its
+    mirror and the --augment warps alone; not in the paper, its layouts collapse onto c_I, see the README) or
+    stylegan2 with --prior-model RUN_OR_CHECKPOINT (a pixforge-core StyleGAN2 generator: the image is inverted into
+    it and --prior-samples (500) jittered syntheses join D_G's data set), --warp std of the TPS control-point jitter
+    of the --augment samples (0.05 of the half-image), PT temperature --tau,
     --batch-g DEPNet batch (32), --layout-diversity weight w of an extra G term -w min(E|G(z1) - G(z2)|, m), m the
     D_G data's own mean pairwise L1 (0: the paper; not in the paper: with --prior none the paper form's layouts
     collapse onto c_I, 100 slows that but does not prevent it; see the README), --downscale layout factor (8),
     --augment TPS/flip samples for D_G (200),
+    --no-phi (with --prior none) the paper's "w/o phi" ablation: Eq. 6 dropped, no Warmup_G (--warmup-g is
+    ignored), no D_G, G kept at its initialization but for the joint phase's updates,
     --g-dim/--ir-dim/--d-dim widths (64), --rec-weight joint reconstruction weight (100), --vgg torchvision VGG19
     weights for PT's features (random without); --official switches the official-code deviations on (see the
     README table).
@@ -103,6 +106,8 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
         raise PixforgeError(f"--beta1 must be in [0, 1) and --alpha, --lambda-grad >= 0, got {beta1}, {alpha}, "
                             f"{lambda_grad}")
     _check_prior(prior, prior_model)
+    if not isinstance(no_phi, bool) or (no_phi and (prior != "none" or layout_diversity)):
+        raise PixforgeError("--no-phi (the w/o-phi ablation) goes with --prior none and no --layout-diversity")
     if isinstance(warp, bool) or not isinstance(warp, (int, float)) or warp < 0:
         raise PixforgeError(f"--warp must be a number >= 0, got {warp!r}")
     picture = load_image(image)
