@@ -253,7 +253,8 @@ def official_video_cases(folder: str, seconds: int, kinds: list[str], repeats: i
     """Whole videos as each script runs them, alternating: the official `add_distortion_to_video.py --via_xvid`
     (OpenCV decode of every frame into a list, the distortion, OpenCV's XVID writer, then `ffmpeg -i tmp.avi
     out.mp4`; its default, non-XVID path needs an H.264 encoder that pip's OpenCV lacks) against `pixforge-forensics
-    perturb --via-xvid` (same passes, streamed). Level 3, the same clip, ffmpeg on PATH for the official's call."""
+    perturb --via-xvid` (the same OpenCV capture, distortion, XVID writer and ffmpeg re-encode, streamed
+    instead of held in a list, plus the audio). Level 3, the same clip, ffmpeg on PATH for the official's call."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "bin").mkdir()

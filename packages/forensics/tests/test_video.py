@@ -62,6 +62,57 @@ def test_via_xvid_goes_through_an_mpeg4_pass_and_keeps_audio_size_and_frames(vid
     assert error[1] > error[0]  # MPEG-4 at qmin 3 then CRF 23 loses more than one CRF 18 pass
 
 
+@pytest.mark.parametrize("kind", ["GB", "CS"])
+def test_via_xvid_gives_the_official_scripts_video(video_factory, tmp_path, kind):
+    """The official `--via_xvid` pipeline, step by step: OpenCV decodes BGR frames, the distortion, OpenCV's XVID
+    writer, then `ffmpeg -i tmp.avi out.mp4`; the frame function is pixforge's (bit-exact with the official's:
+    test_parity). perturb's output must decode to the same frames."""
+    import cv2
+
+    from pixforge.export.video import ffmpeg_exe
+    from pixforge.forensics.distortions import Randomness, distort
+
+    src = video_factory(frames=14, size="96x64")
+    capture, avi = cv2.VideoCapture(str(src)), tmp_path / "official_tmp.avi"
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"XVID"), capture.get(cv2.CAP_PROP_FPS), (96, 64))
+    while (frame := capture.read()[1]) is not None:
+        writer.write(distort(frame[..., ::-1], kind, 3, Randomness(0))[..., ::-1].copy())
+    writer.release()
+    official = tmp_path / "official.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(avi), "-y", str(official)], check=True)
+    ours = perturb_video(src, tmp_path / "ours" / "clip.mp4", [(kind, 3)], seed=0, via_xvid=True)
+    assert np.array_equal(_frames(ours), _frames(official))
+
+
+def test_the_xvid_pass_reader_reports_frames_opencv_could_not_decode(video_factory):
+    from dataclasses import replace
+
+    from pixforge.forensics.video import OpenCVReader
+
+    src = video_factory(frames=6, size="96x64")
+    with OpenCVReader(src, 4) as reader:
+        batches = [next(reader), next(reader)]
+        assert next(reader, None) is None
+    assert [b.shape for b in batches] == [(4, 64, 96, 3), (2, 64, 96, 3)]
+    assert np.array_equal(np.concatenate(batches), _frames(src))  # the frames ffmpeg's decoder gives
+    with OpenCVReader(src, 4, replace(probe_video(src), frame_count=9)) as reader:  # packets OpenCV skipped
+        next(reader)
+        with pytest.raises(PixforgeError, match="OpenCV read 6 of its 9 frames"):
+            next(reader)
+
+
+def test_via_xvid_refuses_an_odd_size_before_writing(tmp_path):
+    from pixforge.export.video import ffmpeg_exe
+
+    src = tmp_path / "odd.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "color=red:size=65x49:rate=12:duration=0.5",
+                    "-c:v", "libx264", "-pix_fmt", "yuv444p", str(src)], check=True)
+    result = _cli("perturb", src, "--out", tmp_path / "out", "--type", "CC", "--level", "1", "--via-xvid")
+    assert result.returncode == 2 and "65x49" in result.stderr and "even width and height" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert perturb_video(src, tmp_path / "plain" / "odd.mp4", [("CC", 1)], seed=0).exists()  # fine without XVID
+
+
 def test_same_seed_and_path_give_the_same_video(video_factory, tmp_path):
     src = video_factory(frames=6, audio=False)
     steps = [("GNC", 4), ("JPEG", 2)]

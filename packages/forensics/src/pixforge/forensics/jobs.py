@@ -76,13 +76,13 @@ def make_job(src: Path, root: Path, out: Path, steps: Steps, seed: int, prefix: 
     return Job(src, out / rel, key, tuple(steps), video_seed(seed, key))
 
 
-def check_sources(jobs: Sequence[Job], variable_rate: bool = False) -> dict[Path, VideoInfo]:
-    """Probe every distinct source (`check_input`; `variable_rate`: accept variable-frame-rate videos) before any
-    output is written; all problems in one line."""
+def check_sources(jobs: Sequence[Job], variable_rate: bool = False, even_size: bool = False) -> dict[Path, VideoInfo]:
+    """Probe every distinct source (`check_input`; `variable_rate`: accept variable-frame-rate videos; `even_size`:
+    refuse odd sizes, for --via-xvid) before any output is written; all problems in one line."""
     infos, problems = {}, []
     for src in dict.fromkeys(job.src for job in jobs):
         try:
-            infos[src] = check_input(src, variable_rate)
+            infos[src] = check_input(src, variable_rate, even_size)
         except PixforgeError as err:
             problems.append(str(err))
     if len(problems) == 1 and not infos:
@@ -117,7 +117,7 @@ def run_jobs(jobs: Sequence[Job], *, shard: str | None = None, workers: int = 1,
             raise PixforgeError(f"the output {job.dst} is the input video: choose another --out")
     todo = [j for j in mine if overwrite or not j.dst.exists()]
     skipped = [j for j in mine if j not in todo]
-    infos = infos if infos is not None else check_sources(todo)
+    infos = infos if infos is not None else check_sources(todo, even_size=options.get("via_xvid", False))
     done, failures = [], []
     bar = tqdm(total=len(mine), initial=len(skipped), desc=desc, unit="video", dynamic_ncols=True,
                disable=len(todo) <= 1)

@@ -111,7 +111,8 @@ def make_variants(src: Path, out: Path, variants: list[str], seed: int, *, shard
     _, jobs = plan_jobs(src, out, variants, seed)
     lines, failures = [], []
     k, n = parse_shard(shard)
-    infos = check_sources([items[i] for items in jobs.values() for i in shard_indices(len(items), k, n)])
+    infos = check_sources([items[i] for items in jobs.values() for i in shard_indices(len(items), k, n)],
+                          even_size=options.get("via_xvid", False))
     for variant, items in jobs.items():
         mine = [items[i] for i in shard_indices(len(items), k, n)]
         if variant == RAW:

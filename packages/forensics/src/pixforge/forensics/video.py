@@ -6,9 +6,11 @@ A video's distortions are a list of `(type, level)` steps applied in order (the 
 VC step in the middle of a mixture ends one encode pass and the next steps read the compressed frames back (a
 hidden temporary video beside the output, removed afterwards). Without a VC step at the end the output is
 encoded with `crf` (18: visually lossless, so the distortions, not our encoder, shape the result). With
-`via_xvid` the final pass goes through an XVID .avi first and then ffmpeg's default libx264 (CRF 23), as the
-official `--via_xvid` does to align with the released dataset. A pass without frame steps (VC alone or first,
-the XVID re-encode) is a single plain ffmpeg transcode, as the official VC (`ffmpeg -i in -crf P out`) is.
+`via_xvid` the final pass is the official `--via_xvid` (made to align with the released dataset) call for call:
+OpenCV decodes the frames, they are distorted, OpenCV's writer makes an XVID .avi, ffmpeg's default libx264 (CRF
+23) re-encodes it, so the video is the official script's (plus the audio, which the official drops). A pass without
+frame steps (VC alone or first, the XVID re-encode) is a single plain ffmpeg transcode, as the official VC
+(`ffmpeg -i in -crf P out`) is.
 
 Randomness is a pure function of `(seed, key)` (the key is the video's path relative to its input root), so
 videos can be processed in any order, in shards, in parallel or again, with identical results.
@@ -23,13 +25,14 @@ import random
 import subprocess
 import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -100,15 +103,68 @@ class _Pass:
     xvid: bool = False
 
 
-def xvid_args(width: int, height: int, fps: float) -> list[str]:
-    """The MPEG-4 Part 2 settings OpenCV's FFmpeg writer uses for fourcc XVID (videoio cap_ffmpeg_impl.hpp): bit
-    rate and tolerance `fps*w*h` plus half of it added twice (so 2 x w*h*fps), qmin 3, an I-frame every 12
-    frames, tag XVID. Fed the same YUV frames, ffmpeg's CLI with these gives OpenCV 4.13's file size within 0.5%
-    and its PSNR within 0.01 dB; what still differs is the RGB -> YUV conversion (OpenCV's own swscale context,
-    another FFmpeg version), ~1 dB either way depending on content."""
-    rate = int(fps * width * height + 0.5)
-    rate = str(min(rate + rate // 2 + rate // 2, 2**31 - 1))
-    return ["-vtag", "XVID", "-b:v", rate, "-bt", rate, "-qmin", "3", "-g", "12"]
+class OpenCVReader:
+    """The official script's decoder for the XVID pass: `cv2.VideoCapture` (OpenCV's own FFmpeg, the frames the
+    official distorts), in batches of RGB frames like `VideoReader`'s (one buffer per batch). OpenCV ends
+    quietly where a packet cannot be decoded, so the frames read are checked against the probed size and count."""
+
+    def __init__(self, path: Path, batch_size: int, info: VideoInfo | None = None):
+        self.path, self.batch_size, self.frames_read, self._bgr = path, batch_size, 0, None
+        self.info = info if info is not None else probe_video(path)
+        self._capture = cv2.VideoCapture(f"file:{path}", cv2.CAP_FFMPEG)
+        if not self._capture.isOpened():
+            raise PixforgeError(f"{path}: OpenCV could not open the video")
+
+    def __enter__(self) -> OpenCVReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._capture.release()
+
+    def __next__(self) -> np.ndarray:
+        height, width = self.info.height, self.info.width
+        batch, n = np.empty((self.batch_size, height, width, 3), np.uint8), 0
+        while n < self.batch_size:
+            ok, self._bgr = self._capture.read(self._bgr)  # decoded into the same buffer every time
+            if not ok:
+                break
+            if self._bgr.shape != (height, width, 3):
+                raise PixforgeError(f"{self.path}: OpenCV decoded a {self._bgr.shape[1]}x{self._bgr.shape[0]} frame, "
+                                    f"the probe says {width}x{height}")
+            cv2.cvtColor(self._bgr, cv2.COLOR_BGR2RGB, dst=batch[n])
+            n += 1
+        self.frames_read += n
+        count = self.info.frame_count
+        if n < self.batch_size and count is not None and self.frames_read != count:
+            raise PixforgeError(f"{self.path} could not be decoded: OpenCV read {self.frames_read} of its {count} "
+                                "frames")
+        if n == 0:
+            raise StopIteration
+        return batch[:n]
+
+
+class XvidWriter:
+    """The official `--via_xvid` stage's writer: OpenCV's FFmpeg writer with fourcc XVID, opened as
+    `add_distortion_to_video.py` opens it (`cv2.VideoWriter(avi, XVID, fps, (w, h))`), so the same frames give the
+    official's .avi: the same MPEG-4 settings and the same BGR -> YUV conversion. Frames come as RGB and are ours
+    (`distort_frames`): each is flipped to BGR in place."""
+
+    def __init__(self, path: Path, fps: float, width: int, height: int):
+        self.path, self.frames_written = path, 0
+        self._writer = cv2.VideoWriter(f"file:{path}", cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"XVID"), fps,
+                                       (width, height))
+        if not self._writer.isOpened():
+            raise PixforgeError(f"{path}: OpenCV could not open an XVID writer for {width}x{height} at {fps:g} fps")
+
+    def __enter__(self) -> XvidWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.release()
+
+    def write(self, frame: np.ndarray) -> None:
+        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR, dst=frame))
+        self.frames_written += 1
 
 
 def _passes(steps: Steps, crf: int, via_xvid: bool) -> list[_Pass]:
@@ -151,23 +207,21 @@ def distort_frames(frames: np.ndarray, steps: Steps, randomness: Randomness) -> 
     return out
 
 
-def _write_frames(writer: VideoWriter, frames: list[np.ndarray], bar: tqdm) -> None:
+def _write_frames(writer: VideoWriter | XvidWriter, frames: list[np.ndarray], bar: tqdm) -> None:
     for frame in frames:
         writer.write(frame)
     bar.update(len(frames))
 
 
-def _encode(src: Path, dst: Path, steps: Steps, randomness: Randomness, crf: int | None, preset: str,
-            audio_from: Path | None, batch_size: int, codec: str = "libx264", extra: list[str] | None = None,
-            info: VideoInfo | None = None, bar: tqdm | None = None) -> int:
+def _encode(reader: VideoReader | OpenCVReader, open_writer: Callable[[VideoInfo], VideoWriter | XvidWriter],
+            steps: Steps, randomness: Randomness, bar: tqdm | None = None) -> int:
     """Decode -> frame steps -> encode, overlapped: one thread reads the decoder's next batch and another feeds
-    the encoder while this one distorts (numpy and pipe I/O release the GIL); at most four batches are alive
-    at once, so memory does not depend on the video's length. `bar` counts the frames written."""
+    the writer (`open_writer(reader.info)`) while this one distorts (numpy, OpenCV and pipe I/O release the GIL);
+    at most four batches are alive at once, so memory does not depend on the video's length. `bar` counts the
+    frames written."""
     bar = bar or tqdm(disable=True)
-    with VideoReader(src, batch_size, info=info) as reader:
-        info = reader.info
-        writer = VideoWriter(dst, info.fps_fraction, codec=codec, crf=crf, preset=preset if crf else None,
-                             pix_fmt=_pix_fmt(info.width, info.height), audio_from=audio_from, extra_args=extra)
+    with reader:
+        writer = open_writer(reader.info)
         with writer, ThreadPoolExecutor(1) as reads, ThreadPoolExecutor(1) as writes:
             ahead, behind = reads.submit(next, reader, None), deque()
             while (frames := ahead.result()) is not None:
@@ -179,7 +233,7 @@ def _encode(src: Path, dst: Path, steps: Steps, randomness: Randomness, crf: int
             for pending in behind:
                 pending.result()
             if writer.frames_written == 0:
-                raise PixforgeError(f"{src} has no video frames")
+                raise PixforgeError(f"{reader.path} has no video frames")
     return writer.frames_written
 
 
@@ -205,17 +259,21 @@ def _transcode(src: Path, dst: Path, info: VideoInfo, crf: int, preset: str, aud
 SHORTFALL_S = 0.5  # seconds a stream may end before the container says (e.g. a longer audio track)
 
 
-def check_input(src: Path, variable_rate: bool = False) -> VideoInfo:
+def check_input(src: Path, variable_rate: bool = False, even_size: bool = False) -> VideoInfo:
     """Probe a source video and refuse one that cannot be perturbed whole: no video frames, or fewer than its
     container declares (a truncated file: its header promises a length the packets do not reach; the official
     script stops on its frame-count assertion there). Where the count at the nominal rate falls short, the time the
     video packets span (frame count / `VideoInfo.mean_fps`, from their timestamps) decides: short too, truncated;
     reaching the end, a variable-frame-rate video (a phone's .mov, nominally 30 or 120 fps, averaging 26.5),
     accepted with `variable_rate` (extract-faces reads frames by index) and refused otherwise (perturb writes a
-    constant rate, which would change its duration)."""
+    constant rate, which would change its duration). `even_size`: refuse an odd width or height (the XVID pass's
+    writer would crop it)."""
     info = probe_video(src)
     if info.frame_count == 0:
         raise PixforgeError(f"{src} has no video frames")
+    if even_size and (info.width % 2 or info.height % 2):
+        raise PixforgeError(f"{src} is {info.width}x{info.height}: the XVID pass of --via-xvid needs an even width "
+                            "and height (OpenCV's writer would crop it); crop the video or leave out --via-xvid")
     if info.frame_count is not None and info.duration is not None:
         declared = round(info.duration * info.fps)
         if info.frame_count < declared - max(SHORTFALL_S * info.fps, 0.05 * declared):
@@ -241,7 +299,7 @@ def perturb_video(src: str | os.PathLike, dst: str | os.PathLike, steps: Steps, 
     if src.resolve() == dst.resolve():
         raise PixforgeError(f"the output {dst} is the input video: choose another --out")
     require_libx264()
-    info = info or check_input(src)
+    info = info or check_input(src, even_size=via_xvid)
     randomness = Randomness(seed, exact=exact_random)
     passes = _passes(steps, crf, via_xvid)
     audio = src if info.has_audio else None
@@ -253,16 +311,17 @@ def perturb_video(src: str | os.PathLike, dst: str | os.PathLike, steps: Steps, 
         current = src
         for i, stage in enumerate(passes):
             last = i == len(passes) - 1
-            if stage.xvid:  # official --via_xvid: cv2.VideoWriter's XVID .avi, then ffmpeg's default libx264
+            known = info if current == src else None
+            if stage.xvid:  # official --via_xvid: OpenCV decodes, distorts, writes an XVID .avi; ffmpeg's libx264
                 avi = stack.enter_context(_temp_video(dst, ".avi"))
-                _encode(current, avi, stage.steps, randomness, None, preset, None, batch_size, codec="mpeg4",
-                        extra=xvid_args(info.width, info.height, info.fps), info=info if current == src else None,
-                        bar=bar)
-                current, stage = avi, _Pass([], stage.crf)
+                _encode(OpenCVReader(current, batch_size, known),
+                        lambda v, avi=avi: XvidWriter(avi, v.fps, v.width, v.height), stage.steps, randomness, bar)
+                current, stage, known = avi, _Pass([], stage.crf), None
             target = dst if last else stack.enter_context(_temp_video(dst, ".mp4"))
             if stage.steps or info.frame_count is None:
-                _encode(current, target, stage.steps, randomness, stage.crf, preset, audio, batch_size,
-                        info=info if current == src else None, bar=bar)
+                _encode(VideoReader(current, batch_size, known), lambda v, target=target, crf=stage.crf: VideoWriter(
+                    target, v.fps_fraction, crf=crf, preset=preset, pix_fmt=_pix_fmt(v.width, v.height),
+                    audio_from=audio), stage.steps, randomness, bar)
             else:
                 _transcode(current, target, info, stage.crf, preset, audio)
             current = target
