@@ -1,6 +1,7 @@
 """SBI detectors trained from scratch on the real face videos that ship offline, tested on a held-out identity.
 
     python packages/forensics/experiments/sbi_offline.py --work data/sbi-offline   # all of it: 15 CPU min (40 wall)
+    python packages/forensics/experiments/sbi_offline.py --work data/sbi-loio --holdout all   # leave-one-identity-out
 
 End to end, each step skipped when its output exists (so a killed run resumes):
 
@@ -16,6 +17,13 @@ End to end, each step skipped when its output exists (so a killed run resumes):
    `--swaps DIR` (face-swap videos, e.g. pixforge-dfvae's, extracted like the reals) when given;
 6. WORK/results.json (every report's frame- and video-level numbers) and WORK/results.md (the table).
 
+`--holdout all` (or a comma-separated list of identities) runs leave-one-identity-out: the faces of every video are
+extracted once (WORK/faces/all, from the symlinks in WORK/videos/all), each fold gets WORK/folds/ID/faces/{train,test}
+(hard links to those crops, copies where linking fails), and steps 4-6 run per fold in WORK/folds/ID (its own
+results.json / results.md); then WORK/loio.json and WORK/loio.md hold one table: per fold and their mean, the frame
+AUC on the training identities, on the held-out identity clean and its mean over the distortions, per model and
+training condition. A single identity keeps the layout above (WORK/runs, WORK/reports), so earlier runs resume.
+
 The thesis finding it checks (DeeperForensics-1.0, Table 3.4): a detector trained with distortions keeps its
 accuracy on distorted test data better than one trained on clean data.
 """
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -48,19 +57,60 @@ def fetch_videos(videos: Path) -> dict:
     return json.loads((videos / "videos.json").read_text())
 
 
-def split(videos: Path, catalogue: dict, holdout: str, work: Path) -> dict[str, list[str]]:
-    identities = sorted({v["identity"] for v in catalogue.values()})
-    if holdout not in identities:
-        raise SystemExit(f"--holdout {holdout!r} is not one of the identities {identities}")
+def identities(catalogue: dict) -> list[str]:
+    return sorted({v["identity"] for v in catalogue.values()})
+
+
+def holdouts(spec: str, catalogue: dict) -> list[str]:
+    """The held-out identities of `--holdout`: one, a comma-separated list, or `all` (every identity)."""
+    known = identities(catalogue)
+    chosen = known if spec == "all" else [x.strip() for x in spec.split(",") if x.strip()]
+    unknown = [x for x in chosen if x not in known]
+    if unknown or not chosen:
+        raise SystemExit(f"--holdout {spec!r}: {unknown or 'nothing'} is not one of the identities {known} (or all)")
+    if len(known) < 2:
+        raise SystemExit(f"need at least two identities to hold one out, videos.json has {known}")
+    return list(dict.fromkeys(chosen))
+
+
+def fold_split(catalogue: dict, holdout: str) -> dict[str, list[str]]:
+    """The video names of one fold: the held-out identity's clips test, every other clip trains."""
     parts: dict[str, list[str]] = {"train": [], "test": []}
     for name, record in sorted(catalogue.items()):
-        part = "test" if record["identity"] == holdout else "train"
-        link = work / "videos" / part / name
+        parts["test" if record["identity"] == holdout else "train"].append(name)
+    return parts
+
+
+def link_videos(videos: Path, names: list[str], dst: Path) -> None:
+    for name in names:
+        link = dst / name
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.exists():
             link.symlink_to((videos / name).resolve())
-        parts[part].append(name)
+
+
+def split(videos: Path, catalogue: dict, holdout: str, work: Path) -> dict[str, list[str]]:
+    holdouts(holdout, catalogue)
+    parts = fold_split(catalogue, holdout)
+    for part, names in parts.items():
+        link_videos(videos, names, work / "videos" / part)
     return parts
+
+
+def link_faces(faces: dict[str, Path], names: list[str], dst: Path) -> None:
+    """A face folder of the videos `names` (name -> its extract-faces folder in `faces`) under `dst`: every crop
+    and track.json hard-linked (copied where the file system refuses); the loaders do not follow linked folders."""
+    for name in names:
+        src, out = faces[name], dst / faces[name].name
+        if (out / "track.json").is_file():
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        for f in sorted(src.iterdir(), key=lambda f: f.name == "track.json"):  # track.json last: marks it done
+            if f.is_file() and not (out / f.name).exists():
+                try:
+                    os.link(f, out / f.name)
+                except OSError:
+                    shutil.copy2(f, out / f.name)
 
 
 def extract(src: Path, out: Path, frames: int, size: int) -> dict:
@@ -73,8 +123,8 @@ def extract(src: Path, out: Path, frames: int, size: int) -> dict:
     if failures:
         raise SystemExit(f"extract-faces failed: {failures}")
     counts = {j.key: len(json.loads((j.dst / "track.json").read_text())["files"]) for j in jobs}
-    return {"videos": counts, "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
-            "done": len(done), "skipped": len(skipped)}
+    return {"videos": counts, "dirs": {j.key: str(j.dst) for j in jobs}, "wall_s": time.perf_counter() - start,
+            "cpu_s": time.process_time() - cpu, "done": len(done), "skipped": len(skipped)}
 
 
 def train_run(run: Path, real: Path, model: str, args, distort_p: float) -> dict:

@@ -346,3 +346,20 @@ def test_a_variable_frame_rate_video_is_not_truncated(tmp_path):
     assert check_input(vfr, variable_rate=True).frame_count == 60  # extract-faces reads frames by index
     with pytest.raises(PixforgeError, match=r"variable frame rate \(60 frames over [34]\."):
         check_input(vfr)  # perturb writes a constant rate: refused with the conversion to run, not "truncated"
+
+
+def test_a_video_a_few_percent_off_its_nominal_rate_is_refused_by_perturb(tmp_path):
+    """50 frames at 30 fps then 10 at 25 (~2.05 s: ~29.5 fps on average, 1.5-3 % under the nominal 30): within the
+    truncation tolerance, but written at 30 fps it would lose a few hundredths of a second and cut its audio."""
+    from pixforge.export.video import ffmpeg_exe
+    from pixforge.forensics.video import check_input
+
+    vfr = tmp_path / "drift.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=30:duration=2",
+                    "-vf", "setpts='if(lt(N,50),N/30,50/30+(N-50)/25)/TB'", "-fps_mode", "vfr", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(vfr)], check=True)
+    info = probe_video(vfr)
+    assert (info.fps, info.frame_count, info.variable_rate) == (30.0, 60, True)
+    assert check_input(vfr, variable_rate=True) == info
+    with pytest.raises(PixforgeError, match=r"variable frame rate \(60 frames over 2\.0\d s, nominally 30 fps\)"):
+        check_input(vfr)

@@ -264,10 +264,11 @@ def check_input(src: Path, variable_rate: bool = False, even_size: bool = False)
     container declares (a truncated file: its header promises a length the packets do not reach; the official
     script stops on its frame-count assertion there). Where the count at the nominal rate falls short, the time the
     video packets span (frame count / `VideoInfo.mean_fps`, from their timestamps) decides: short too, truncated;
-    reaching the end, a variable-frame-rate video (a phone's .mov, nominally 30 or 120 fps, averaging 26.5),
-    accepted with `variable_rate` (extract-faces reads frames by index) and refused otherwise (perturb writes a
-    constant rate, which would change its duration). `even_size`: refuse an odd width or height (the XVID pass's
-    writer would crop it)."""
+    reaching the end, a variable-frame-rate video (a phone's .mov, nominally 30 or 120 fps, averaging 26.5).
+    Any video whose mean rate is more than 1 % off its nominal one (`VideoInfo.variable_rate`) is accepted with
+    `variable_rate` (extract-faces reads frames by index) and refused otherwise (perturb writes the nominal rate,
+    which would change its duration and cut or pad its audio). `even_size`: refuse an odd width or height (the XVID
+    pass's writer would crop it)."""
     info = probe_video(src)
     if info.frame_count == 0:
         raise PixforgeError(f"{src} has no video frames")
@@ -282,10 +283,11 @@ def check_input(src: Path, variable_rate: bool = False, even_size: bool = False)
                 raise PixforgeError(f"{src} holds {info.frame_count} frames ({info.frame_count / info.fps:.2f} s) "
                                     f"but its container declares {info.duration:.2f} s ({declared} frames): the file "
                                     "looks truncated")
-            if not variable_rate:
-                raise PixforgeError(f"{src} has a variable frame rate ({info.frame_count} frames over {end:.2f} s, "
-                                    f"nominally {info.fps:g} fps): perturb writes a constant rate; convert it first "
-                                    f"(ffmpeg -i IN -fps_mode cfr -r {info.mean_fps:.3g} OUT.mp4)")
+    if info.variable_rate and not variable_rate:
+        raise PixforgeError(f"{src} has a variable frame rate ({info.frame_count} frames over "
+                            f"{info.frame_count / info.mean_fps:.2f} s, nominally {info.fps:g} fps): perturb writes "
+                            f"a constant rate; convert it first (ffmpeg -i IN -fps_mode cfr -r {info.mean_fps:.4g} "
+                            "OUT.mp4)")
     return info
 
 
