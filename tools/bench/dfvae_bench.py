@@ -5,26 +5,37 @@ The clip: scikit-image's astronaut scaled so her face is about 230 px tall, film
 with a sine sound track (`--seconds`). The swap is `pixforge.dfvae.swap.swap_video` as the CLI runs it (decode and
 face tracking + alignment in a background thread, the network on batches of `--batch` faces, paste-back, libx264
 `--preset` CRF 18 with the audio muxed in), on a DF-VAE of `--resolution` (default 128, the default architecture)
-with untrained weights (speed does not depend on them), through the torch session (or `--onnx`: the exported graph
-through onnxruntime). Stages (seconds summed over the run, each timed in the thread that runs it; decode, detect,
-landmarks and align overlap the rest, so the shares are of the summed stage time, not of the wall time):
-decode (waiting on ffmpeg's pipe), detect (dlib HOG on every `--detect-every`-th frame, shrunk to `--max-side`),
-landmarks (dlib's 68-point predictor on every frame), align (warp, heatmaps, mask), network, paste (colour match
-and inverse warp), encode (writing to ffmpeg's pipe, and the final mux).
+with untrained weights (speed does not depend on them), through a network path (`--paths`): `torch`, the torch
+session `swap` uses (`export.session`: `InferenceGraph`, channels_last, sub-pixel upsampling, one appearance code
+per reference, chunks of 4 faces); `plain`, the exported graph itself as torch ran it before that rewrite
+(`SwapGraph` in channels_last, the whole batch at once: the baseline); `onnx`, the exported graph through
+onnxruntime (`--onnx` = `--paths onnx`). With `--rounds R` every path runs R times, the paths alternating (the
+starting path rotating per round) so load from other processes hits them alike; a path's line reports the median
+round (by frames/s) and every round's frames/s. Stages (seconds summed over the run, each timed in the thread that
+runs it; decode, detect, landmarks and align overlap the rest, so the shares are of the summed stage time, not of
+the wall time): decode (waiting on ffmpeg's pipe), detect (dlib HOG on every `--detect-every`-th frame, shrunk to
+`--max-side`), landmarks (dlib's 68-point predictor on every frame), align (warp, heatmaps, mask), network (the
+batch's inputs stacked, the network, colour match), paste (inverse warp and blend), encode (writing to ffmpeg's
+pipe, and the final mux).
 
     OMP_NUM_THREADS=1 python tools/bench/dfvae_bench.py [--sizes 720p 1080p] [--seconds 4] [--batch 16]
-        [--detect-every 5] [--resolution 128] [--threads N] [--preset medium] [--onnx] [--no-overlap]
+        [--detect-every 5] [--resolution 128] [--threads N] [--preset medium] [--paths torch plain onnx]
+        [--rounds 3] [--onnx] [--no-overlap]
 
-One JSON line per case: name, device, size, frames, seconds, fps, stages (seconds), shares, ms_per_frame,
-reference (plain transcode) and its fps, load (1-minute load average at start and end: the machine may be shared).
+One JSON line per size and path (the median round's figures): name, device, size, frames, seconds, fps,
+rounds_fps and median_fps (every round's), stages (seconds), shares, ms_per_frame, cpu_s (this process' CPU
+seconds, user + system, over the swap: less sensitive to other processes' load than the wall time), reference
+(plain transcode) and its fps, load (1-minute load average at start and end: the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
+import statistics
 import subprocess
 import tempfile
 import time
@@ -65,7 +76,7 @@ def make_clip(path: Path, width: int, height: int, seconds: float) -> Path:
     return path
 
 
-def swap_case(clip: Path, out: Path, args, model_path: Path | None) -> dict:
+def swap_case(clip: Path, out: Path, args, path: str, model_path: Path | None) -> dict:
     import torch
 
     from pixforge.core.faces import open_backend
@@ -80,10 +91,12 @@ def swap_case(clip: Path, out: Path, args, model_path: Path | None) -> dict:
     arch = DFVAEConfig(resolution=args.resolution)
     trained = Trained(DFVAE(arch).eval().requires_grad_(False), vars(arch), ["bench"], {"padding": 0.25},
                       Path("untrained"), None)
-    if model_path is not None:
+    if path == "onnx":
         from pixforge.export.session import open_session
 
         net = open_session(model_path, "cpu", threads=args.threads)
+    elif path == "plain":
+        net = _plain_session(trained)
     else:
         net = session(trained, torch.device("cpu"))
     reference = np.full((args.resolution, args.resolution, 3), 128, np.uint8)
@@ -92,8 +105,33 @@ def swap_case(clip: Path, out: Path, args, model_path: Path | None) -> dict:
     swapper = Swapper(net, reference)
     swapper.crops([Aligner(args.resolution, 0.25)(np.zeros((256, 256, 3), np.uint8),
                                                   _dummy_landmarks(), 0)] * 2)  # warm-up
-    return swap_video(clip, out, faces, swapper, batch=args.batch, comment="bench", preset=args.preset, quiet=True,
-                      overlap=not args.no_overlap)
+    cpu = time.process_time()
+    report = swap_video(clip, out, faces, swapper, batch=args.batch, comment="bench", preset=args.preset, quiet=True,
+                        overlap=not args.no_overlap)
+    report["cpu_s"] = time.process_time() - cpu
+    return report
+
+
+def _plain_session(trained):
+    """The baseline: the exported graph (`SwapGraph`) run by torch as `swap` ran it before `InferenceGraph`
+    (weights and inputs channels_last, the whole batch in one pass)."""
+    import torch
+
+    from pixforge.core.session import TorchSession
+    from pixforge.dfvae.export import graph
+
+    class ChannelsLast(torch.nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module.to(memory_format=torch.channels_last)
+
+        def forward(self, *xs):
+            return self.module(*[x.contiguous(memory_format=torch.channels_last) for x in xs])
+
+    g = graph(trained)
+    shapes = {s.name: ["N", *s.shape[1:]] if s.kind == "tensor" else ["N", 3, *s.size] for s in g.meta.inputs}
+    return TorchSession(ChannelsLast(copy.deepcopy(g.module)), g.meta, trained.source, torch.device("cpu"),
+                        shapes=shapes)
 
 
 def _dummy_landmarks() -> np.ndarray:
@@ -122,37 +160,50 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads (default: torch's)")
     parser.add_argument("--preset", default="medium")
-    parser.add_argument("--onnx", action="store_true", help="the exported graph through onnxruntime")
+    parser.add_argument("--paths", nargs="+", default=["torch"], choices=["torch", "plain", "onnx"],
+                        help="network paths: torch (swap's session), plain (the exported graph in torch, the "
+                             "baseline), onnx (onnxruntime)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per path, the paths alternating")
+    parser.add_argument("--onnx", action="store_true", help="= --paths onnx")
     parser.add_argument("--no-overlap", action="store_true", help="decode + faces in the main thread")
     args = parser.parse_args()
+    if args.onnx:
+        args.paths = ["onnx"]
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model_path = None
-        if args.onnx:
-            model_path = _export(tmp, args.resolution)
+        model_path = _export(tmp, args.resolution) if "onnx" in args.paths else None
         for size in args.sizes:
             width, height = SIZES[size]
             clip = make_clip(tmp / f"clip-{size}.mp4", width, height, args.seconds)
             load_start = round(os.getloadavg()[0], 2)
             reference = transcode(clip, tmp / f"plain-{size}.mp4", args.preset)
-            report = swap_case(clip, tmp / f"swap-{size}.mp4", args, model_path)
-            total = sum(report["stages"].values())
-            frames = report["frames"]
-            print(json.dumps({
-                "name": f"dfvae/swap/{'onnx' if args.onnx else 'torch'}", "device": "cpu", "size": size,
-                "resolution": args.resolution, "batch": args.batch, "detect_every": args.detect_every,
-                "threads": torch.get_num_threads(), "overlap": not args.no_overlap, "frames": frames,
-                "faces": report["faces"], "seconds": round(report["seconds"], 3), "fps": round(report["fps"], 3),
-                "stages": report["stages"],
-                "shares": {k: round(v / total, 3) for k, v in report["stages"].items()},
-                "ms_per_frame": {k: round(1000 * v / frames, 1) for k, v in report["stages"].items()},
-                "reference": f"decode -> encode (libx264 crf 18 preset {args.preset}, audio)",
-                "reference_fps": round(frames / reference, 3),
-                "load": [load_start, round(os.getloadavg()[0], 2)]}), flush=True)
+            runs: dict[str, list[dict]] = {path: [] for path in args.paths}
+            for r in range(args.rounds):
+                k = r % len(args.paths)
+                for path in args.paths[k:] + args.paths[:k]:
+                    runs[path].append(swap_case(clip, tmp / f"swap-{size}-{path}.mp4", args, path, model_path))
+            for path, reports in runs.items():
+                report = sorted(reports, key=lambda rep: rep["fps"])[(len(reports) - 1) // 2]  # the median round
+                total = sum(report["stages"].values())
+                frames = report["frames"]
+                print(json.dumps({
+                    "name": f"dfvae/swap/{path}", "device": "cpu", "size": size,
+                    "resolution": args.resolution, "batch": args.batch, "detect_every": args.detect_every,
+                    "threads": torch.get_num_threads(), "overlap": not args.no_overlap, "frames": frames,
+                    "faces": report["faces"], "seconds": round(report["seconds"], 3), "fps": round(report["fps"], 3),
+                    "rounds_fps": [round(rep["fps"], 3) for rep in reports],
+                    "median_fps": round(statistics.median(rep["fps"] for rep in reports), 3),
+                    "stages": report["stages"],
+                    "shares": {k: round(v / total, 3) for k, v in report["stages"].items()},
+                    "ms_per_frame": {k: round(1000 * v / frames, 1) for k, v in report["stages"].items()},
+                    "cpu_s": round(report["cpu_s"], 2),
+                    "reference": f"decode -> encode (libx264 crf 18 preset {args.preset}, audio)",
+                    "reference_fps": round(frames / reference, 3),
+                    "load": [load_start, round(os.getloadavg()[0], 2)]}), flush=True)
 
 
 def _export(tmp: Path, resolution: int) -> Path:

@@ -25,8 +25,12 @@ class TorchSession:
     """`module(*inputs in metadata order)` -> outputs in metadata order, on numpy feeds (the ModelSession protocol).
 
     `shapes` overrides graph input shapes (default: image and label inputs `[N, C, H, W]` with dynamic N, H, W,
-    as a dynamic-axes export declares them); `amp_dtype` runs the module under autocast.
+    as a dynamic-axes export declares them); `amp_dtype` runs the module under autocast. A subclass whose module
+    takes its inputs in any memory order (e.g. channels_last) sets `keep_strides`: feeds then go in as they come,
+    without a copy into C order.
     """
+
+    keep_strides = False
 
     def __init__(self, module: torch.nn.Module, meta: ModelMeta, path: str | Path, device: torch.device, *,
                  shapes: Mapping[str, list] | None = None, amp_dtype: torch.dtype | None = None):
@@ -39,8 +43,8 @@ class TorchSession:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the module on numpy inputs; outputs come back as float32 numpy arrays, keyed by name."""
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name], dtype=np.float32)).to(self.device)
-                for s in self.meta.inputs]
+        order = np.asarray if self.keep_strides else np.ascontiguousarray
+        args = [torch.from_numpy(order(feeds[s.name], dtype=np.float32)).to(self.device) for s in self.meta.inputs]
         with torch.inference_mode(), autocast(self.device, self.amp_dtype):
             outputs = self.module(*args)
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import torch
 
 
-def landmark_heatmaps(landmarks: torch.Tensor, size: int | tuple[int, int], sigma: float = 2.0) -> torch.Tensor:
+def landmark_heatmaps(landmarks: torch.Tensor, size: int | tuple[int, int], sigma: float = 2.0,
+                      channels_last: bool = False) -> torch.Tensor:
     """(N, K, 2) landmark (x, y) pixel coordinates -> (N, K, H, W) float32 heatmaps exp(-|p - l|^2 / (2 sigma^2)).
 
     One channel per landmark, peak value 1 at the landmark. The Gaussian is separable, so each map is the outer
-    product of a row and a column profile: O(N K (H + W)) exponentials instead of O(N K H W).
+    product of a row and a column profile: O(N K (H + W)) exponentials instead of O(N K H W). `channels_last`: the
+    same values laid out in memory as (N, H, W, K) (what channels_last convolutions read; no transposing copy).
     """
     if landmarks.ndim != 3 or landmarks.shape[-1] != 2:
         raise ValueError(f"landmarks must be (N, K, 2), got {tuple(landmarks.shape)}")
@@ -28,4 +30,7 @@ def landmark_heatmaps(landmarks: torch.Tensor, size: int | tuple[int, int], sigm
     scale = -0.5 / sigma**2
     gx = torch.exp(scale * (xs - points[..., 0:1]).square())  # N, K, W
     gy = torch.exp(scale * (ys - points[..., 1:2]).square())  # N, K, H
+    if channels_last:
+        gy, gx = gy.transpose(1, 2).contiguous(), gx.transpose(1, 2).contiguous()  # N, H, K and N, W, K
+        return (gy[:, :, None, :] * gx[:, None, :, :]).permute(0, 3, 1, 2)
     return gy[..., :, None] * gx[..., None, :]

@@ -68,12 +68,14 @@ class FaceJob:
     crop: np.ndarray  # (S, S, 3) uint8
     landmarks: np.ndarray  # (68, 2) crop pixels (smoothed)
     frame_landmarks: np.ndarray  # (68, 2) frame pixels (smoothed)
-    heatmaps: np.ndarray = field(repr=False, default=None)  # (68, S, S) float32
+    heatmaps: np.ndarray = field(repr=False, default=None)  # (68, S, S) float32 (in memory S x S x 68, see Aligner)
     mask: np.ndarray = field(repr=False, default=None)  # (S, S) float32 m^b
 
 
 class Aligner:
-    """Smoothed landmarks -> aligned crop, crop landmarks, heatmaps and blurred mask at the model's size."""
+    """Smoothed landmarks -> aligned crop, crop landmarks, heatmaps and blurred mask at the model's size. The
+    heatmaps are a (68, S, S) view of S x S x 68 memory (channels last, as the torch session reads them: the
+    transposition is not paid in the network's thread)."""
 
     def __init__(self, size: int, padding: float):
         self.size, self.padding = size, padding
@@ -89,7 +91,7 @@ class Aligner:
         crop, matrix = align(frame, landmarks, self.size, self.padding)
         points = transform_points(landmarks, matrix).astype(np.float32)
         lm = torch.from_numpy(points)[None]
-        heatmaps = landmark_heatmaps(lm, self.size, self.sigma)[0].numpy()
+        heatmaps = landmark_heatmaps(lm, self.size, self.sigma, channels_last=True)[0].numpy()
         mask = blur_mask(face_mask(lm, self.size), self.blur)[0, 0].numpy()
         return FaceJob(track, matrix, crop, points, np.asarray(landmarks, np.float32), heatmaps, mask)
 
@@ -108,7 +110,11 @@ class Swapper:
             return []
         target = np.stack([j.crop for j in jobs]).astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1
         mask = np.stack([j.mask for j in jobs])[:, None]
-        feeds = {"target": target, "heatmaps": np.stack([j.heatmaps for j in jobs]),
+        if getattr(self.session, "channels_last", False):  # a (N, 68, S, S) view of N x S x S x 68 memory
+            heatmaps = np.stack([j.heatmaps.transpose(1, 2, 0) for j in jobs]).transpose(0, 3, 1, 2)
+        else:
+            heatmaps = np.stack([j.heatmaps for j in jobs])
+        feeds = {"target": target, "heatmaps": heatmaps,
                  "reference": target if own else np.repeat(self.reference, len(jobs), axis=0), "mask": mask}
         out = self.session.run(feeds)["swapped"]
         if self.color_match:
