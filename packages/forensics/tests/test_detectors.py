@@ -1,11 +1,13 @@
 """Part 2's detector verbs on tiny data: metrics against scikit-learn, training (loss, exact resume), evaluation
-numbers from fixed weights, ONNX parity, bad inputs. Face folders are written directly by `write_faces` (scikit-image's
-astronaut face drifting a little per frame, 68 synthetic landmarks: no dlib); tiny registry models (a conv or two,
-added to MODELS for the test) keep the CPU time down."""
+numbers from fixed weights, ONNX parity, bad inputs, torchrun DDP against one process. Face folders are written
+directly by `write_faces` (scikit-image's astronaut face drifting a little per frame, 68 synthetic landmarks: no
+dlib); tiny registry models (a conv or two, added to MODELS for the test) keep the CPU time down."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from pixforge.core.checkpoint import read_checkpoint
 from pixforge.export.errors import PixforgeError
 from pixforge.forensics import metrics
 from pixforge.forensics.models import MODELS, ModelSpec
@@ -301,3 +304,74 @@ def test_detect_writes_probability_json_and_overlay(tiny, faces, tmp_path):
     with VideoReader(tmp_path / "out" / "clip.overlay.mp4") as reader:
         assert sum(len(batch) for batch in reader) == 6
     assert results["blank"] == 0.5 and "no face" in json.loads((tmp_path / "out" / "blank.json").read_text())["warning"]
+
+
+# ------------------------------------------------------------------------------------------------------- torchrun
+
+DDP_WRAPPER = '''
+import sys
+
+import torch
+from torch import nn
+
+from pixforge.forensics.cli import main
+from pixforge.forensics.models import MODELS, ModelSpec
+
+
+class Tiny(nn.Module):
+    def __init__(self, num_classes=1, weights=None, generator=None):
+        super().__init__()
+        g = generator or torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
+        self.fc = nn.Linear(8, num_classes)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+MODELS["tiny"] = ModelSpec("tiny", Tiny, 32, 1, (127.5,) * 3, (127.5,) * 3, "test", 1, 0, "none")
+sys.argv = ["pixforge-forensics", *sys.argv[1:]]
+main()
+'''
+
+
+def _train_tiny_cli(tmp_path, out, real, batch, processes=1):
+    script = tmp_path / "train_tiny.py"
+    script.write_text(DDP_WRAPPER)
+    launcher = []
+    if processes > 1:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", str(port)]
+    cmd = [sys.executable, *launcher, str(script), "train", "--real", str(real), "--fake", "sbi", "--model", "tiny",
+           "--out", str(out), "--batch", str(batch), "--steps", "3", "--optimizer", "sgd", "--lr", "0.05",
+           "--device", "cpu", "--threads", "1", "--quiet"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_two_processes_train_what_one_trains_on_the_doubled_batch(faces, tmp_path):
+    """torchrun, 2 processes (gloo, CPU) at --batch 2 against one at --batch 4: the loss is a batch mean, DDP
+    averages the gradients, every clip and SBI fake is drawn from (seed, global sample index), only rank 0 writes.
+    The detector is tiny and has no batch norm (BN normalises over each process' own batch, so a real Xception is
+    not split-invariant); a wrapper script registers it, as torchrun's processes do not see this test's registry.
+    float32 sums split in two round differently: ~1e-7, not bit for bit."""
+    real, _ = faces
+    ddp = _train_tiny_cli(tmp_path, tmp_path / "ddp", real, batch=2, processes=2)
+    one = _train_tiny_cli(tmp_path, tmp_path / "one", real, batch=4)
+    a = read_checkpoint(ddp / "checkpoints" / "step-000000003.pt")
+    b = read_checkpoint(one / "checkpoints" / "step-000000003.pt")
+    assert a["config"]["batch"] == 2 and b["config"]["batch"] == 4
+    assert set(a["models"]["net"]) == set(b["models"]["net"]) == {"conv.weight", "conv.bias", "fc.weight", "fc.bias"}
+    for key, value in b["models"]["net"].items():
+        torch.testing.assert_close(a["models"]["net"][key], value, atol=1e-6, rtol=1e-5, msg=key)
+    losses = [[json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
+               if "loss" in json.loads(line)] for run in (ddp, one)]
+    assert len(losses[0]) == 3 and max(abs(x - y) for x, y in zip(*losses, strict=True)) < 1e-6
+    assert (ddp / "model.safetensors").is_file() and not list(ddp.glob("*.tmp*"))
