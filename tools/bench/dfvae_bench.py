@@ -7,8 +7,9 @@ face tracking + alignment in a background thread, the network on batches of `--b
 `--preset` CRF 18 with the audio muxed in), on a DF-VAE of `--resolution` (default 128, the default architecture)
 with untrained weights (speed does not depend on them), through a network path (`--paths`): `torch`, the torch
 session `swap` uses (`export.session`: `InferenceGraph`, channels_last, sub-pixel upsampling, one appearance code
-per reference, chunks of 4 faces); `plain`, the exported graph itself as torch ran it before that rewrite
-(`SwapGraph` in channels_last, the whole batch at once: the baseline); `onnx`, the exported graph through
+per reference, chunks of 4 faces); `plain`, the network as trained as torch ran it before that rewrite
+(`SwapGraph` over the trained model, nearest upsampling + 3x3 convolutions, channels_last, the whole batch at once:
+the baseline); `onnx`, the exported graph (`export.graph`: sub-pixel upsampling as transposed convolutions) through
 onnxruntime (`--onnx` = `--paths onnx`). With `--rounds R` every path runs R times, the paths alternating (the
 starting path rotating per round) so load from other processes hits them alike; a path's line reports the median
 round (by frames/s) and every round's frames/s. Stages (seconds summed over the run, each timed in the thread that
@@ -113,12 +114,13 @@ def swap_case(clip: Path, out: Path, args, path: str, model_path: Path | None) -
 
 
 def _plain_session(trained):
-    """The baseline: the exported graph (`SwapGraph`) run by torch as `swap` ran it before `InferenceGraph`
-    (weights and inputs channels_last, the whole batch in one pass)."""
+    """The baseline: the network as trained (`SwapGraph` over the trained model, not the exported sub-pixel graph) run
+    by torch as `swap` ran it before `InferenceGraph` (weights and inputs channels_last, the whole batch in one
+    pass)."""
     import torch
 
     from pixforge.core.session import TorchSession
-    from pixforge.dfvae.export import graph
+    from pixforge.dfvae.export import SwapGraph, graph
 
     class ChannelsLast(torch.nn.Module):
         def __init__(self, module):
@@ -130,8 +132,8 @@ def _plain_session(trained):
 
     g = graph(trained)
     shapes = {s.name: ["N", *s.shape[1:]] if s.kind == "tensor" else ["N", 3, *s.size] for s in g.meta.inputs}
-    return TorchSession(ChannelsLast(copy.deepcopy(g.module)), g.meta, trained.source, torch.device("cpu"),
-                        shapes=shapes)
+    plain = ChannelsLast(SwapGraph(copy.deepcopy(trained.model)))
+    return TorchSession(plain, g.meta, trained.source, torch.device("cpu"), shapes=shapes)
 
 
 def _dummy_landmarks() -> np.ndarray:

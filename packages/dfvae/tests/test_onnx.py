@@ -1,4 +1,5 @@
-"""The swap network exports to ONNX (core's exporter, dynamic batch and size) and matches PyTorch."""
+"""The swap network exports to ONNX (core's exporter, dynamic batch and size) and matches PyTorch, as trained and
+with the sub-pixel upsampling the exported graph uses (`export.sub_pixel`: one `ConvTranspose` per `Up`)."""
 
 import pytest
 import torch
@@ -10,8 +11,12 @@ from pixforge.export.metadata import TensorSpec
 pytest.importorskip("onnxruntime")
 
 
-def test_onnx_export_matches_pytorch(tmp_path):
+@pytest.mark.parametrize("fold", [False, True])
+def test_onnx_export_matches_pytorch(tmp_path, fold):
+    import onnx
+
     from pixforge.core.onnx import export_onnx, verify_onnx
+    from pixforge.dfvae.export import sub_pixel
 
     torch.manual_seed(0)
     config = DFVAEConfig(resolution=32, width=8, max_width=16, structure_channels=4, appearance_dim=8, fusion_width=4)
@@ -30,10 +35,13 @@ def test_onnx_export_matches_pytorch(tmp_path):
     specs = [TensorSpec("heatmaps", kind="tensor", shape=["N", 68, "H", "W"]),
              TensorSpec("reference", **image), TensorSpec("target", **image, multiple=stride),
              TensorSpec("mask", kind="tensor", shape=["N", 1, "H", "W"])]
-    path = export_onnx(model, inputs(2, 2 * stride, 3 * stride), tmp_path / "dfvae.onnx",
-                       input_names=[s.name for s in specs], output_names=["swapped"], inputs=specs,
-                       outputs=[TensorSpec("swapped", **image)],
+    path = export_onnx(sub_pixel(model) if fold else model, inputs(2, 2 * stride, 3 * stride),
+                       tmp_path / "dfvae.onnx", input_names=[s.name for s in specs], output_names=["swapped"],
+                       inputs=specs, outputs=[TensorSpec("swapped", **image)],
                        package="pixforge-dfvae", version=__version__, task="face-swap",
                        dynamic_shapes=(spatial,) * 4)
-    report = verify_onnx(path, model, inputs(3, 32, 48), atol=1e-4)  # another batch and width than exported
+    # against the model as trained, on another batch and width than exported
+    report = verify_onnx(path, model, inputs(3, 32, 48), atol=1e-4)
     assert report.max_abs_diff < 1e-4 and report.shapes == [(3, 3, 32, 48)]
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert ("ConvTranspose" in ops) == fold and ("Resize" in ops) != fold

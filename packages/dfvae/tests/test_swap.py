@@ -210,6 +210,7 @@ def test_a_video_without_frames_is_refused(run, tmp_path, capsys):
 
 def test_onnx_export_matches_pytorch_and_swaps_the_same(run, tmp_path, frames_maker):
     pytest.importorskip("onnxruntime")
+    import onnx
     import torch
 
     from pixforge.dfvae.export import graph, inputs, session
@@ -223,6 +224,8 @@ def test_onnx_export_matches_pytorch_and_swaps_the_same(run, tmp_path, frames_ma
     assert onnx_session.meta.package == "pixforge-dfvae" and onnx_session.meta.task == "face-swap"
     assert [s.name for s in onnx_session.meta.inputs] == ["target", "heatmaps", "reference", "mask"]
     assert onnx_session.meta.extra["identities"] == ["anna", "ben"]
+    ops = [node.op_type for node in onnx.load(str(model)).graph.node]  # the sub-pixel upsampling, as swap's torch path
+    assert ops.count("ConvTranspose") == trained.model.config.levels + 2 and "Resize" not in ops
     torch_session = session(trained, torch.device("cpu"))
     feeds = dict(zip(["target", "heatmaps", "reference", "mask"], [x.numpy() for x in inputs(5, 32, seed=3)],
                      strict=True))

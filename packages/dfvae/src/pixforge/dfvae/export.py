@@ -10,6 +10,10 @@ model's resolution S (fixed) and any batch size:
     mask       (N, 1, S, S) in [0, 1]        the target's blurred face mask m^b (`masks.blur_mask(face_mask)`, σ = S/32)
     -> swapped (N, 3, S, S) RGB in [-1, 1]   the source's face in the target crop (background = the target crop)
 
+Exported as `SwapGraph` over `sub_pixel(model)`: each nearest x2 upsampling + 3x3 convolution of the decoders as one
+stride-2 transposed convolution (`SubPixelUp`, the module swap's torch path `InferenceGraph` runs too; ~17 % fewer
+multiply-adds a face at 128 px), and checked against the model as trained.
+
 Face tracking, alignment and paste-back happen outside the graph (`pixforge.dfvae.swap`): `pixforge-run info`
 describes the file, `pixforge-dfvae swap --model MODEL.onnx` runs it through onnxruntime (`pixforge.export.session`);
 `pixforge-run run` / `bench` refuse it (heatmaps and mask are `tensor` inputs, computed from tracked landmarks).
@@ -85,64 +89,68 @@ def graph(trained: Trained) -> Graph:
                      {"arch": trained.arch, "identities": trained.identities, "padding": trained.padding,
                       "source": str(trained.source)})
     batch = torch.export.Dim("batch", min=1)
-    return Graph(SwapGraph(trained.model).eval(), meta, tuple(inputs(2, s, k)), ({0: batch},) * 4,
+    return Graph(SwapGraph(sub_pixel(trained.model)).eval(), meta, tuple(inputs(2, s, k)), ({0: batch},) * 4,
                  inputs(3, s, k, seed=1))
+
+
+def sub_pixel(model: DFVAE) -> DFVAE:
+    """A copy of `model` for inference with each `Up` as a `SubPixelUp` (the exported graph and `InferenceGraph`);
+    the trained model is left as it is."""
+    model = copy.deepcopy(model).eval().requires_grad_(False)
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, Up):
+                setattr(module, name, SubPixelUp(child))
+    return model
 
 
 class SubPixelUp(nn.Module):
     """`blocks.Up` (nearest x2, 3x3 conv, LeakyReLU, 3x3 conv, LeakyReLU) with the upsampling folded into the first
     convolution: a 3x3 convolution of a nearest-upsampled image is, for each of the 4 output phases (row and column
-    parity), a 2x2 convolution of the small image whose taps are sums of the 3x3 taps. So one 2x2 convolution with 4 x
-    Cout outputs on the small image (padding 1), its phases interleaved: 16 instead of 36 multiply-adds per input
-    channel and small pixel, no upsampled copy. The same function up to float rounding; inference only."""
+    parity), a 2x2 convolution of the small image whose taps are sums of the 3x3 taps. The four 2x2 kernels,
+    interleaved, are the 4x4 kernel of one stride-2 transposed convolution (padding 1) of the small image, which
+    computes each phase at its place: 16 instead of 36 multiply-adds per input channel and small pixel, no upsampled
+    copy, no interleaving copy. One operator in torch (oneDNN) and in ONNX (`ConvTranspose`, dynamic batch and size),
+    so `InferenceGraph` and the exported graph run this same module. The same function up to float rounding;
+    inference only."""
 
-    # rows of the 3x3 kernel each 2x2 tap of phase 0 / 1 sums (phase 0 reads rows i-1, i; phase 1 rows i, i+1)
-    TAPS = ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    # FOLD[k]: rows of the 3x3 kernel that row k of the 4x4 transposed kernel sums. Output row 2m + p reads small row
+    # i through kernel row 2m + p + 1 - 2i: phase 0 reads rows m - 1 (k = 3: 3x3 row 0) and m (k = 1: rows 1, 2),
+    # phase 1 rows m (k = 2: rows 0, 1) and m + 1 (k = 0: row 2).
+    FOLD = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
 
     def __init__(self, up: nn.Module):
         super().__init__()
         first, second = up.body[0], up.body[2]
-        w = first.weight.detach()
-        taps = torch.tensor(self.TAPS, dtype=w.dtype, device=w.device)  # (phase, 2, 3)
-        phases = [torch.einsum("ak,oikl,bl->oiab", taps[py], w, taps[px]) for py in (0, 1) for px in (0, 1)]
-        self.cout = w.shape[0]
-        self.phases = nn.Conv2d(w.shape[1], 4 * self.cout, 2, padding=1)
-        self.phases.weight = nn.Parameter(torch.cat(phases), requires_grad=False)
-        self.phases.bias = nn.Parameter(first.bias.detach().repeat(4), requires_grad=False)
+        w = first.weight.detach()  # (Cout, Cin, 3, 3)
+        fold = torch.tensor(self.FOLD, dtype=w.dtype, device=w.device)  # (4, 3)
+        self.up = nn.ConvTranspose2d(w.shape[1], w.shape[0], 4, stride=2, padding=1)
+        self.up.weight = nn.Parameter(torch.einsum("ak,oikl,bl->ioab", fold, w, fold), requires_grad=False)
+        self.up.bias = nn.Parameter(first.bias.detach().clone(), requires_grad=False)
         self.second, self.slope = second, up.body[1].negative_slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        c = self.cout
-        y = self.phases(x).contiguous(memory_format=torch.channels_last)  # (N, 4C, h + 1, w + 1)
-        # out[n, i, py, j, px, :] = phase (py, px) at small pixel (i + py, j + px): one strided view, one copy
-        sn, si, sj = y.stride(0), y.stride(2), y.stride(3)
-        view = y.as_strided((n, h, 2, w, 2, c), (sn, si, si + 2 * c, sj, sj + c, 1), y.storage_offset())
-        out = torch.empty((n, h, 2, w, 2, c), dtype=y.dtype, device=y.device).copy_(view)
-        out = F.leaky_relu_(out, self.slope).view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
-        return F.leaky_relu_(self.second(out), self.slope)
+        return F.leaky_relu_(self.second(F.leaky_relu_(self.up(x), self.slope)), self.slope)
 
 
 class InferenceGraph(nn.Module):
-    """`SwapGraph` re-expressed for inference (what `session` runs; the ONNX file is exported from `SwapGraph`):
-    weights and inputs in channels_last (~1.3x faster convolutions on a CPU, the layout tensor cores want on a GPU),
-    each `Up` as a `SubPixelUp`, LeakyReLUs in place, E_β's appearance code computed once when every row of
-    `reference` is the same crop (a swap feeds one reference crop to every face) and kept while it stays the same,
-    and the batch run in chunks of about `CHUNK` values per full-resolution feature map (4 faces at 128 px): on a
-    CPU, larger activations are fresh memory (page faults) on every call, which cost more than the batch saves.
-    Equal to `SwapGraph` up to float rounding (tests: within 1e-4). A copy: the trained model is left as it is."""
+    """`SwapGraph` re-expressed for inference (what `session` runs; the ONNX file is `SwapGraph` over the same
+    `sub_pixel(model)`, without the torch-only parts that follow): each `Up` as a `SubPixelUp`, weights and inputs in
+    channels_last (~1.3x faster convolutions on a CPU, the layout tensor cores want on a GPU), LeakyReLUs in place,
+    E_β's appearance code computed once when every row of `reference` is the same crop (a swap feeds one reference
+    crop to every face) and kept while it stays the same, and the batch run in chunks of about `CHUNK` values per
+    full-resolution feature map (4 faces at 128 px): on a CPU, larger activations are fresh memory (page faults) on
+    every call, which cost more than the batch saves. Equal to `SwapGraph` up to float rounding (tests: within
+    1e-4). A copy: the trained model is left as it is."""
 
     CHUNK = 2**21  # float32 values (8 MiB) of the largest activation (the first level's width x S x S) per chunk
 
     def __init__(self, model: DFVAE):
         super().__init__()
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        for module in list(self.model.modules()):
+        self.model = sub_pixel(model)
+        for module in self.model.modules():
             if isinstance(module, nn.LeakyReLU):
                 module.inplace = True
-            for name, child in module.named_children():
-                if isinstance(child, Up):
-                    setattr(module, name, SubPixelUp(child))
         self.model.to(memory_format=torch.channels_last)
         config = self.model.config
         self.chunk = max(1, self.CHUNK // (max(config.width, config.fusion_width) * config.resolution ** 2))
@@ -214,8 +222,9 @@ def export(run: str | None = None, out: str | None = None, fp16: bool = False, o
     if check:
         _note(f"checking {path} against PyTorch with onnxruntime", quiet)
         tol = 5e-2 if fp16 else TOLERANCE
+        plain = SwapGraph(trained.model).eval()  # the network as trained: nearest upsampling, then 3x3 convolutions
         try:
-            verify_onnx(path, g.module.half() if fp16 else g.module,
+            verify_onnx(path, plain.half() if fp16 else plain,
                         [c.half() for c in g.checks] if fp16 else g.checks, atol=tol, rtol=tol)
         except Exception:
             path.unlink(missing_ok=True)  # a file that failed its check is not left behind
