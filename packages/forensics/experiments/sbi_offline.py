@@ -1,7 +1,7 @@
 """SBI detectors trained from scratch on the real face videos that ship offline, tested on a held-out identity.
 
     python packages/forensics/experiments/sbi_offline.py --work data/sbi-offline   # all of it: 15 CPU min (40 wall)
-    python packages/forensics/experiments/sbi_offline.py --work data/sbi-loio --holdout all   # leave-one-identity-out
+    python packages/forensics/experiments/sbi_offline.py --work data/sbi-offline-loio --holdout all --jobs 3   # 3 folds
 
 End to end, each step skipped when its output exists (so a killed run resumes):
 
@@ -22,7 +22,9 @@ extracted once (WORK/faces/all, from the symlinks in WORK/videos/all), each fold
 (hard links to those crops, copies where linking fails), and steps 4-6 run per fold in WORK/folds/ID (its own
 results.json / results.md); then WORK/loio.json and WORK/loio.md hold one table: per fold and their mean, the frame
 AUC on the training identities, on the held-out identity clean and its mean over the distortions, per model and
-training condition. A single identity keeps the layout above (WORK/runs, WORK/reports), so earlier runs resume.
+training condition; `--jobs N` runs up to N folds at once, each in its own process. A single identity keeps the
+layout above (WORK/runs, WORK/reports), so earlier runs resume. The training length is set by `--xception-steps` /
+`--clip-steps`, the test set's size by `--frames` (use a fresh WORK when changing them: finished steps are skipped).
 
 The thesis finding it checks (DeeperForensics-1.0, Table 3.4): a detector trained with distortions keeps its
 accuracy on distorted test data better than one trained on clean data.
@@ -173,11 +175,91 @@ def table(results: dict, levels: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def auc_summary(entry: dict) -> dict[str, float]:
+    """Frame AUC of one run: `train-ids`, held-out `std` and the mean over its distorted evaluations."""
+    auc = {name: ev["sets"]["fake"]["frame"]["auc"] for name, ev in entry["eval"].items()}
+    dist = [v for name, v in auc.items() if name not in ("std", "train-ids", "swaps")]
+    return {"train-ids": auc["train-ids"], "std": auc["std"], "distorted": sum(dist) / len(dist)}
+
+
+def loio_table(folds: dict[str, dict]) -> str:
+    """Folds (held-out identity -> its results) as one markdown table of frame AUC, per fold and the mean."""
+    keys = list(dict.fromkeys(k for res in folds.values() for k in res["runs"]))
+    cols = ("train-ids", "std", "distorted")
+    lines = ["| model | training | held out (test frames) | train ids | held-out clean | held-out distorted |",
+             "|---|---|---|---|---|---|"]
+    for key in keys:
+        model, cond = key.split("/")
+        rows = {}
+        for holdout, res in folds.items():
+            if key in res["runs"]:
+                rows[holdout] = auc_summary(res["runs"][key])
+                n = sum(res["faces_test"]["videos"].values())
+                lines.append(f"| {model} | {cond} | {holdout} ({n}) | "
+                             + " | ".join(f"{rows[holdout][c]:.2f}" for c in cols) + " |")
+        if len(rows) > 1:
+            mean = {c: sum(r[c] for r in rows.values()) / len(rows) for c in cols}
+            spread = {c: (min(r[c] for r in rows.values()), max(r[c] for r in rows.values())) for c in cols}
+            lines.append(f"| {model} | {cond} | **mean of {len(rows)}** | "
+                         + " | ".join(f"**{mean[c]:.2f}** ({spread[c][0]:.2f}-{spread[c][1]:.2f})" for c in cols)
+                         + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_fold(work: Path, faces: dict[str, Path], swaps: Path | None, args, levels: list[int], results: dict,
+             start: tuple[float, float] | None = None, tag: str = "") -> dict:
+    """Steps 4-6 in `work` (runs/, reports/, results.json, results.md) for the faces in `faces` (train, test);
+    the times in results.json count from `start` (wall, CPU), by default from this call; `tag` prefixes the log."""
+    t0, cpu0 = start or (time.perf_counter(), time.process_time())
+    for model in args.models.split(","):
+        for cond, p_distort in (("clean", 0.0), ("distort", args.distort_p)):
+            key = f"{model}/{cond}"
+            run = work / "runs" / f"{model}-{cond}"
+            log(f"{tag}train {key}")
+            entry = {"train": train_run(run, faces["train"], model, args, p_distort), "eval": {}}
+            log(f"{tag}  trained: {entry['train']}")
+            for distort in [None] + [f"{t}:{lv}" for lv in levels for t in TYPES]:
+                name = distort or "std"
+                rep = evaluate_run(run, faces["test"], "sbi", work / "reports" / f"{model}-{cond}" /
+                                   name.replace(":", "-"), distort, args)
+                entry["eval"][name] = {"sets": rep["sets"]}
+                log(f"{tag}  {name}: frame acc {rep['sets']['fake']['frame']['acc']:.3f} "
+                    f"auc {rep['sets']['fake']['frame']['auc']:.3f}")
+            # in distribution: the training identities' own faces against fresh SBI draws (eval seed + 1)
+            rep = evaluate_run(run, faces["train"], "sbi", work / "reports" / f"{model}-{cond}" / "train-ids", None,
+                               args, seed=args.seed + 1)
+            entry["eval"]["train-ids"] = {"sets": rep["sets"]}
+            if swaps is not None:
+                rep = evaluate_run(run, faces["test"], str(swaps), work / "reports" / f"{model}-{cond}" / "swaps",
+                                   None, args)
+                entry["eval"]["swaps"] = {"sets": rep["sets"]}
+            results["runs"][key] = entry
+
+    results["wall_s"], results["cpu_s"] = time.perf_counter() - t0, time.process_time() - cpu0
+    results["load_end"] = round(load(), 2)
+    (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    md = ("Frame-level ACC (%) / AUC: `train-ids` on the training identities' faces against fresh SBI draws (in "
+          "distribution), the rest on the held-out identity's real faces against their SBI fakes, `std` clean, "
+          "`TYPE:LEVEL` distorted on the fly (real and fake items alike)\n\n" + table(results, levels))
+    (work / "results.md").write_text(md)
+    return results
+
+
+def fold_job(work: Path, faces: dict[str, Path], swaps: Path | None, args, levels: list[int], results: dict,
+             tag: str) -> dict:
+    """run_fold in a worker process (`--jobs`)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    return run_fold(work, faces, swaps, args, levels, results, tag=tag)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--videos", type=Path, default=ROOT / "data" / "videos")
     p.add_argument("--work", type=Path, default=ROOT / "data" / "sbi-offline")
-    p.add_argument("--holdout", default="wolfgang")
+    p.add_argument("--holdout", "--hold-out", dest="holdout", default="wolfgang",
+                   help="the test identity; `all` (or a comma-separated list): leave-one-identity-out, one fold each")
     p.add_argument("--models", default="xception,resnet_lstm")
     p.add_argument("--frames", type=int, default=48, help="frames extracted per video")
     p.add_argument("--size", type=int, default=112, help="model input (crops are extracted at --crop)")
@@ -192,8 +274,10 @@ def main(argv=None) -> None:
     p.add_argument("--levels", default="5", help="distortion levels evaluated (comma-separated)")
     p.add_argument("--swaps", type=Path, default=None, help="face-swap videos (e.g. pixforge-dfvae's) to test on")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="with several held-out identities: folds run at once")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    start = (time.perf_counter(), time.process_time())
 
     import torch
 
@@ -201,52 +285,71 @@ def main(argv=None) -> None:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     levels = [int(x) for x in args.levels.split(",")]
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    results: dict = {"options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                     "load_start": round(load(), 2), "runs": {}}
-
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     catalogue = fetch_videos(args.videos)
-    results["split"] = split(args.videos, catalogue, args.holdout, work)
-    log(f"split: {results['split']}")
-    faces = {}
-    for part in ("train", "test"):
-        faces[part] = work / "faces" / part
-        results[f"faces_{part}"] = extract(work / "videos" / part, faces[part], args.frames, args.crop)
-        log(f"faces {part}: {results[f'faces_{part}']}")
+    chosen = holdouts(args.holdout, catalogue)
+    swaps = None
     if args.swaps is not None:
-        results["faces_swaps"] = extract(args.swaps, work / "faces" / "swaps", args.frames, args.crop)
+        swaps = work / "faces" / "swaps"
+        swaps_info = extract(args.swaps, swaps, args.frames, args.crop)
 
-    for model in args.models.split(","):
-        for cond, p_distort in (("clean", 0.0), ("distort", args.distort_p)):
-            key = f"{model}/{cond}"
-            run = work / "runs" / f"{model}-{cond}"
-            log(f"train {key}")
-            entry = {"train": train_run(run, faces["train"], model, args, p_distort), "eval": {}}
-            log(f"  trained: {entry['train']}")
-            for distort in [None] + [f"{t}:{lv}" for lv in levels for t in TYPES]:
-                name = distort or "std"
-                rep = evaluate_run(run, faces["test"], "sbi", work / "reports" / f"{model}-{cond}" /
-                                   name.replace(":", "-"), distort, args)
-                entry["eval"][name] = {"sets": rep["sets"]}
-                log(f"  {name}: frame acc {rep['sets']['fake']['frame']['acc']:.3f} "
-                    f"auc {rep['sets']['fake']['frame']['auc']:.3f}")
-            # in distribution: the training identities' own faces against fresh SBI draws (eval seed + 1)
-            rep = evaluate_run(run, faces["train"], "sbi", work / "reports" / f"{model}-{cond}" / "train-ids", None,
-                               args, seed=args.seed + 1)
-            entry["eval"]["train-ids"] = {"sets": rep["sets"]}
-            if args.swaps is not None:
-                rep = evaluate_run(run, faces["test"], str(work / "faces" / "swaps"),
-                                   work / "reports" / f"{model}-{cond}" / "swaps", None, args)
-                entry["eval"]["swaps"] = {"sets": rep["sets"]}
-            results["runs"][key] = entry
+    if args.holdout in identities(catalogue):  # one identity: the original layout, directly in WORK
+        results: dict = {"options": options, "load_start": round(load(), 2), "runs": {}}
+        results["split"] = split(args.videos, catalogue, args.holdout, work)
+        log(f"split: {results['split']}")
+        faces = {}
+        for part in ("train", "test"):
+            faces[part] = work / "faces" / part
+            results[f"faces_{part}"] = extract(work / "videos" / part, faces[part], args.frames, args.crop)
+            log(f"faces {part}: {results[f'faces_{part}']}")
+        if swaps is not None:
+            results["faces_swaps"] = swaps_info
+        run_fold(work, faces, swaps, args, levels, results, start)
+        print((work / "results.md").read_text())
+        return
 
-    results["wall_s"], results["cpu_s"] = time.perf_counter() - t0, time.process_time() - cpu0
-    results["load_end"] = round(load(), 2)
-    (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    md = ("Frame-level ACC (%) / AUC: `train-ids` on the training identities' faces against fresh SBI draws (in "
-          "distribution), the rest on the held-out identity's real faces against their SBI fakes, `std` clean, "
-          "`TYPE:LEVEL` distorted on the fly (real and fake items alike)\n\n" + table(results, levels))
-    (work / "results.md").write_text(md)
+    # leave-one-identity-out: faces extracted once per video, then one fold per held-out identity
+    t0, cpu0 = start
+    summary: dict = {"options": options, "load_start": round(load(), 2), "holdouts": chosen, "folds": {}}
+    link_videos(args.videos, sorted(catalogue), work / "videos" / "all")
+    summary["faces"] = extract(work / "videos" / "all", work / "faces" / "all", args.frames, args.crop)
+    log(f"faces: {summary['faces']}")
+    dirs = {name: Path(d) for name, d in summary["faces"]["dirs"].items()}
+    jobs = {}
+    for holdout in chosen:
+        fold = work / "folds" / holdout
+        parts = fold_split(catalogue, holdout)
+        log(f"fold {holdout}: {parts} (load {load():.2f})")
+        faces = {}
+        results = {"options": options, "load_start": round(load(), 2), "runs": {}, "split": parts}
+        for part, names in parts.items():
+            faces[part] = fold / "faces" / part
+            link_faces(dirs, names, faces[part])
+            results[f"faces_{part}"] = {"videos": {n: summary["faces"]["videos"][n] for n in names}}
+        if swaps is not None:
+            results["faces_swaps"] = swaps_info
+        jobs[holdout] = (fold, faces, swaps, args, levels, results, f"[{holdout}] ")
+    if args.jobs > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(args.jobs, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {holdout: pool.submit(fold_job, *job) for holdout, job in jobs.items()}
+            summary["folds"] = {holdout: f.result() for holdout, f in futures.items()}
+    else:
+        summary["folds"] = {holdout: run_fold(*job[:6], tag=job[6]) for holdout, job in jobs.items()}
+    for holdout, res in summary["folds"].items():
+        log(f"fold {holdout}: {res['wall_s']:.0f} s wall, {res['cpu_s']:.0f} s CPU")
+    # CPU: this process (extraction) and every fold's own (their processes' with --jobs)
+    summary["wall_s"] = time.perf_counter() - t0
+    summary["cpu_s"] = time.process_time() - cpu0 + (sum(r["cpu_s"] for r in summary["folds"].values())
+                                                      if args.jobs > 1 and len(jobs) > 1 else 0.0)
+    summary["load_end"] = round(load(), 2)
+    (work / "loio.json").write_text(json.dumps(summary, indent=1, default=str))
+    md = (f"Leave-one-identity-out, frame-level AUC (levels {args.levels}: `held-out distorted` is the mean over "
+          f"the {len(TYPES) * len(levels)} distorted evaluations; the mean row gives the folds' min-max)\n\n"
+          + loio_table(summary["folds"]))
+    (work / "loio.md").write_text(md)
     print(md)
 
 
