@@ -35,3 +35,13 @@ def test_learning_rate_schedules():
     assert cosine_lr(2.0, 10, 10) == pytest.approx(0.0) and cosine_lr(1, 3, 10) == 0.5 * (1 + math.cos(0.3 * math.pi))
     assert [linear_decay_lr(1.0, s, 10, 4) for s in (0, 6, 8, 10)] == [1.0, 1.0, 0.5, 0.0]
     assert linear_decay_lr(1.0, 9, 10, 0) == 1.0
+
+
+def test_noise_keys_far_apart_draw_different_noise():
+    """torch's CPU generator keeps a seed's low 32 bits: a key folded into one seed made index 2**40 (SinGAN's
+    z_opt) draw index 0's noise, and 2**32 apart in general."""
+    first = sample_noise((8,), [0], seed=3)
+    for far in (2**32, 2**40, 2**61):
+        assert not torch.equal(first, sample_noise((8,), [far], seed=3))
+    assert not torch.equal(first, sample_noise((8,), [0], seed=3 + 2**32))
+    assert sample_noise([], [0, 1, 2], seed=0).shape == (3,) and sample_noise((2,), [], seed=0).shape == (0, 2)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 
@@ -41,11 +42,16 @@ def sample_noise(shape: Sequence[int], indices: Sequence[int], seed: int, salt: 
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """len(indices) x `shape` standard normal noise, sample i drawn from (seed, global index i, salt) alone.
 
-    Different `salt`s give independent streams for the different draws of one step (e.g. the G and D steps).
+    Different `salt`s give independent streams for the different draws of one step (e.g. the G and D steps). Each
+    draw is numpy's counter-based Philox with the 128-bit key (seed, i) and `salt` in the counter's top word, so no
+    two keys share a stream: torch's CPU generator keeps only a seed's low 32 bits, and a key folded into one seed
+    made far-apart indices (2**40, a SinGAN's z_opt, and 0, its first sample) draw the same noise.
     """
-    draws = [torch.randn(tuple(shape), generator=torch.Generator().manual_seed((seed * 1_000_003 + i) * 31 + salt))
+    shape, top = tuple(int(s) for s in shape), np.array([0, 0, 0, int(salt) % 2**64], np.uint64)
+    draws = [np.random.Generator(np.random.Philox(key=np.array([int(seed) % 2**64, int(i) % 2**64], np.uint64),
+                                                  counter=top)).standard_normal(shape, dtype=np.float32)
              for i in indices]
-    return torch.stack(draws).to(device)
+    return torch.from_numpy(np.stack(draws) if draws else np.empty((0, *shape), np.float32)).to(device)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
