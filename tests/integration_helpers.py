@@ -1,6 +1,7 @@
 """Shared bits of the integration tests: run pixforge commands in subprocesses."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -23,3 +24,14 @@ def train(out, *args, check=True):
 
 def checkpoint(path):
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def launcher(processes: int) -> list[str]:
+    """The `python` arguments that start a command under torchrun with `processes` processes on a free port (none
+    for one process: the command runs plainly)."""
+    if processes == 1:
+        return []
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", str(port)]

@@ -5,11 +5,11 @@ tests/test_tsit_ddp.py for the float64 argument)."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import torch
+from integration_helpers import launcher
 
 from pixforge.core.checkpoint import read_checkpoint
 
@@ -18,13 +18,7 @@ TINY = ["--size", "32", "--width", "8", "--max-width", "32", "--structure-channe
 
 
 def _train(out, data, batch, processes=1):
-    launcher = []
-    if processes > 1:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", str(port)]
-    cmd = [sys.executable, *launcher, "-m", "pixforge.dfvae.cli", "train", str(out), "--data", str(data),
+    cmd = [sys.executable, *launcher(processes), "-m", "pixforge.dfvae.cli", "train", str(out), "--data", str(data),
            "--batch", str(batch), *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -5,9 +5,9 @@ dlib); tiny registry models (a conv or two, added to MODELS for the test) keep t
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from integration_helpers import launcher
 from torch import nn
 
 from pixforge.core.checkpoint import read_checkpoint
@@ -308,48 +309,22 @@ def test_detect_writes_probability_json_and_overlay(tiny, faces, tmp_path):
 
 # ------------------------------------------------------------------------------------------------------- torchrun
 
-DDP_WRAPPER = '''
-import sys
-
-import torch
-from torch import nn
-
-from pixforge.forensics.cli import main
-from pixforge.forensics.models import MODELS, ModelSpec
-
-
-class Tiny(nn.Module):
-    def __init__(self, num_classes=1, weights=None, generator=None):
-        super().__init__()
-        g = generator or torch.Generator().manual_seed(0)
-        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
-        self.fc = nn.Linear(8, num_classes)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
-
-MODELS["tiny"] = ModelSpec("tiny", Tiny, 32, 1, (127.5,) * 3, (127.5,) * 3, "test", 1, 0, "none")
-sys.argv = ["pixforge-forensics", *sys.argv[1:]]
-main()
-'''
+def _ddp_wrapper() -> str:
+    """A script that registers `TinyImage` as model "tiny" and runs the CLI (torchrun's processes do not see this
+    test's registry)."""
+    return "\n".join([
+        "import sys", "import torch", "from torch import nn", "from pixforge.forensics.cli import main",
+        "from pixforge.forensics.models import MODELS, ModelSpec", inspect.getsource(TinyImage),
+        'MODELS["tiny"] = ModelSpec("tiny", TinyImage, 32, 1, (127.5,) * 3, (127.5,) * 3, "test", 1, 0, "none")',
+        'sys.argv = ["pixforge-forensics", *sys.argv[1:]]', "main()"])
 
 
 def _train_tiny_cli(tmp_path, out, real, batch, processes=1):
     script = tmp_path / "train_tiny.py"
-    script.write_text(DDP_WRAPPER)
-    launcher = []
-    if processes > 1:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port", str(port)]
-    cmd = [sys.executable, *launcher, str(script), "train", "--real", str(real), "--fake", "sbi", "--model", "tiny",
-           "--out", str(out), "--batch", str(batch), "--steps", "3", "--optimizer", "sgd", "--lr", "0.05",
-           "--device", "cpu", "--threads", "1", "--quiet"]
+    script.write_text(_ddp_wrapper())
+    cmd = [sys.executable, *launcher(processes), str(script), "train", "--real", str(real), "--fake", "sbi",
+           "--model", "tiny", "--out", str(out), "--batch", str(batch), "--steps", "3", "--optimizer", "sgd",
+           "--lr", "0.05", "--device", "cpu", "--threads", "1", "--quiet"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"})
     assert result.returncode == 0, result.stderr[-3000:]
