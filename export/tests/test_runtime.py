@@ -463,6 +463,63 @@ def test_generator_writes_count_samples(tmp_path):
         np.testing.assert_array_equal(read_png(tmp_path / "all" / name), read_png(tmp_path / "sharded" / name))
 
 
+def sized_generator(path: Path, rule: dict | None) -> Path:
+    """A two-scale generator: out = tanh(z1) + 0 * mean(z0), noise z0 N x 1 x 3 x 4, z1 N x 3 x 6 x 8 (export-time
+    size 6x8, dynamic in the graph), with the size rule `rule` (None: a model exported before size rules)."""
+    z0 = helper.make_tensor_value_info("z0", FLOAT, ["N", 1, "h0", "w0"])
+    z1 = helper.make_tensor_value_info("z1", FLOAT, ["N", 3, "h1", "w1"])
+    y = helper.make_tensor_value_info("out", FLOAT, ["N", 3, "h1", "w1"])
+    nodes = [helper.make_node("ReduceMean", ["z0"], ["m"], axes=[1, 2, 3]),
+             helper.make_node("Mul", ["m", "zero"], ["m0"]), helper.make_node("Tanh", ["z1"], ["t"]),
+             helper.make_node("Add", ["t", "m0"], ["out"])]
+    specs = [TensorSpec("z0", kind="noise", shape=["N", 1, 3, 4]), TensorSpec("z1", kind="noise", shape=["N", 3, 6, 8])]
+    graph = helper.make_graph(nodes, "g", [z0, z1], [y], [numpy_helper.from_array(np.zeros((), np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    extra = {"size": [6, 8]} | ({"size_rule": rule} if rule else {})
+    helper.set_model_props(model, build_metadata("pixforge-tests", "0.0.1", "generate", specs,
+                                                 [TensorSpec("out", range=(-1.0, 1.0))], extra))
+    onnx.save(model, str(path))
+    return path
+
+
+PYRAMID = {"rule": "pyramid", "sizes": [[3, 4], [6, 8]], "rounding": "half-even", "min": [4, 4], "default": [6, 8]}
+
+
+def test_generator_size_follows_the_rule(tmp_path):
+    from pixforge.export.sizing import pyramid_sizes
+
+    model = sized_generator(tmp_path / "g.onnx", PYRAMID)
+    cli("run", model, "--count", 2, "--size", "9x20", "--out", tmp_path / "big", "--device", "cpu")
+    assert [read_png(p).shape for p in sorted((tmp_path / "big").iterdir())] == [(9, 20, 3)] * 2
+    pipe = Pipeline(open_session(model, "cpu"), size=(9, 20))
+    assert pipe.noise_shapes == {"z0": ["N", 1, 4, 10], "z1": ["N", 3, 9, 20]}  # 4.5 -> 4: half to even
+    assert pyramid_sizes([(3, 4), (6, 8)], (9, 20)) == [(4, 10), (9, 20)]
+    feeds = pipe.feeds(None, [0, 1])
+    assert feeds["z0"].shape == (2, 1, 4, 10) and feeds["z1"].shape == (2, 3, 9, 20)
+    # the default stays the export-time size, and --size at that size is the same noise
+    cli("run", model, "--count", 2, "--out", tmp_path / "default", "--device", "cpu")
+    cli("run", model, "--count", 2, "--size", "6x8", "--out", tmp_path / "same", "--device", "cpu")
+    for name in ("000000.png", "000001.png"):
+        np.testing.assert_array_equal(read_png(tmp_path / "default" / name), read_png(tmp_path / "same" / name))
+        assert read_png(tmp_path / "default" / name).shape == (6, 8, 3)
+
+
+def test_generator_size_errors(tmp_path):
+    model = sized_generator(tmp_path / "g.onnx", PYRAMID)
+    assert "--size 3x8 is below the minimum 4x4" in _bad(tmp_path, model, "--count", 2, "--size", "3x8")
+    divide = sized_generator(tmp_path / "d.onnx", {"rule": "divide", "factor": 2, "min": [4, 4], "default": [6, 8]})
+    assert "give multiples of 2" in _bad(tmp_path, divide, "--count", 2, "--size", "7x8")
+    old = sized_generator(tmp_path / "old.onnx", None)
+    assert "export-time size (6x8) only" in _bad(tmp_path, old, "--count", 2, "--size", "8x8")
+    cli("run", old, "--count", 1, "--out", tmp_path / "fixed", "--device", "cpu")  # still runs at its fixed size
+    assert read_png(tmp_path / "fixed" / "000000.png").shape == (6, 8, 3)
+    write_png(tmp_path / "a.png", random_image(4, 4))
+    assert "--size is for generators" in _bad(tmp_path, conv_model(tmp_path / "m.onnx"), tmp_path / "a.png",
+                                              "--size", "8x8")
+    broken = sized_generator(tmp_path / "b.onnx", {**PYRAMID, "sizes": [[6, 8]]})
+    assert "malformed size rule" in _bad(tmp_path, broken, "--count", 2, "--size", "8x8")
+
+
 def _make_video(path: Path, frames: int = 12, size: str = "32x24", rate: int = 10) -> Path:
     subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}",
                     "-f", "lavfi", "-i", "sine=frequency=440", "-frames:v", str(frames), "-shortest",

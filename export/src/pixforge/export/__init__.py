@@ -2,7 +2,8 @@
 
 This package is also the torch-free base every pixforge package stands on: the error type and
 Fire runner shared by every CLI (`errors`, `command`), atomic file writes (`atomic`), numpy
-image and ffmpeg video I/O (`images`, `video`) and the ONNX metadata schema (`metadata`).
+image and ffmpeg video I/O (`images`, `video`), the ONNX metadata schema (`metadata`) and generators' size
+rules (`sizing`).
 """
 
 from importlib.metadata import version

@@ -2,6 +2,7 @@
 
     pixforge-run info MODEL.onnx [--json]
     pixforge-run run MODEL.onnx INPUTS... --out DIR [--device auto|cpu|cuda[:N]] [--batch 8] [--seed 0]
+    pixforge-run run GENERATOR.onnx --count N [--size HxW] --out DIR [--seed 0]
     pixforge-run bench MODEL.onnx [--batch-sizes 1,4,16] [--size 256] [--json]
 
 Every check on the inputs runs before the first output is written; each output is written atomically.
@@ -71,7 +72,7 @@ class Runtime:
     def run(self, model: str, *inputs: str, out: str | None = None, device: str = "auto", batch: int = 8,
             seed: int = 0, overwrite: bool = False, set: Any = None, input: Any = None, count: int | None = None,
             shard: str | None = None, skip_existing: bool = False, tensor_format: str = "json",
-            threads: int | None = None) -> None:
+            threads: int | None = None, size: Any = None) -> None:
         """Run MODEL on image files, folders (recursive) and videos; write the results under --out.
 
         Images give OUT/<name>.png, videos OUT/<name>.mp4 (same frame rate, audio kept), tensor outputs
@@ -96,6 +97,8 @@ class Runtime:
             skip_existing: skip items whose outputs all exist already (to resume a stopped job).
             tensor_format: json or npy, for outputs of kind "tensor".
             threads: CPU threads per operator (default: all cores).
+            size: for a generator, the samples' size HxW (or one int for a square); its noise shapes come from the
+                size rule in the model's metadata (default: the export-time size).
         """
         if out is None:
             raise PixforgeError("--out is required: the folder the results go to")
@@ -108,7 +111,7 @@ class Runtime:
             raise PixforgeError(f"--out {out} exists and is not a folder")
         session = open_session(model, device, threads)
         pipe = Pipeline(session, seed=seed, scalars={k: _number(v, k) for k, v in _pairs(set, "--set").items()},
-                        images=_pairs(input, "--input"))
+                        images=_pairs(input, "--input"), size=None if size is None else parse_size(size))
         items = plan(pipe, [str(i) for i in inputs], out, count=count, shard=shard, tensor_format=tensor_format,
                      overwrite=overwrite, skip_existing=skip_existing)
         written = execute(pipe, items, batch)

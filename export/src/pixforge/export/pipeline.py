@@ -14,6 +14,8 @@
   relative name in a folder, at the item's size, fitted exactly as the primary input (`paired_files`);
 * noise inputs: standard normal from `numpy.random.default_rng([seed, item index, input position])`, so an
   item's noise does not depend on the batch it runs in; a shape without a leading "N" is one tensor per batch;
+  a generator (no image inputs) asked for an output `size` gets its noise shapes from the size rule in its
+  metadata (`pixforge.export.sizing`) instead of the fixed export-time ones;
 * scalar inputs: their `default`, or an override; image outputs go back to uint8, tensor outputs stay float.
 """
 
@@ -30,6 +32,7 @@ from pixforge.export.images import DECODE_ERRORS, IMAGE_SUFFIXES, probe_image, r
 from pixforge.export.images import MODES as PIL_MODES
 from pixforge.export.metadata import TensorSpec, resolve_shape
 from pixforge.export.session import ModelSession
+from pixforge.export.sizing import noise_sizes
 from pixforge.export.video import is_video_path
 
 MODES = {1: "GRAY", 3: "RGB", 4: "RGBA"}  # channel count -> `read_image` mode
@@ -155,7 +158,7 @@ class Pipeline:
     """Turns items (source images, or nothing for pure generators) into feeds and model outputs into results."""
 
     def __init__(self, session: ModelSession, *, seed: int = 0, scalars: dict[str, float] | None = None,
-                 images: dict[str, str | np.ndarray] | None = None):
+                 images: dict[str, str | np.ndarray] | None = None, size: tuple[int, int] | None = None):
         self.session = session
         self.meta = session.meta
         where = session.path
@@ -189,6 +192,23 @@ class Pipeline:
         self.paired: dict[str, Path | None] = {s.name: None for s in image_inputs[1:] if s.paired}
         self.extra = self._read_extra_images(images or {})
         self.image_files = [Path(p) for p in (images or {}).values() if not isinstance(p, np.ndarray)]
+        self.noise_shapes = self._sized_noise(size) if size is not None else {}
+
+    def _sized_noise(self, size: tuple[int, int]) -> dict[str, list]:
+        """{noise input: its shape} for a generator's output `size` (H, W), by the metadata's size rule."""
+        where = self.session.path
+        if self.primary is not None:
+            raise PixforgeError(f"--size is for generators (models without image inputs); {where} takes images, "
+                                "whose size sets the output's")
+        rule = self.meta.extra.get("size_rule")
+        if rule is None:
+            fixed = self.meta.extra.get("size")
+            at = f" ({fixed[0]}x{fixed[1]})" if isinstance(fixed, list) and len(fixed) == 2 else ""
+            raise PixforgeError(f"{where} draws samples at its export-time size{at} only: its metadata has no size "
+                                "rule (an older export); drop --size, or re-export the model")
+        noise = [s for s in self.meta.inputs if s.kind == "noise"]
+        sizes = noise_sizes(rule, size, len(noise), str(where))
+        return {spec.name: [*spec.shape[:-2], *hw] for spec, hw in zip(noise, sizes, strict=True)}
 
     def _read_extra_images(self, paths: dict[str, str | np.ndarray]) -> dict[str, np.ndarray]:
         """Secondary image inputs: a path is checked and decoded, an array (uint8 H x W x C) is taken as is; a paired
@@ -372,11 +392,12 @@ class Pipeline:
         return image[: target[0], : target[1]]
 
     def _noise(self, spec: TensorSpec, k: int, indices: list[int], net: tuple[int, int]) -> np.ndarray:
-        if spec.shape[0] == "N":
-            shape = resolve_shape(spec.shape[1:], 1, *net)
+        spec_shape = self.noise_shapes.get(spec.name, spec.shape)
+        if spec_shape[0] == "N":
+            shape = resolve_shape(spec_shape[1:], 1, *net)
             return np.stack([np.random.default_rng([self.seed, i, k]).standard_normal(shape, dtype=np.float32)
                              for i in indices])
-        shape = resolve_shape(spec.shape, len(indices), *net)
+        shape = resolve_shape(spec_shape, len(indices), *net)
         return np.random.default_rng([self.seed, k]).standard_normal(shape, dtype=np.float32)
 
     def _scalar(self, spec: TensorSpec, n: int) -> np.ndarray:

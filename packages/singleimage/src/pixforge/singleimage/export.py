@@ -16,7 +16,19 @@ at any aspect, and the noise is exactly what `sample` draws in PyTorch (so the s
 
 The metadata's noise shapes are fixed numbers, the pyramid at `--size` (default: the training size), since a
 generator has no input image to take its size from: `pixforge-run run M.onnx --count 16 --out DIR [--seed S]` draws
-samples of that size (item i's noise from (S, i)); onnxruntime callers may feed any other size.
+samples of that size (item i's noise from (S, i)). The metadata also stores the rule from an output size to the
+noise shapes (`extra["size_rule"]`, read by the torch-free `pixforge.export.sizing`), so that `pixforge-run run
+M.onnx --count 16 --size HxW --out DIR` draws any other size: PetsGAN rule `divide` (ceil(H / f) x ceil(W / f),
+H and W multiples of f), SinGAN rule `pyramid` (the training pyramid stretched by H / H_top and W / W_top, rounded
+half to even: `SinGAN.scaled_sizes`), each with the run's minimum size. onnxruntime callers may feed any noise.
+
+`--fp16` exports a half-precision graph through `pixforge.core.onnx.export_onnx(fp16=True)` (the path tsit and
+dfvae use): weights and activations float16, the noise inputs and the image output float16 too (`pixforge-run`
+casts its float32 noise to the graph's type and reads float16 back as float32). PetsGAN keeps PT (VGG features and
+the patch matching, 39k weights) in float32 inside the graph: its softmax at tau 1e-5 divides cosines by 1e-5,
+which overflows float16 (max 65504). onnxruntime's CPU provider has no float16 kernel for some operators and
+runs those in float32 behind inserted casts (same results, no speed-up); the CUDA provider runs them in float16.
+The check compares the float16 graph with the float32 PyTorch sampler at `FP16_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -42,6 +54,8 @@ from pixforge.singleimage.singan import SinGAN
 # looser: PT's softmax at tau 1e-5 turns float32 differences of 1e-7 in the cosines into attention weights that move
 # by 1e-3 and more (measured up to 5e-3 at 20x40 layouts; PyTorch alone differs by 2e-4 between batch sizes).
 TOLERANCE = {"singan": 1e-3, "petsgan": 1e-2}
+# A float16 graph against the float32 PyTorch sampler (float16 has 11 significant bits: 5e-4 relative per op).
+FP16_TOLERANCE = {"singan": 5e-2, "petsgan": 5e-2}
 
 
 class PetsGANSampler(nn.Module):
@@ -53,7 +67,15 @@ class PetsGANSampler(nn.Module):
         self.register_buffer("ref", model.ref.clone())
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        return self.IR(self.PT(self.G(noise), self.ref, TAU_JOINT)[0]).clamp(-1, 1)
+        layout = self.G(noise)  # PT in float32 (a no-op in a float32 graph): b / tau overflows float16
+        matched = self.PT(layout.float(), self.ref.float(), TAU_JOINT)[0].to(layout.dtype)
+        return self.IR(matched).clamp(-1, 1)
+
+    def half(self) -> PetsGANSampler:
+        """G and IR in float16, PT and c_I kept in float32 (see `forward`)."""
+        self.G.half()
+        self.IR.half()
+        return self
 
 
 class SinGANSampler(nn.Module):
@@ -142,6 +164,10 @@ def graph(model, size: tuple[int, int] | None = None, source: str = "") -> Graph
              "noise_sizes": [list(s[1:]) for s in shapes]}
     if method == "petsgan":
         extra["downscale"] = model.factor
+        rule = {"rule": "divide", "factor": model.factor}
+    else:
+        rule = {"rule": "pyramid", "sizes": [list(s) for s in model.sizes], "rounding": "half-even"}
+    extra["size_rule"] = {**rule, "min": list(low), "default": list(size)}
     meta = ModelMeta("pixforge-singleimage", __version__, "generate", specs, [out], extra)
     return Graph(module.eval(), shapes, _noise_sizes(model, _check_size(model, size)), meta, dynamic)
 
@@ -153,12 +179,14 @@ def noise_inputs(shapes: list[tuple[int, int, int]], n: int, seed: int = 0) -> l
 
 
 def export(run: str, out: str = "model.onnx", size: str | None = None, check: bool = True, overwrite: bool = False,
-           quiet: bool = False) -> Path:
+           quiet: bool = False, fp16: bool = False) -> Path:
     """Export the sampler of the finished run --run to the ONNX file --out: noise inputs only (PetsGAN: one layout
     noise; SinGAN: one per scale), dynamic batch and spatial size, pixforge metadata whose noise shapes give --size
-    HxW (default: the training size; PetsGAN: multiples of its --downscale). Checked against PyTorch with
-    onnxruntime at --size and at a 1.5x wider size (--nocheck: skip); tolerance 1e-3, PetsGAN 1e-2 (its patch
-    matching is ill-conditioned). Draw samples with `pixforge-run run OUT --count 16 --out DIR [--seed S]`."""
+    HxW (default: the training size; PetsGAN: multiples of its --downscale) and the rule for any other size.
+    Checked against PyTorch with onnxruntime at --size and at a 1.5x wider size (--nocheck: skip); tolerance 1e-3,
+    PetsGAN 1e-2 (its patch matching is ill-conditioned). --fp16: a half-precision graph (float16 weights;
+    PetsGAN's patch matching stays float32), checked against the float32 sampler at tolerance 5e-2. Draw samples
+    with `pixforge-run run OUT --count 16 [--size HxW] --out DIR [--seed S]`."""
     from pixforge.core.onnx import export_onnx, verify_onnx
 
     model = load_model(run)
@@ -168,11 +196,12 @@ def export(run: str, out: str = "model.onnx", size: str | None = None, check: bo
     _note(f"exporting {run} ({g.meta.extra['method']}) to {path}", quiet)
     export_onnx(g.module, noise_inputs(g.shapes, 2), path, input_names=names, output_names=["image"],
                 inputs=g.meta.inputs, outputs=g.meta.outputs, package=g.meta.package, version=g.meta.version,
-                task=g.meta.task, extra=g.meta.extra, dynamic_shapes=g.dynamic)
+                task=g.meta.task, extra={**g.meta.extra, "precision": "float16" if fp16 else "float32"},
+                dynamic_shapes=g.dynamic, fp16=fp16)
     if check:
-        _note(f"checking {path} against PyTorch with onnxruntime at two sizes", quiet)
+        _note(f"checking {path} against PyTorch (float32) with onnxruntime at two sizes", quiet)
+        tol = (FP16_TOLERANCE if fp16 else TOLERANCE)[g.meta.extra["method"]]
         for shapes in (g.shapes, g.check_shapes):
-            tol = TOLERANCE[g.meta.extra["method"]]
             verify_onnx(path, g.module, noise_inputs(shapes, 1, seed=1), atol=tol, rtol=tol)
     return path
 

@@ -18,7 +18,8 @@ The layer shapes follow the official code (zhangzc21/PetsGAN, `Models/models.py`
 architecture figure is not in the text we have; the losses follow the paper unless `official=True` (the README
 lists every switch). `--prior none` is the paper's "w/o phi" ablation: D_G's data set holds only the thin-plate-spline
 / flip augmentations of the image; `--prior stylegan2` adds the jittered syntheses of the image inverted into a
-pixforge-core StyleGAN2 generator (`stylegan2_prior`).
+pixforge-core StyleGAN2 generator (`stylegan2_prior`), `--prior biggan` those of a user's BigGAN (the official
+prior; `biggan.py`).
 """
 
 from __future__ import annotations
@@ -420,6 +421,10 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     if config["prior"] == "stylegan2":  # + the 500 perturbed samples of the inverted image (supp. Alg. 1)
         data = torch.cat([stylegan2_prior(config["prior_model"], hr, config["prior_samples"], (lh, lw), seed, dev),
                           data])
+    elif config["prior"] == "biggan":  # the official prior: DGP inversion into BigGAN + latent jitter
+        from pixforge.singleimage.biggan import biggan_prior
+
+        data = torch.cat([biggan_prior(config["prior_model"], hr, config["prior_samples"], (lh, lw), seed, dev), data])
 
     # --layout-diversity (not in the paper): G's pairwise layout distance is pushed up to the data set's own spread
     div_weight = config.get("layout_diversity", 0.0)

@@ -13,7 +13,7 @@ from pixforge.export.errors import PixforgeError
 from pixforge.singleimage.data import load_image, singan_scales
 
 METHODS = ("singan", "petsgan")
-PRIORS = ("none", "stylegan2")
+PRIORS = ("none", "stylegan2", "biggan")
 
 
 def _positive_int(flag: str, value) -> None:
@@ -27,11 +27,18 @@ def _positive(flag: str, value) -> None:
 
 
 def _check_prior(prior: str, model: str | None) -> None:
-    """--prior and --prior-model agree, and the model is a pixforge-core StyleGAN2 generator (it is loaded)."""
+    """--prior and --prior-model agree, and the model is what the prior reads (it is loaded): a pixforge-core
+    StyleGAN2 generator (stylegan2) or a BigGAN generator file (biggan: BigGAN-PyTorch / DGP, or BigGAN-deep)."""
     if prior not in PRIORS:
         raise PixforgeError(f"--prior must be one of {', '.join(PRIORS)}, got {prior!r}")
-    if (prior == "stylegan2") != (model is not None):
-        raise PixforgeError("--prior-model RUN_OR_CHECKPOINT goes with --prior stylegan2 (and only with it)")
+    if (prior != "none") != (model is not None):
+        raise PixforgeError("--prior-model goes with --prior stylegan2 (RUN_OR_CHECKPOINT) or --prior biggan (FILE), "
+                            "and only with them")
+    if prior == "biggan":
+        from pixforge.singleimage.biggan import load_biggan
+
+        load_biggan(model)
+        return
     if model is None:
         return
     from pixforge.core.stylegan2.generate import load_generator
@@ -65,8 +72,10 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
     --joint iterations, --prior none (no external-prior data set: Eq. 6 against D_G trained on the image, its
     mirror and the --augment warps alone; not in the paper, its layouts collapse onto c_I, see the README) or
     stylegan2 with --prior-model RUN_OR_CHECKPOINT (a pixforge-core StyleGAN2 generator: the image is inverted into
-    it and --prior-samples (500) jittered syntheses join D_G's data set), --warp std of the TPS control-point jitter
-    of the --augment samples (0.05 of the half-image), PT temperature --tau,
+    it and --prior-samples (500) jittered syntheses join D_G's data set) or biggan with --prior-model FILE (the
+    official prior: DGP's G_ema_128.pth, its D_128.pth found beside it, or a pytorch_pretrained_biggan BigGAN-deep
+    pytorch_model.bin / .safetensors / folder; DGP inversion of z and G, then --prior-samples jittered syntheses),
+    --warp std of the TPS control-point jitter of the --augment samples (0.05 of the half-image), PT temperature --tau,
     --batch-g DEPNet batch (32), --layout-diversity weight w of an extra G term -w min(E|G(z1) - G(z2)|, m), m the
     D_G data's own mean pairwise L1 (0: the paper; not in the paper: with --prior none the paper form's layouts
     collapse onto c_I, 100 slows that but does not prevent it; see the README), --downscale layout factor (8),
