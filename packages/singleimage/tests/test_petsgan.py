@@ -1,9 +1,12 @@
 """PetsGAN: positional encoding, collapse penalty, patch transfer, network shapes, a tiny three-phase run."""
 
+import json
 import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
+from torch import nn
 
 from pixforge.export.errors import PixforgeError
 from pixforge.singleimage.petsgan import (
@@ -14,6 +17,7 @@ from pixforge.singleimage.petsgan import (
     Restoration,
     collapse_penalty,
     data_spread,
+    ema_update,
     hinge_d_loss,
     layout_diversity,
     petsgan_sizes,
@@ -127,6 +131,9 @@ def test_tiny_three_phase_run_and_any_size_sampling(tmp_path, image_file, offici
     model = load_model(run)
     assert model.sample(2, (18, 50)).shape == (2, 3, 18, 50)
     assert model.sample(1).shape == (1, 3, 30, 40)
+    # the EMA of G: off in the paper form, on (0.99) under --official, as the official code
+    assert (model.G_ema is not None) == official
+    assert json.loads((run / "model.json").read_text())["ema_decay"] == (0.99 if official else 0.0)
 
 
 def test_bad_layout_diversity_writes_nothing(tmp_path, image_file):
@@ -151,6 +158,10 @@ def test_no_phi_is_the_w_o_phi_ablation(tmp_path, image_file):
     assert opts["G_joint"]["state"] and opts["D_joint"]["state"]
     assert "phase-G.png" not in {p.name for p in (run / "samples").iterdir()}
     assert load_model(run).sample(2).shape == (2, 3, 30, 40)
+    with pytest.raises(PixforgeError, match="holds no EMA of G"):  # its checkpoints have no G_ema to resume
+        train(str(image_file), str(run), method="petsgan", downscale=2, warmup_g=5, warmup_f=2, joint=2, batch_g=4,
+              augment=6, g_dim=8, ir_dim=8, d_dim=8, no_phi=True, ema_decay=0.5, device="cpu", quiet=True,
+              resume=True)
 
 
 @pytest.mark.parametrize("bad", [{"layout_diversity": 1.0}, {"no_phi": "yes"}])
@@ -158,4 +169,76 @@ def test_bad_no_phi_writes_nothing(tmp_path, image_file, bad):
     with pytest.raises(PixforgeError, match="--no-phi"):
         train(str(image_file), str(tmp_path / "p"), method="petsgan", no_phi=bad.pop("no_phi", True), quiet=True,
               **bad)
+    assert not (tmp_path / "p").exists()
+
+
+def test_ema_update_is_its_formula():
+    """target <- decay * target + (1 - decay) * source on every entry (official `functions.ema.update`)."""
+    torch.manual_seed(0)
+    source, target = DEPNet(4), DEPNet(4)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    ema_update(target, source, 0.9)
+    for key, value in target.state_dict().items():
+        want = before[key] * 0.9 + source.state_dict()[key] * 0.1
+        assert torch.allclose(value, want, atol=1e-7, rtol=0), key
+    w = torch.tensor([[2.0]]), torch.tensor([[4.0]])  # 0.99 * 2 + 0.01 * 4 = 2.02
+    a, b = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
+    a.weight.data, b.weight.data = w[0].clone(), w[1].clone()
+    ema_update(a, b, 0.99)
+    assert a.weight.item() == pytest.approx(2.02, abs=1e-6) and b.weight.item() == 4.0
+
+
+EMA_RUN = {"method": "petsgan", "downscale": 2, "warmup_g": 2, "warmup_f": 1, "joint": 2, "batch_g": 4,
+           "augment": 6, "g_dim": 8, "ir_dim": 8, "d_dim": 8, "ema_decay": 0.9, "ckpt_every": 1, "keep_last": 100,
+           "device": "cpu", "quiet": True}
+
+
+def test_ema_resume_is_exact_and_sample_uses_the_ema(tmp_path, image_file):
+    """A run with --ema-decay straight through == resumed from its checkpoint at step 1 (inside Warmup_G) and at
+    step 3 (the joint phase's start, where G is loaded from the EMA), bit for bit, G_ema included; `sample` (and
+    export, metrics: the same loaded model) draws from the EMA."""
+    from pixforge.singleimage.export import PetsGANSampler
+
+    run = train(str(image_file), str(tmp_path / "p"), **EMA_RUN)
+    straight = load_file(run / "model.safetensors")
+    assert any(k.startswith("G_ema.") for k in straight)
+    assert not all(torch.equal(straight[k], straight["G_ema." + k[2:]]) for k in straight if k.startswith("G."))
+    for stop in (1, 3):
+        for ckpt in (run / "checkpoints").iterdir():  # as if killed right after writing checkpoint `stop`
+            if int(ckpt.stem.split("-")[1]) > stop:
+                ckpt.unlink()
+        (run / "model.safetensors").unlink()
+        train(str(image_file), str(run), resume=True, **EMA_RUN)
+        resumed = load_file(run / "model.safetensors")
+        assert straight.keys() == resumed.keys()
+        for key in straight:
+            assert torch.equal(straight[key], resumed[key]), (stop, key)
+
+    from pixforge.core.checkpoint import read_checkpoint
+
+    at = {s: read_checkpoint(run / "checkpoints" / f"step-{s:09d}.pt")["models"] for s in (3, 4)}
+    gap = {k: (at[3]["G"][k] - at[3]["G_ema"][k]).abs().max() for k in at[3]["G"]}
+    joint = {k: (at[4]["G"][k] - at[3]["G_ema"][k]).abs().max() for k in at[3]["G"]}
+    assert max(gap.values()) > 1e-5 and max(joint.values()) < 1e-5  # one joint step at lr 1e-6 from G_ema
+
+    model = load_model(run)
+    assert model.G is model.G_ema and PetsGANSampler(model).G is model.G_ema
+    for k, v in model.G.state_dict().items():
+        assert torch.equal(v, straight["G_ema." + k])
+    from pixforge.core.steps import sample_noise
+    from pixforge.singleimage.petsgan import TAU_JOINT
+
+    z = sample_noise((1, 15, 20), range(2), 0, 0)
+    with torch.no_grad():
+        want = torch.cat([model.IR(model.PT(model.G_ema(z[i:i + 1]), model.ref, TAU_JOINT)[0]) for i in range(2)])
+        trained = torch.cat([model.IR(model.PT(model.G_trained(z[i:i + 1]), model.ref, TAU_JOINT)[0])
+                             for i in range(2)])
+    got = model.sample(2)
+    assert torch.equal(got, want.clamp(-1, 1)) and not torch.equal(got, trained.clamp(-1, 1))
+
+
+@pytest.mark.parametrize("bad", [{"ema_decay": 1.0}, {"ema_decay": -0.1}, {"ema_decay": 0.5, "method": "singan"}])
+def test_bad_ema_decay_writes_nothing(tmp_path, image_file, bad):
+    with pytest.raises(PixforgeError, match="--ema-decay"):
+        train(str(image_file), str(tmp_path / "p"), **{"method": "petsgan", "quiet": True, **bad})
     assert not (tmp_path / "p").exists()

@@ -13,6 +13,9 @@
                    no gradient penalty, on F(G(z)) against I (rho_tau of Eq. 5).
     phases         Warmup_G (2000: G, D_G; lr 1e-4), Warmup_F (5000: F; lr 5e-4), then the Adam optimizers are
                    reset and all train jointly (5000: G at 1e-6, D_G, IR and D at 1e-4; PT frozen) (supp. Alg. 1).
+    EMA of G       `ema_decay` > 0 (on under `--official`, not in the paper): the official code's exponential moving
+                   average of G (decay 0.99 from iteration 0, updated after every G step of Warmup_G and of the joint
+                   phase; the joint phase starts G from it; samples are drawn from it).
 
 The layer shapes follow the official code (zhangzc21/PetsGAN, `Models/models.py`) since the supplementary's
 architecture figure is not in the text we have; the losses follow the paper unless `official=True` (the README
@@ -24,6 +27,7 @@ prior; `biggan.py`).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from pathlib import Path
@@ -159,6 +163,19 @@ class PatchTransfer(nn.Module):
         patches = windows(ref01).expand(n, -1, -1) @ pick.transpose(1, 2)  # N x 3*49 x Lx
         out = F.fold(patches, size, PATCH, padding=pad) * fold_divisor(tuple(size)).to(x)
         return out * 2 - 1, attn
+
+
+def ema_update(target: nn.Module, source: nn.Module, decay: float) -> None:
+    """target <- decay * target + (1 - decay) * source, entry by entry over the state dicts (official
+    `functions.ema.update`, `Utils/functions.py:229-239`: parameters and buffers alike; non-float buffers, which
+    DEPNet has none of, are copied)."""
+    with torch.no_grad():
+        src = source.state_dict()
+        for key, value in target.state_dict().items():
+            if value.is_floating_point():
+                value.copy_(value * decay + src[key] * (1 - decay))
+            else:
+                value.copy_(src[key])
 
 
 def sparsity(attn: torch.Tensor) -> torch.Tensor:
@@ -359,11 +376,19 @@ def stylegan2_prior(path: str, image: torch.Tensor, count: int, size: tuple[int,
 # The trained model.
 
 class PetsGAN:
-    """G -> PT -> IR at any size: the layout is drawn at ceil(H / f) x ceil(W / f) and the output cropped."""
+    """G -> PT -> IR at any size: the layout is drawn at ceil(H / f) x ceil(W / f) and the output cropped.
+
+    With `G_ema` (a run trained with `--ema-decay` > 0) `self.G`, the generator that samples (and that `export`,
+    `metrics` and `compare` use), is the EMA; the trained G is kept as `G_trained` (both are in the release)."""
 
     def __init__(self, G: DEPNet, PT: PatchTransfer, IR: Restoration, ref: torch.Tensor, factor: int,
-                 size: tuple[int, int]):
-        self.G, self.PT, self.IR, self.ref, self.factor = G.eval(), PT.eval(), IR.eval(), ref, factor
+                 size: tuple[int, int], G_ema: DEPNet | None = None, image: torch.Tensor | None = None,
+                 HR: nn.Module | None = None):
+        self.image, self.HR = image, None if HR is None else HR.eval()  # I (TTSR's reference), the hrnet stage
+        self.hr_factor = 1 if HR is None else HR.factor
+        self.G_trained, self.G_ema = G.eval(), None if G_ema is None else G_ema.eval()
+        self.G = self.G_trained if G_ema is None else self.G_ema
+        self.PT, self.IR, self.ref, self.factor = PT.eval(), IR.eval(), ref, factor
         self.sizes = [tuple(ref.shape[-2:]), tuple(size)]
 
     def min_size(self) -> tuple[int, int]:
@@ -378,18 +403,29 @@ class PetsGAN:
         return out[..., :h, :w].clamp(-1, 1)
 
     def state(self) -> dict[str, torch.Tensor]:
-        state = {f"{name}.{k}": v for name, net in (("G", self.G), ("PT", self.PT), ("IR", self.IR))
-                 for k, v in net.state_dict().items()}
+        nets = [("G", self.G_trained), ("PT", self.PT), ("IR", self.IR)]
+        nets += [] if self.G_ema is None else [("G_ema", self.G_ema)]
+        nets += [] if self.HR is None else [("HR", self.HR)]
+        state = {f"{name}.{k}": v for name, net in nets for k, v in net.state_dict().items()}
         state["ref"] = self.ref
+        if self.image is not None:
+            state["image"] = self.image
         return state
 
     @classmethod
     def from_release(cls, state: dict[str, torch.Tensor], config: dict[str, Any]) -> PetsGAN:
         nets = {"G": DEPNet(config["g_dim"]), "PT": PatchTransfer(), "IR": Restoration(config["ir_dim"],
                                                                                         config["downscale"])}
+        if any(k.startswith("G_ema.") for k in state):  # trained with --ema-decay > 0: sample from the EMA
+            nets["G_ema"] = DEPNet(config["g_dim"])
+        if any(k.startswith("HR.") for k in state):  # trained with --hr-factor > 1
+            from pixforge.singleimage.highres import HRNet
+
+            nets["HR"] = HRNet(64, config["hr_factor"])
         for name, net in nets.items():
             net.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")})
-        return cls(nets["G"], nets["PT"], nets["IR"], state["ref"], config["downscale"], tuple(config["sizes"][1]))
+        return cls(nets["G"], nets["PT"], nets["IR"], state["ref"], config["downscale"], tuple(config["sizes"][1]),
+                   G_ema=nets.get("G_ema"), image=state.get("image"), HR=nets.get("HR"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -410,7 +446,11 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     # keeps its initialization but for the joint phase's rho_tau updates (lr 1e-6, through PT at tau 1e-5).
     no_phi = config.get("no_phi", False)
     wg, wf, wj = 0 if no_phi else config["warmup_g"], config["warmup_f"], config["joint"]
-    total = wg + wf + wj
+    # --hr-factor > 1: the official hrnet stage (max_size > 256), trained alone after the joint phase
+    hr_factor = config.get("hr_factor", 1)
+    wh = config.get("hr_steps", 0) if hr_factor > 1 else 0
+    joint_end = wg + wf + wj
+    total = joint_end + wh
     batch = config["batch_g"]
     # The (c, X) pairs: I, its mirror and the TPS / flip augmentations of I, with c = X at 1/f. They are D_G's data
     # set (prior "none") and F's training pairs (on c_I -> I alone IR would see one input: PT erases dc).
@@ -447,6 +487,19 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
             "IR_joint": torch.optim.Adam(IR.parameters(), lr=1e-4, betas=betas),
             "D_joint": torch.optim.Adam(D.parameters(), lr=1e-4, betas=betas)}
     models = {"G": G, "DG": DG, "PT": PT, "IR": IR, "D": D}
+    # --ema-decay (official G_ema, `main.py:199-203`): a copy of G at initialization, updated after every G step
+    ema = config.get("ema_decay", 0.0)
+    G_ema = copy.deepcopy(G).requires_grad_(False) if ema else None
+    if G_ema is not None:
+        models["G_ema"] = G_ema
+    HR = None
+    if hr_factor > 1:  # official hr_learning (`main.py:728-808`): hrnet(64, up_factor), Adam 1e-4, MSE, batch 2
+        from pixforge.singleimage.highres import HRNet
+
+        HR = models["HR"] = HRNet(64, hr_factor).to(dev)
+        opts["HR"] = torch.optim.Adam(HR.parameters(), lr=1e-4, betas=betas)
+        target = resize(image.to(dev), (hr_factor * hh, hr_factor * ww))  # the original image at up_factor x I
+        hr_in, hr_out = torch.cat([hr, hr.flip(-1)]), torch.cat([target, target.flip(-1)])
     fixed_z = sample_noise((1, lh, lw), [2**40], seed, 0, dev)
 
     # Resume.
@@ -454,10 +507,17 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     start = 0
     if resume and (latest := ckpts.latest()) is not None:
         ckpt = read_checkpoint(latest, map_location=dev)
+        if ema and "G_ema" not in ckpt["models"]:
+            raise PixforgeError(f"--resume: {latest} holds no EMA of G (the run was trained without one): resume "
+                                "with --ema-decay 0")
+        # a run finished without the hrnet stage may be continued with one (it starts where a straight run would)
+        fresh = {"HR"} if "HR" not in ckpt["models"] and ckpt["step"] <= joint_end else set()
         for name, net in models.items():
-            net.load_state_dict(ckpt["models"][name])
+            if name not in fresh:
+                net.load_state_dict(ckpt["models"][name])
         for name, opt in opts.items():
-            opt.load_state_dict(ckpt["optimizers"][name])
+            if name not in fresh:
+                opt.load_state_dict(ckpt["optimizers"][name])
         restore_rng(ckpt["rng"])
         start = ckpt["step"]
         log.info("resumed from %s (step %d of %d)", latest, start, total)
@@ -518,19 +578,29 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
             progress(total, initial=start, disable=quiet) as bar:
         while step < total:
-            phase = "G" if step < wg else "F" if step < wg + wf else "joint"
+            phase = "G" if step < wg else "F" if step < wg + wf else "joint" if step < joint_end else "hr"
             if phase == "G":  # Warmup_G: phi only.
                 terms = g_prior_step(step, opts["G"], opts["DG"])
                 opts["G"].zero_grad(set_to_none=True)
                 terms.pop("g_loss").backward()
                 opts["G"].step()
+                if G_ema is not None:
+                    ema_update(G_ema, G, ema)
             elif phase == "F":  # Warmup_F: phi_F.
                 opts["F"].zero_grad(set_to_none=True)
                 rec, spa = f_rec(step, config["tau"])
                 (rec - spa).backward()
                 opts["F"].step()
                 terms = {"f_rec": rec.detach(), "sparsity": spa.detach()}
+            elif phase == "hr":  # hrnet: I and its mirror -> the original image at hr_factor x, and its mirror
+                opts["HR"].zero_grad(set_to_none=True)
+                rec = F.mse_loss(HR(hr_in), hr_out)
+                rec.backward()
+                opts["HR"].step()
+                terms = {"hr_rec": rec.detach()}
             else:  # Joint: rho_tau (hinge, D) + phi + phi_F; PT frozen.
+                if G_ema is not None and step == wg + wf:  # official: the joint G starts from Warmup_G's EMA
+                    G.load_state_dict(G_ema.state_dict())   # (`main.py:553-557`)
                 PT.requires_grad_(False)
                 opts["D_joint"].zero_grad(set_to_none=True)
                 with torch.no_grad():
@@ -551,26 +621,30 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
                 loss.backward()
                 opts["G_joint"].step()
                 opts["IR_joint"].step()
+                if G_ema is not None:
+                    ema_update(G_ema, G, ema)
                 terms.update(d=d_loss.detach(), g_patch=adv.detach(), f_rec=rec.detach())
 
             # Log.
             step += 1
-            if step % config["log_every"] == 0 or step in (wg, wg + wf, total):
-                metrics.log(step, phase={"G": 0, "F": 1, "joint": 2}[phase], **terms)
+            if step % config["log_every"] == 0 or step in (wg, wg + wf, joint_end, total):
+                metrics.log(step, phase={"G": 0, "F": 1, "joint": 2, "hr": 3}[phase], **terms)
             bar.set_postfix(phase=phase)
             bar.update()
 
             # Samples.
-            if step in (wg, wg + wf, total):
+            if step in (wg, wg + wf, joint_end, total):
                 with torch.no_grad():
                     G.eval()
-                    lay = G(noise(6, 2**30, 0))
+                    lay = (G if G_ema is None else G_ema)(noise(6, 2**30, 0))  # official: from the EMA
                     grid = [resize(lay, (hh, ww)), IR(PT(lay, ref, TAU_JOINT)[0])]
+                    if phase == "hr":  # hrnet on F(G(z)) (official: on its TTSR refinement; `sample --refine`)
+                        grid = [resize(grid[1], (hr_factor * hh, hr_factor * ww)), HR(grid[1])]
                     save_grid(torch.cat(grid).clamp(-1, 1), run.samples / f"phase-{phase}.png", nrow=6)
                     G.train()
 
             # Checkpoint.
-            if step % config["ckpt_every"] == 0 or step in (wg, wg + wf, total) or stop.requested:
+            if step % config["ckpt_every"] == 0 or step in (wg, wg + wf, joint_end, total) or stop.requested:
                 ckpts.save(step, models=models, optimizers=opts, config=config)
             if stop.requested:  # after the checkpoint
                 break
@@ -579,9 +653,10 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     if step < total:
         log.info("stopped at step %d of %d; continue with --resume", step, total)
         return run.path
-    model = PetsGAN(G, PT, IR, ref, factor, (hh, ww))
+    model = PetsGAN(G, PT, IR, ref, factor, (hh, ww), G_ema=G_ema, image=hr, HR=HR)
     save_release(run.path, model.state(), {"method": "petsgan", "sizes": config["sizes"], "downscale": factor,
-                                           "g_dim": config["g_dim"], "ir_dim": config["ir_dim"], "step": step})
+                                           "g_dim": config["g_dim"], "ir_dim": config["ir_dim"], "step": step,
+                                           "ema_decay": ema, "hr_factor": hr_factor})
     save_grid(model.sample(8, seed=seed + 1), run.samples / "final.png", nrow=8)
     log.info("finished %d steps: %s", step, run.path)
     return run.path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pixforge.core.checkpoint import load_release
@@ -30,11 +31,38 @@ def load_model(run: str | Path):
     raise PixforgeError(f"{run}/model.json names an unknown method {method!r}")
 
 
+def _post_processing(run: str | Path, model, refine: bool, hr: bool, vgg: str | None):
+    """The TTSR refiner (or None) for PetsGAN's `--refine` / `--hr`, every check before anything is written."""
+    from pixforge.singleimage.petsgan import PetsGAN
+
+    if not isinstance(refine, bool) or not isinstance(hr, bool):
+        raise PixforgeError("--refine and --hr are switches")
+    if not isinstance(model, PetsGAN):
+        raise PixforgeError("--refine and --hr are PetsGAN options")
+    if hr and model.HR is None:
+        raise PixforgeError(f"--hr: {run} has no hrnet stage (train it with --hr-factor 2, 4 or 8)")
+    if refine and model.image is None:
+        raise PixforgeError(f"--refine: {run}'s release holds no training image (made before --refine): retrain it")
+    if not refine:
+        return None
+    from pixforge.singleimage.highres import TTSRRefiner
+
+    if vgg is None:  # the run's own --vgg, when it still exists
+        config = Path(run) / "config.json"
+        trained = json.loads(config.read_text()).get("vgg") if config.is_file() else None
+        vgg = trained if trained and Path(trained).is_file() else None
+    return TTSRRefiner(vgg, kernel=31 if hr else 11)
+
+
 def sample(run: str, n: int = 36, size: str | None = None, out: str | None = None, seed: int = 0,
-           grid: bool = True, overwrite: bool = False) -> Path:
+           grid: bool = True, refine: bool = False, hr: bool = False, vgg: str | None = None,
+           overwrite: bool = False) -> Path:
     """Write N samples of the finished run RUN as sample-0000.png ... (and grid.png) into --out (default
     RUN/generated-HxW). --size HxW (default: the training size) may have another aspect; sample i is a function of
-    (--seed, i) alone."""
+    (--seed, i) alone. PetsGAN only, the official post-processing (not in the paper): --refine, TTSR refinement of
+    each sample against the training image (11 x 11 windows; needs --vgg FILE, torchvision VGG19 weights, else the
+    run's own --vgg); --hr, the run's hrnet stage (trained with --hr-factor: the output is that factor larger),
+    after a refinement against the image and its mirror (31 x 31 windows) when --refine is given too (official)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise PixforgeError(f"--n must be a positive integer, got {n!r}")
     hw = parse_size(size)
@@ -43,9 +71,16 @@ def sample(run: str, n: int = 36, size: str | None = None, out: str | None = Non
         low = model.min_size()
         if hw[0] < low[0] or hw[1] < low[1]:
             raise PixforgeError(f"--size {hw[0]}x{hw[1]} is below this run's minimum {low[0]}x{low[1]}")
+    refiner = _post_processing(run, model, refine, hr, vgg) if refine or hr else None
     final = hw or tuple(model.sizes[-1])
-    folder = output_dir(out or Path(run) / f"generated-{final[0]}x{final[1]}", overwrite=overwrite)
+    up = model.hr_factor if hr else 1
+    name = f"generated-{final[0] * up}x{final[1] * up}" + ("-refined" if refine else "")
+    folder = output_dir(out or Path(run) / name, overwrite=overwrite)
     images = model.sample(n, hw, seed=seed)
+    if refine or hr:
+        from pixforge.singleimage.highres import refine_and_upscale
+
+        images = refine_and_upscale(model, images, refiner, hr)
     for i, image in enumerate(tensor_to_image(images)):
         write_image(folder / f"sample-{i:04d}.png", image)
     if grid:

@@ -57,7 +57,8 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
           joint: int = 5000, batch_g: int = 32, layout_diversity: float = 0.0, tau: float = 0.01, downscale: int = 8,
           augment: int = 200, no_phi: bool = False,
           g_dim: int = 64, ir_dim: int = 64, d_dim: int = 64, rec_weight: float = 100.0, vgg: str | None = None,
-          official: bool = False, seed: int = 0,
+          ema_decay: float | None = None, hr_factor: int = 1, hr_steps: int = 5000, official: bool = False,
+          seed: int = 0,
           ckpt_every: int = 500, log_every: int = 10, keep_last: int = 3, device: str = "auto",
           threads: int | None = None, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Train a single-image generator on IMAGE into run directory OUT (config.json, checkpoints/, samples/,
@@ -83,8 +84,12 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
     --no-phi (with --prior none) the paper's "w/o phi" ablation: Eq. 6 dropped, no Warmup_G (--warmup-g is
     ignored), no D_G, G kept at its initialization but for the joint phase's updates,
     --g-dim/--ir-dim/--d-dim widths (64), --rec-weight joint reconstruction weight (100), --vgg torchvision VGG19
-    weights for PT's features (random without); --official switches the official-code deviations on (see the
-    README table).
+    weights for PT's features (random without), --ema-decay an exponential moving average of G with this decay
+    (the official code's G_ema: updated after every G step, the joint phase starts from it, samples are drawn from
+    it; 0 = off; default 0, the paper, or 0.99 with --official), --hr-factor 2|4|8 the official hrnet stage (not in
+    the paper; the official max_size > 256 at up_factor max_size // 256): an upsampler trained --hr-steps (5000)
+    after the joint phase on I -> the image at that factor, applied by `sample --hr`; --official switches the
+    official-code deviations on (see the README table).
     """
     config = {k: v for k, v in locals().items() if k not in ("out", "resume", "overwrite", "quiet")}
     # Check options and data (before the run directory exists).
@@ -92,6 +97,15 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
         raise PixforgeError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     if max_size is None:
         max_size = config["max_size"] = 250 if method == "singan" else 256
+    if ema_decay is None:  # the paper has no EMA of G; the official code keeps one at 0.99 (main.py:199-203)
+        ema_decay = config["ema_decay"] = 0.99 if official and method == "petsgan" else 0.0
+    if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0 <= ema_decay < 1:
+        raise PixforgeError(f"--ema-decay must be a number in [0, 1) (0 = no EMA of G), got {ema_decay!r}")
+    if ema_decay and method != "petsgan":
+        raise PixforgeError("--ema-decay is a PetsGAN option (an EMA of DEPNet G)")
+    if hr_factor not in (1, 2, 4, 8) or (hr_factor > 1 and method != "petsgan"):
+        raise PixforgeError(f"--hr-factor must be 1 (none), 2, 4 or 8 (a PetsGAN option), got {hr_factor!r}")
+    _positive_int("--hr-steps", hr_steps)
     for flag, value in (("--iters", iters), ("--max-size", max_size), ("--min-size", min_size), ("--nfc", nfc),
                         ("--warmup-g", warmup_g), ("--warmup-f", warmup_f), ("--joint", joint),
                         ("--batch-g", batch_g), ("--augment", augment), ("--prior-samples", prior_samples),
