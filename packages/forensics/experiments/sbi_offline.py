@@ -2,6 +2,7 @@
 
     python packages/forensics/experiments/sbi_offline.py --work data/sbi-offline   # all of it: 15 CPU min (40 wall)
     python packages/forensics/experiments/sbi_offline.py --work data/sbi-offline-loio --holdout all --jobs 3   # 3 folds
+    python packages/forensics/experiments/sbi_offline.py --work data/sbi-offline-time --split time --models xception
 
 End to end, each step skipped when its output exists (so a killed run resumes):
 
@@ -25,6 +26,14 @@ AUC on the training identities, on the held-out identity clean and its mean over
 training condition; `--jobs N` runs up to N folds at once, each in its own process. A single identity keeps the
 layout above (WORK/runs, WORK/reports), so earlier runs resume. The training length is set by `--xception-steps` /
 `--clip-steps`, the test set's size by `--frames` (use a fresh WORK when changing them: finished steps are skipped).
+
+`--split time` holds out frames instead of identities: every video trains and tests, split in time. The faces are
+extracted once (WORK/faces/all, as for `--holdout all`); of each video's extracted frames (in time order) the last
+`--test-frac` test and the first ones train, less a gap of `--gap-frac` of its frames just before the test part
+(dropped, so that neighbouring frames do not sit on both sides); WORK/faces/{train,test} hold hard links to those
+crops with a track.json of just those frames, and steps 4-6 run in WORK as for one held-out identity. `--holdout` is
+ignored. The detector then is tested where it has learned something (the identities, cameras and lighting it saw)
+and the thesis finding below can be checked there.
 
 The thesis finding it checks (DeeperForensics-1.0, Table 3.4): a detector trained with distortions keeps its
 accuracy on distorted test data better than one trained on clean data.
@@ -81,6 +90,39 @@ def fold_split(catalogue: dict, holdout: str) -> dict[str, list[str]]:
     for name, record in sorted(catalogue.items()):
         parts["test" if record["identity"] == holdout else "train"].append(name)
     return parts
+
+
+def time_split(n: int, test_frac: float, gap_frac: float) -> tuple[list[int], list[int]]:
+    """Indices of `n` time-ordered frames for `--split time`: (train, test). The last round(n * test_frac) frames
+    test (at least one), the round(n * gap_frac) before them (at least one) are dropped, the rest train."""
+    if not 0 < test_frac < 1 or not 0 <= gap_frac < 1:
+        raise SystemExit(f"--test-frac {test_frac} must be in (0, 1) and --gap-frac {gap_frac} in [0, 1)")
+    n_test = max(1, round(n * test_frac))
+    gap = max(1, round(n * gap_frac))
+    first_test = n - n_test
+    if first_test - gap < 1:
+        raise SystemExit(f"{n} frames are too few to split {test_frac:g} test with a gap of {gap}")
+    return list(range(first_test - gap)), list(range(first_test, n))
+
+
+def link_frames(src: Path, dst: Path, indices: list[int]) -> None:
+    """The frames `indices` of the extract-faces folder `src` as the folder `dst`: their crops hard-linked (copied
+    where linking fails) and a track.json whose per-frame lists (files, frames, boxes, landmarks, ...) hold just
+    them; written last, so a finished folder is skipped."""
+    if (dst / "track.json").is_file():
+        return
+    track = json.loads((src / "track.json").read_text())
+    n = len(track["files"])
+    sub = {k: [v[i] for i in indices] if isinstance(v, list) and len(v) == n else v for k, v in track.items()}
+    sub["time_split"] = {"of": n, "indices": indices}
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in sub["files"]:
+        if not (dst / name).exists():
+            try:
+                os.link(src / name, dst / name)
+            except OSError:
+                shutil.copy2(src / name, dst / name)
+    (dst / "track.json").write_text(json.dumps(sub))
 
 
 def link_videos(videos: Path, names: list[str], dst: Path) -> None:
@@ -175,6 +217,21 @@ def table(results: dict, levels: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def robustness_table(results: dict, levels: list[int]) -> str:
+    """Per run: frame AUC clean (`std`), the mean over the 7 distortions at each level and its drop from clean."""
+    head = "| model | training | clean | " + " | ".join(f"mean of the 7 at {lv} (drop)" for lv in levels) + " |"
+    lines = [head, "|---|---|---|" + "---|" * len(levels)]
+    for key, res in results["runs"].items():
+        auc = {name: ev["sets"]["fake"]["frame"]["auc"] for name, ev in res["eval"].items()}
+        cells = []
+        for lv in levels:
+            mean = sum(auc[f"{t}:{lv}"] for t in TYPES) / len(TYPES)
+            cells.append(f"{mean:.2f} ({auc['std'] - mean:+.2f})")
+        model, cond = key.split("/")
+        lines.append(f"| {model} | {cond} | {auc['std']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def auc_summary(entry: dict) -> dict[str, float]:
     """Frame AUC of one run: `train-ids`, held-out `std` and the mean over its distorted evaluations."""
     auc = {name: ev["sets"]["fake"]["frame"]["auc"] for name, ev in entry["eval"].items()}
@@ -238,9 +295,13 @@ def run_fold(work: Path, faces: dict[str, Path], swaps: Path | None, args, level
     results["wall_s"], results["cpu_s"] = time.perf_counter() - t0, time.process_time() - cpu0
     results["load_end"] = round(load(), 2)
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    md = ("Frame-level ACC (%) / AUC: `train-ids` on the training identities' faces against fresh SBI draws (in "
-          "distribution), the rest on the held-out identity's real faces against their SBI fakes, `std` clean, "
-          "`TYPE:LEVEL` distorted on the fly (real and fake items alike)\n\n" + table(results, levels))
+    held = ("held-out later frames of every video" if results.get("split_mode") == "time"
+            else "held-out identity's real faces")
+    md = ("Frame-level ACC (%) / AUC: `train-ids` on the training faces against fresh SBI draws (in "
+          f"distribution), the rest on the {held} against their SBI fakes, `std` clean, "
+          "`TYPE:LEVEL` distorted on the fly (real and fake items alike)\n\n" + table(results, levels)
+          + "\nFrame AUC, clean and the mean over the 7 distortions per level, and what the distortions take away\n\n"
+          + robustness_table(results, levels))
     (work / "results.md").write_text(md)
     return results
 
@@ -260,6 +321,11 @@ def main(argv=None) -> None:
     p.add_argument("--work", type=Path, default=ROOT / "data" / "sbi-offline")
     p.add_argument("--holdout", "--hold-out", dest="holdout", default="wolfgang",
                    help="the test identity; `all` (or a comma-separated list): leave-one-identity-out, one fold each")
+    p.add_argument("--split", choices=("identity", "time"), default="identity",
+                   help="identity: test on --holdout; time: test on the last --test-frac of every video's frames")
+    p.add_argument("--test-frac", type=float, default=1 / 3, help="--split time: the last part of each video tested")
+    p.add_argument("--gap-frac", type=float, default=0.1,
+                   help="--split time: the part of each video's frames dropped between train and test")
     p.add_argument("--models", default="xception,resnet_lstm")
     p.add_argument("--frames", type=int, default=48, help="frames extracted per video")
     p.add_argument("--size", type=int, default=112, help="model input (crops are extracted at --crop)")
@@ -287,11 +353,34 @@ def main(argv=None) -> None:
     levels = [int(x) for x in args.levels.split(",")]
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     catalogue = fetch_videos(args.videos)
-    chosen = holdouts(args.holdout, catalogue)
+    chosen = holdouts(args.holdout, catalogue) if args.split == "identity" else []
     swaps = None
     if args.swaps is not None:
         swaps = work / "faces" / "swaps"
         swaps_info = extract(args.swaps, swaps, args.frames, args.crop)
+
+    if args.split == "time":  # held-out frames: every video split in time, steps 4-6 directly in WORK
+        results = {"options": options, "load_start": round(load(), 2), "runs": {}, "split_mode": "time"}
+        link_videos(args.videos, sorted(catalogue), work / "videos" / "all")
+        results["faces"] = extract(work / "videos" / "all", work / "faces" / "all", args.frames, args.crop)
+        log(f"faces: {results['faces']}")
+        faces = {part: work / "faces" / part for part in ("train", "test")}
+        results["split"] = {}
+        for name, d in sorted(results["faces"]["dirs"].items()):
+            n = results["faces"]["videos"][name]
+            train_idx, test_idx = time_split(n, args.test_frac, args.gap_frac)
+            results["split"][name] = {"frames": n, "train": len(train_idx), "test": len(test_idx),
+                                      "gap": n - len(train_idx) - len(test_idx)}
+            for part, idx in (("train", train_idx), ("test", test_idx)):
+                link_frames(Path(d), faces[part] / Path(d).name, idx)
+        for part in ("train", "test"):
+            results[f"faces_{part}"] = {"videos": {n: v[part] for n, v in results["split"].items()}}
+        log(f"time split: {results['split']}")
+        if swaps is not None:
+            results["faces_swaps"] = swaps_info
+        run_fold(work, faces, swaps, args, levels, results, start)
+        print((work / "results.md").read_text())
+        return
 
     if args.holdout in identities(catalogue):  # one identity: the original layout, directly in WORK
         results: dict = {"options": options, "load_start": round(load(), 2), "runs": {}}

@@ -91,3 +91,55 @@ def test_loio_table_rows_and_mean(sbi):
     assert lines[3] == "| xception | clean | wolfgang (48) | 0.80 | 0.60 | 0.30 |"
     assert lines[4] == ("| xception | clean | **mean of 2** | **0.85** (0.80-0.90) | **0.50** (0.40-0.60) | "
                         "**0.45** (0.30-0.60) |")
+
+
+@pytest.mark.parametrize("n", [3, 7, 20, 21, 47, 48, 200])
+def test_time_split_keeps_a_gap_between_train_and_test(sbi, n):
+    train, test = sbi.time_split(n, 1 / 3, 0.1)
+    assert train and test and not set(train) & set(test)
+    assert train == list(range(len(train))) and test == list(range(n - len(test), n))  # train first, test last
+    gap = test[0] - train[-1] - 1
+    assert gap >= max(1, round(n * 0.1))
+    assert len(test) == max(1, round(n / 3)) and len(train) + gap + len(test) == n
+    with pytest.raises(SystemExit):
+        sbi.time_split(2, 1 / 3, 0.1)
+
+
+def test_link_frames_splits_each_video_in_time(sbi, tmp_path):
+    from pixforge.forensics.data import scan
+
+    n = 12
+    src = tmp_path / "all" / "clip"
+    src.mkdir(parents=True)
+    files = [f"{10 * i:04d}.png" for i in range(n)]
+    for i, name in enumerate(files):
+        (src / name).write_bytes(bytes([i]))
+    track = {"files": files, "frames": [10 * i for i in range(n)], "crop_landmarks": [[[i, i]] * 68 for i in range(n)],
+             "boxes": [[i, i, i, i] for i in range(n)], "size": 128, "frame_count": 10 * n}
+    (src / "track.json").write_text(json.dumps(track))
+    train, test = sbi.time_split(n, 1 / 3, 0.1)
+    for part, idx in (("train", train), ("test", test)):
+        sbi.link_frames(src, tmp_path / part / "clip", idx)
+        sbi.link_frames(src, tmp_path / part / "clip", idx)  # again: a resumed run leaves it as it is
+    sides = {}
+    for part in ("train", "test"):
+        (video,) = scan(tmp_path / part, landmarks=True)
+        sub = json.loads((tmp_path / part / "clip" / "track.json").read_text())
+        assert video.files == sub["files"] == [files[i] for i in sub["time_split"]["indices"]]
+        assert sub["frames"] == [10 * i for i in sub["time_split"]["indices"]]
+        assert sub["crop_landmarks"] == [track["crop_landmarks"][i] for i in sub["time_split"]["indices"]]
+        assert sub["size"] == 128 and sub["frame_count"] == 10 * n
+        assert sorted(f.name for f in (tmp_path / part / "clip").glob("*.png")) == sub["files"]
+        assert all((tmp_path / part / "clip" / f).read_bytes() == (src / f).read_bytes() for f in sub["files"])
+        sides[part] = sub["frames"]
+    assert not set(sides["train"]) & set(sides["test"])
+    assert min(sides["test"]) - max(sides["train"]) >= 10 * (1 + max(1, round(n * 0.1)))  # the gap is dropped
+
+
+def test_robustness_table(sbi):
+    auc = {"std": 0.9, **{f"{t}:5": 0.6 for t in sbi.TYPES}, **{f"{t}:3": 0.8 for t in sbi.TYPES}}
+    results = {"runs": {"xception/clean": {"eval": {k: {"sets": {"fake": {"frame": {"auc": v}}}}
+                                                     for k, v in auc.items()}}}}
+    lines = sbi.robustness_table(results, [5, 3]).splitlines()
+    assert lines[0] == "| model | training | clean | mean of the 7 at 5 (drop) | mean of the 7 at 3 (drop) |"
+    assert lines[2] == "| xception | clean | 0.90 | 0.60 (+0.30) | 0.80 (+0.10) |"
