@@ -221,6 +221,11 @@ def test_evaluate_fixed_numbers(tiny, faces, tmp_path):
     assert (tmp_path / "rep" / "per_distortion.md").read_text().count("|") > 40
     preds = json.loads((tmp_path / "rep" / "predictions.json").read_text())
     assert len(preds["fake"]["items"]) == 16 and len(preds["fake"]["videos"]) == 4
+    mask = os.umask(0o022)
+    os.umask(mask)
+    written = sorted(p.name for p in (tmp_path / "rep").iterdir())  # atomic: no temporary file left, umask followed
+    assert not [n for n in written if ".tmp-" in n]
+    assert all(((tmp_path / "rep" / n).stat().st_mode & 0o777) == 0o666 & ~mask for n in written)
 
 
 # measured once from the seed-0 tiny model (weights after one step at lr 1e-9) on the fixed faces

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pixforge.export.atomic import atomic_path, write_text
 from pixforge.export.errors import PixforgeError
 from pixforge.forensics import data as fdata
 from pixforge.forensics.detector import load_run, predict, video_level
@@ -113,9 +114,9 @@ def evaluate(run: str | None = None, real: str | None = None, fake: str | None =
     out_dir.mkdir(parents=True, exist_ok=True)
     report["plots"] = _roc_plot(curves, out_dir / "roc.png")
     if per_distortion:
-        (out_dir / "per_distortion.md").write_text(per_distortion_markdown(report["per_distortion"]["table"]))
-    (out_dir / "predictions.json").write_text(json.dumps(predictions, indent=1))
-    (out_dir / "report.json").write_text(json.dumps(_finite(report), indent=2))
+        write_text(out_dir / "per_distortion.md", per_distortion_markdown(report["per_distortion"]["table"]))
+    write_text(out_dir / "predictions.json", json.dumps(predictions, indent=1))
+    write_text(out_dir / "report.json", json.dumps(_finite(report), indent=2))  # last: its presence means done
     return report
 
 
@@ -143,7 +144,8 @@ def _roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> s
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (frame level)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return str(path)
 
