@@ -14,13 +14,21 @@ when present and `--device` allows):
                  stage less decode (detect / track / landmarks / crops written) and the model stage (crops read, batched
                  inference), as `detect` reports them in its JSON `timing`. dlib's detector and landmark model
                  are loaded once per process, before the detect rows (`face_models`: load + the first frame's
-                 detection), as `detect` does for the videos of one call.
+                 detection), as `detect` does for the videos of one call;
+  detect_folder  `detect` on a folder of `--folder` such clips (`--seconds` each, from successive offsets of the
+                 source), every frame, `--folder-detect-every`, with the overlay (`--folder-nooverlay`: without):
+                 wall seconds of the sequential loop (`prefetch=False`) against the default, which runs the next
+                 video's face stage in a worker thread while this one's model stage and overlay run; the two
+                 alternate call by call (`--folder-calls` each, the first side rotating), median per side; the
+                 stage seconds summed over the videos (from the sequential run's JSON `timing`) bound what overlap
+                 can save. Both must return the same probabilities (checked).
 The bench clip is `data/videos/wolfgang.mp4` (tools/offline_videos.py) scaled to 1280 x 720 when present (a real
 face), else scikit-image's astronaut wandering over a 720p frame. Fresh (untrained) weights: speed does not depend
 on them. One JSON line per case with the 1-minute load average at its start and end (the machine may be shared).
 
     python tools/bench/forensics_detect_bench.py [--models xception,resnet_lstm] [--size 112] [--clip 8]
         [--batch 8] [--steps 5] [--threads 1] [--seconds 4] [--detect-every 1,5] [--skip-train] [--skip-detect]
+        [--folder 4] [--folder-detect-every 1] [--folder-calls 3] [--folder-nooverlay]
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import median_time  # noqa: E402
+from benchlib import alternating_medians, median_time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,23 +57,23 @@ def emit(record: dict) -> None:
     print(json.dumps(record), flush=True)
 
 
-def bench_video(path: Path, seconds: float) -> Path:
-    """A 1280 x 720 clip with a face: wolfgang.mp4 scaled, else the astronaut wandering."""
+def bench_video(path: Path, seconds: float, start: float = 0.0) -> Path:
+    """A 1280 x 720 clip with a face, from `start` seconds on: wolfgang.mp4 scaled, else the astronaut wandering."""
     import numpy as np
 
     from pixforge.export.video import VideoWriter, ffmpeg_exe
 
     source = ROOT / "data" / "videos" / "wolfgang.mp4"
     if source.is_file():
-        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(source), "-t", str(seconds), "-vf",
-                        "scale=1280:720", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-ss", str(start), "-i", str(source), "-t", str(seconds),
+                        "-vf", "scale=1280:720", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18",
                         "-pix_fmt", "yuv420p", str(path)], check=True)
         return path
     import cv2
     from skimage import data
 
     image, frames = data.astronaut(), []
-    for t in range(int(25 * seconds)):
+    for t in range(int(25 * start), int(25 * (start + seconds))):
         s, tx, ty = 1.5, 640 + 120 * np.sin(t / 20), 360 + 40 * np.cos(t / 30)
         frames.append(cv2.warpAffine(image, np.array([[s, 0, tx - s * 223.0], [0, s, ty - s * 127.0]]), (1280, 720),
                                      borderMode=cv2.BORDER_REFLECT))
@@ -155,6 +163,42 @@ def bench_detect(model: str, args, video: Path, tmp: Path, decode_s: float, fram
               "threads": torch.get_num_threads(), "load": [start, load()]})
 
 
+def bench_folder(model: str, args, tmp: Path) -> None:
+    import torch
+
+    from pixforge.forensics.detect import detect
+
+    folder = tmp / "folder"
+    if not folder.is_dir():
+        folder.mkdir()
+        for i in range(args.folder):
+            bench_video(folder / f"clip{i}.mp4", args.seconds, start=i * args.seconds)
+    run = tmp / f"run-{model}"
+    if not run.is_dir():
+        make_run(run, model, args.size, args.clip)
+    results = {}
+
+    def call(prefetch: bool) -> None:
+        out = tmp / f"folder-{model}-{prefetch}"
+        results[prefetch] = detect(videos=str(folder), run=str(run), out=str(out), frames=0,
+                                   detect_every=args.folder_detect_every, batch=args.batch,
+                                   overlay=not args.folder_nooverlay, device=args.device, overwrite=True,
+                                   prefetch=prefetch)
+
+    start = load()
+    medians = alternating_medians({"sequential": lambda: call(False), "prefetched": lambda: call(True)}, 1,
+                                  args.folder_calls, warmup=0)
+    if list(results[True].items()) != list(results[False].items()):
+        raise SystemExit(f"prefetched results differ: {results}")
+    timings = [json.loads(p.read_text())["timing"] for p in sorted((tmp / f"folder-{model}-False").glob("*.json"))]
+    stages = {f"{k}_sum": round(sum(t.get(k, 0.0) for t in timings), 2) for k in ("faces_s", "model_s", "overlay_s")}
+    seq, pre = medians["sequential"][0], medians["prefetched"][0]
+    emit({"case": "detect_folder", "model": model, "videos": args.folder, "seconds_each": args.seconds,
+          "detect_every": args.folder_detect_every, "overlay": not args.folder_nooverlay, "calls": args.folder_calls,
+          "sequential_s": seq, "prefetched_s": pre, "speedup": seq / pre, **stages,
+          "threads": torch.get_num_threads(), "load": [start, load()]})
+
+
 def warm_faces(video: Path) -> None:
     """Open the face backend and find the face on the clip's first frame: dlib's detector and landmark model load
     once per process (shared by every video `detect` reads), so the detect rows time the per-video face stage."""
@@ -184,6 +228,10 @@ def main(argv=None) -> None:
     p.add_argument("--detect-every", default="1,5")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-detect", action="store_true")
+    p.add_argument("--folder", type=int, default=4, help="videos in the detect_folder case (0: skip it)")
+    p.add_argument("--folder-detect-every", type=int, default=1)
+    p.add_argument("--folder-calls", type=int, default=3, help="detect_folder calls per side")
+    p.add_argument("--folder-nooverlay", action="store_true")
     args = p.parse_args(argv)
     args.detect_every = [int(k) for k in args.detect_every.split(",")]
 
@@ -205,7 +253,7 @@ def main(argv=None) -> None:
         decode_s = time.perf_counter() - t0
         emit({"case": "decode", "frames": frames, "wall_s": decode_s, "frames_per_s": frames / decode_s,
               "size": "1280x720", "load": load()})
-        if not args.skip_detect:
+        if not args.skip_detect or args.folder:
             warm_faces(video)
         faces = None
         if not args.skip_train:
@@ -218,6 +266,8 @@ def main(argv=None) -> None:
             bench_model(model, args, device, faces)
             if not args.skip_detect:
                 bench_detect(model, args, video, tmp, decode_s, frames)
+            if args.folder:
+                bench_folder(model, args, tmp)
 
 
 if __name__ == "__main__":

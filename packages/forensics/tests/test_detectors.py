@@ -312,6 +312,237 @@ def test_detect_writes_probability_json_and_overlay(tiny, faces, tmp_path):
     assert results["blank"] == 0.5 and "no face" in json.loads((tmp_path / "out" / "blank.json").read_text())["warning"]
 
 
+def _face_video(path: Path, shift: int = 0, frames: int = 6) -> Path:
+    """The astronaut drifting right by 2 px a frame (dlib finds her face), 320 x 256 at 12 fps."""
+    import cv2
+    from skimage import data
+
+    from pixforge.export.video import VideoWriter
+
+    image = data.astronaut()
+    with VideoWriter(path, 12, preset="veryfast") as writer:
+        writer.write(np.stack([cv2.warpAffine(image, np.array([[1.0, 0, 160 - 223 + 2 * t + shift],
+                                                                [0, 1.0, 128 - 127.0]]), (320, 256),
+                                              borderMode=cv2.BORDER_REFLECT) for t in range(frames)]))
+    return path
+
+
+def _blank_video(path: Path) -> Path:
+    from pixforge.export.video import VideoWriter
+
+    with VideoWriter(path, 12, preset="veryfast") as writer:
+        writer.write(np.zeros((3, 64, 64, 3), np.uint8))
+    return path
+
+
+def _folder(root: Path) -> Path:
+    """a (face), b (no face: a warning), sub/c (face, shifted): three videos for `detect` over a folder."""
+    _face_video(root / "a.mp4")
+    _blank_video(root / "b.mp4")
+    _face_video(root / "sub" / "c.mp4", shift=-30)
+    return root
+
+
+def _outputs(out: Path) -> dict:
+    """Every output of a detect run: JSON records without their timing (and the overlay's folder), overlay
+    frames."""
+    from pixforge.export.video import VideoReader
+
+    found = {}
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out).as_posix()
+        if path.suffix == ".json":
+            record = json.loads(path.read_text())
+            record.pop("timing")
+            record["overlay"] = Path(record["overlay"]).relative_to(out).as_posix() if "overlay" in record else None
+            found[rel] = record
+        elif path.suffix == ".mp4":
+            with VideoReader(path) as reader:
+                found[rel] = np.concatenate(list(reader))
+        elif path.is_file():
+            found[rel] = path.read_bytes()
+    return found
+
+
+@pytest.fixture
+def no_stray_temps(tmp_path, monkeypatch):
+    """detect's temporary face folders go under tmp_path/tmp, which the test checks is empty afterwards."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_detect_prefetched_equals_sequential(tiny, faces, tmp_path, capsys, no_stray_temps):
+    """The next video's face stage in a worker thread: the same results in the same order, the same JSON (less
+    timing), overlays and warnings as the plain loop."""
+    pytest.importorskip("dlib")
+    from pixforge.forensics.detect import detect
+
+    real, fake = faces
+    run = _train(tmp_path / "run", real, fake, steps=1)
+    videos = _folder(tmp_path / "v")
+    capsys.readouterr()
+    runs = {}
+    for prefetch in (False, True):
+        out = tmp_path / f"out-{prefetch}"
+        results = detect(videos=str(videos), run=str(run), out=str(out), frames=4, device="cpu", prefetch=prefetch)
+        runs[prefetch] = (list(results.items()), _outputs(out), capsys.readouterr().err)
+    (seq_results, seq_files, seq_err), (pre_results, pre_files, pre_err) = runs[False], runs[True]
+    assert [k for k, _ in seq_results] == ["a", "b", "sub/c"] and pre_results == seq_results
+    assert sorted(seq_files) == ["a.json", "a.overlay.mp4", "b.json", "sub/c.json", "sub/c.overlay.mp4"]
+    assert sorted(pre_files) == sorted(seq_files)
+    for name, value in seq_files.items():
+        assert np.array_equal(pre_files[name], value) if name.endswith(".mp4") else pre_files[name] == value, name
+    assert pre_err == seq_err and seq_err.count("warning: no face found") == 1
+    assert not any(no_stray_temps.iterdir())
+
+
+@pytest.mark.parametrize("failing", ["faces", "model"])
+def test_detect_error_surfaces_where_the_sequential_loop_raises_it(tiny, faces, tmp_path, monkeypatch, capsys,
+                                                                   no_stray_temps, failing):
+    """An error in b's face stage (computed ahead, while a's model stage runs) or in b's model stage (while c's
+    faces are computed ahead): the same one-line error after a's outputs, nothing of b or c, no temporary folder
+    left, with and without prefetching."""
+    pytest.importorskip("dlib")
+    from pixforge.forensics import detector, extract
+    from pixforge.forensics.detect import detect
+
+    real, fake = faces
+    run = _train(tmp_path / "run", real, fake, steps=1)
+    videos = tmp_path / "v"
+    for name in ("a", "b", "c"):
+        _face_video(videos / f"{name}.mp4")
+    extract_video, predict = extract.extract_video, detector.predict
+
+    def failing_extract(job, *args):
+        if failing == "faces" and job.src.name == "b.mp4":
+            raise PixforgeError(f"{job.src}: decoding failed")
+        return extract_video(job, *args)
+
+    calls = []
+
+    def failing_predict(det, data, **kw):
+        calls.append(data)
+        if failing == "model" and len(calls) == 2:  # b's
+            raise PixforgeError("model stage failed")
+        return predict(det, data, **kw)
+
+    monkeypatch.setattr(extract, "extract_video", failing_extract)
+    monkeypatch.setattr(detector, "predict", failing_predict)
+    errors = {}
+    for prefetch in (False, True):
+        out = tmp_path / f"out-{prefetch}"
+        calls.clear()
+        with pytest.raises(PixforgeError) as err:
+            detect(videos=str(videos), run=str(run), out=str(out), frames=4, device="cpu", prefetch=prefetch)
+        errors[prefetch] = str(err.value).replace(str(out), "OUT")
+        assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.overlay.mp4"]
+        assert not any(no_stray_temps.iterdir())
+    assert errors[True] == errors[False] and "\n" not in errors[True]
+    assert ("decoding failed" if failing == "faces" else "model stage failed") in errors[True]
+
+
+def test_detect_json_is_atomic_and_follows_the_umask(tiny, faces, tmp_path, monkeypatch):
+    """A write that fails half way (a full disk) leaves the earlier JSON whole and no temporary file; the files
+    get 0666 less the umask."""
+    import errno
+
+    pytest.importorskip("dlib")
+    from pixforge.forensics.detect import detect
+
+    real, fake = faces
+    run = _train(tmp_path / "run", real, fake, steps=1)
+    video = _face_video(tmp_path / "v" / "a.mp4")
+    out = tmp_path / "out"
+    mask = os.umask(0o027)
+    try:
+        detect(videos=str(video), run=str(run), out=str(out), frames=4, device="cpu")
+    finally:
+        os.umask(mask)
+    assert (out / "a.json").stat().st_mode & 0o777 == 0o640
+    assert (out / "a.overlay.mp4").stat().st_mode & 0o777 == 0o640
+    before = (out / "a.json").read_bytes()
+    real_open = Path.open
+
+    class HalfWrite:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[:len(data) // 2])
+            self.fh.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def half_open(self, mode="r", *args, **kwargs):
+        fh = real_open(self, mode, *args, **kwargs)
+        return HalfWrite(fh) if "w" in mode and self.parent == out and ".json" in self.name else fh
+
+    monkeypatch.setattr(Path, "open", half_open)
+    with pytest.raises(OSError, match="No space"):
+        detect(videos=str(video), run=str(run), out=str(out), frames=4, device="cpu", overlay=False, overwrite=True)
+    monkeypatch.undo()
+    assert (out / "a.json").read_bytes() == before and json.loads(before)["p_fake"] > 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.overlay.mp4"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("out_under_video", "exists and is not a folder"),
+    ("two_videos_one_name", "would both write"),
+    ("overlay_over_input", "would be written over the input video"),
+    ("json_is_folder", "is a folder"),
+    ("unusable_video", "unusable, so nothing was written"),
+    ("run_of_another_tool", "is not a forensics detector's record"),
+    ("run_of_another_model", "weights do not match a tinyclip"),
+    ("unfinished_run", "no model.safetensors"),
+])
+def test_detect_bad_inputs_refused_before_any_work(tiny, faces, tmp_path, monkeypatch, case, message):
+    """Each refused with one line before a face is looked for or a file written."""
+    from pixforge.core.checkpoint import save_release
+    from pixforge.forensics import extract
+    from pixforge.forensics.detect import detect
+
+    real, fake = faces
+    run = _train(tmp_path / "run", real, fake, steps=1)
+    videos = tmp_path / "v"
+    _blank_video(videos / "a.mp4")
+    _blank_video(videos / "b.mp4")
+    out = tmp_path / "out"
+    if case == "out_under_video":
+        out = videos / "a.mp4" / "out"
+    elif case == "two_videos_one_name":
+        _blank_video(videos / "b.mov")
+    elif case == "overlay_over_input":
+        _blank_video(videos / "a.overlay.mp4")  # an earlier run's overlay, --out at the input folder
+        out = videos
+    elif case == "json_is_folder":
+        (out / "b.json").mkdir(parents=True)
+    elif case == "unusable_video":
+        (videos / "c.mp4").write_bytes(b"not a video")
+    elif case == "run_of_another_tool":
+        run = tmp_path / "singan"
+        save_release(run, nn.Linear(2, 2), {"method": "singan", "sizes": [[8, 8]]})
+    elif case == "run_of_another_model":
+        record = json.loads((run / "model.json").read_text())
+        (run / "model.json").write_text(json.dumps({**record, "model": "tinyclip", "clip": 3}))
+    elif case == "unfinished_run":
+        (run / "model.safetensors").unlink()
+    before = sorted(tmp_path.rglob("*"))
+    monkeypatch.setattr(extract, "extract_video", lambda *a: pytest.fail("a face stage ran"))
+    with pytest.raises(PixforgeError, match=message) as err:
+        detect(videos=str(videos), run=str(run), out=str(out), frames=4, device="cpu")
+    assert "\n" not in str(err.value)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 # ------------------------------------------------------------------------------------------------------- torchrun
 
 def _ddp_wrapper() -> str:

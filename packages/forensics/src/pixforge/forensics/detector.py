@@ -58,8 +58,9 @@ def load_run(run: str | os.PathLike) -> tuple[Detector, dict[str, Any]]:
     if not (path / "model.safetensors").is_file():
         raise PixforgeError(f"--run {path} has no model.safetensors: is it a finished `train` run?")
     state, arch = load_release(path)
-    if "model" not in arch or "sampling" not in arch:
-        raise PixforgeError(f"{path / 'model.json'} is not a forensics detector's record")
+    missing = [k for k in ("model", "size", "clip", "sampling", "mean", "std") if k not in arch]
+    if missing:  # another tool's release (a DF-VAE, a GAN), or a hand-edited record
+        raise PixforgeError(f"{path / 'model.json'} is not a forensics detector's record (no {', '.join(missing)})")
     det = build_detector(arch)
     try:
         det.net.load_state_dict(state)
