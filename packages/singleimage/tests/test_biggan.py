@@ -10,13 +10,7 @@ from pixforge.export.command import invoke
 from pixforge.export.errors import PixforgeError
 from pixforge.singleimage import biggan
 from pixforge.singleimage.biggan import (
-    BIGGAN_DEEP_128,
-    BIGGAN_DEEP_256,
-    BigGAN,
-    BigGANConfig,
-    CondBatchNorm,
     biggan_prior,
-    config_from_state,
     feature_loss,
     inversion_loss,
     invert,
@@ -25,8 +19,16 @@ from pixforge.singleimage.biggan import (
     load_biggan,
     load_prior,
     one_hot,
-    save_biggan,
     select_start,
+)
+from pixforge.singleimage.biggan_deep import (
+    BIGGAN_DEEP_128,
+    BIGGAN_DEEP_256,
+    BigGAN,
+    BigGANConfig,
+    CondBatchNorm,
+    config_from_state,
+    save_biggan,
     truncated_noise,
 )
 from pixforge.singleimage.biggan_official import DConfig, Discriminator, GConfig, Generator, d_config, g_config, settle
@@ -145,7 +147,7 @@ def test_official_files_load_strictly_with_their_discriminator(tmp_path, form):
         extra = {f"blocks.{i}.0.in{k}.{p}": torch.ones(4) for i in range(4) for k in (1, 2) for p in ("weight", "bias")}
         torch.save({**G.state_dict(), **extra}, file)
     G2, D2, d_file = load_prior(tmp_path if form == "folder" else file)
-    assert d_file == tmp_path / "D_64.pth" and layout(torch.load(file)) == "official"
+    assert d_file == tmp_path / "D_64.pth" and layout(torch.load(file, weights_only=True)) == "official"
     for a, b in ((G, G2), (D, D2)):
         assert a.state_dict().keys() == b.state_dict().keys()
         assert all(torch.equal(b.state_dict()[k], v) for k, v in a.state_dict().items())

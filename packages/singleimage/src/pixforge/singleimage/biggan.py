@@ -26,19 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixforge.export.errors import PixforgeError
-from pixforge.singleimage.biggan_deep import (  # noqa: F401  (the deep layout's names, re-exported)
-    BIGGAN_DEEP_128,
-    BIGGAN_DEEP_256,
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    BigGAN,
-    BigGANConfig,
-    CondBatchNorm,
-    config_from_state,
-    load_deep,
-    save_biggan,
-    truncated_noise,
-)
+from pixforge.singleimage.biggan_deep import WEIGHTS_NAME, load_deep
 from pixforge.singleimage.biggan_official import Discriminator, Generator, load_official
 from pixforge.singleimage.data import resize
 
