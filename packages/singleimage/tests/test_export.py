@@ -139,7 +139,8 @@ def test_pixforge_run_at_a_size_is_pytorch_sample(method, exported, monkeypatch)
             assert tuple(shape) == z.shape[1:] and list(indices) == [0, 1]
             return torch.from_numpy(z)
 
-        monkeypatch.setattr(f"pixforge.singleimage.{method}.sample_noise", fake)
+        module = {"singan": "singan", "petsgan": "petsgan_model"}[method]  # where the sampler draws its noise
+        monkeypatch.setattr(f"pixforge.singleimage.{module}.sample_noise", fake)
         expected = model.sample(2, size).numpy()
         assert got.shape == expected.shape == (2, 3, *size)
         np.testing.assert_allclose(got, expected, atol=TOLERANCE[method], rtol=TOLERANCE[method])

@@ -10,20 +10,22 @@ from torch import nn
 
 from pixforge.export.errors import PixforgeError
 from pixforge.singleimage.petsgan import (
-    DEPDiscriminator,
-    DEPNet,
-    PatchDiscriminator,
-    PatchTransfer,
-    Restoration,
     collapse_penalty,
     data_spread,
     ema_update,
     hinge_d_loss,
     layout_diversity,
     petsgan_sizes,
-    sinusoidal_encoding,
     sparsity,
     tps_augment,
+)
+from pixforge.singleimage.petsgan_model import (
+    DEPDiscriminator,
+    DEPNet,
+    PatchDiscriminator,
+    PatchTransfer,
+    Restoration,
+    sinusoidal_encoding,
 )
 from pixforge.singleimage.sample import load_model
 from pixforge.singleimage.train import train
@@ -226,7 +228,7 @@ def test_ema_resume_is_exact_and_sample_uses_the_ema(tmp_path, image_file):
     for k, v in model.G.state_dict().items():
         assert torch.equal(v, straight["G_ema." + k])
     from pixforge.core.steps import sample_noise
-    from pixforge.singleimage.petsgan import TAU_JOINT
+    from pixforge.singleimage.petsgan_model import TAU_JOINT
 
     z = sample_noise((1, 15, 20), range(2), 0, 0)
     with torch.no_grad():

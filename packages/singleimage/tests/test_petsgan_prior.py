@@ -7,8 +7,8 @@ from pixforge.core.checkpoint import save_release
 from pixforge.core.nets.stylegan2 import Generator
 from pixforge.export.command import invoke
 from pixforge.singleimage.cli import SingleImage
-from pixforge.singleimage.petsgan import invert, jitter, mean_w
 from pixforge.singleimage.sample import load_model
+from pixforge.singleimage.stylegan2_prior import invert, jitter, mean_w
 from pixforge.singleimage.train import train
 
 KWARGS = {"z_dim": 8, "w_dim": 8, "img_resolution": 16, "img_channels": 3, "mapping_kwargs": {"num_layers": 2},

@@ -63,7 +63,7 @@ def singan_upscale(model, image: torch.Tensor, factor: float) -> torch.Tensor:
 
 def petsgan_dipnet(model, c: torch.Tensor) -> torch.Tensor:
     """F(c) = IR(PT(c)): x `downscale` (DIPNet alone, PT at the sampling temperature)."""
-    from pixforge.singleimage.petsgan import TAU_JOINT
+    from pixforge.singleimage.petsgan_model import TAU_JOINT
 
     with torch.no_grad():
         return model.IR(model.PT(c, model.ref, TAU_JOINT)[0]).clamp(-1, 1)

@@ -46,7 +46,7 @@ from pixforge.core.cli import output_file
 from pixforge.export.errors import PixforgeError
 from pixforge.export.metadata import ModelMeta, TensorSpec
 from pixforge.singleimage.data import parse_size
-from pixforge.singleimage.petsgan import MIN_SAMPLE_LR, TAU_JOINT, PetsGAN
+from pixforge.singleimage.petsgan_model import MIN_SAMPLE_LR, TAU_JOINT, PetsGAN
 from pixforge.singleimage.sample import load_model
 from pixforge.singleimage.singan import SinGAN
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixforge.export.errors import PixforgeError
-from pixforge.singleimage.petsgan import conv_block
+from pixforge.singleimage.petsgan_model import conv_block
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

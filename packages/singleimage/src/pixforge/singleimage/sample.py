@@ -25,7 +25,7 @@ def load_model(run: str | Path):
 
         return SinGAN.from_release(state, config)
     if method == "petsgan":
-        from pixforge.singleimage.petsgan import PetsGAN
+        from pixforge.singleimage.petsgan_model import PetsGAN
 
         return PetsGAN.from_release(state, config)
     raise PixforgeError(f"{run}/model.json names an unknown method {method!r}")
@@ -33,7 +33,7 @@ def load_model(run: str | Path):
 
 def _post_processing(run: str | Path, model, refine: bool, hr: bool, vgg: str | None):
     """The TTSR refiner (or None) for PetsGAN's `--refine` / `--hr`, every check before anything is written."""
-    from pixforge.singleimage.petsgan import PetsGAN
+    from pixforge.singleimage.petsgan_model import PetsGAN
 
     if not isinstance(refine, bool) or not isinstance(hr, bool):
         raise PixforgeError("--refine and --hr are switches")
