@@ -456,8 +456,12 @@ def test_load_generator_from_release_and_checkpoint(runs):
         assert torch.equal(released.state_dict()[key], value) and torch.equal(from_ckpt.state_dict()[key], value)
     older, _ = load_generator(run / "checkpoints" / "step-000000016.pt")
     assert not torch.equal(older.state_dict()["synthesis.b16.torgb.weight"], ema["synthesis.b16.torgb.weight"])
-    with pytest.raises(PixforgeError, match="not a StyleGAN2 run"):
+    with pytest.raises(PixforgeError, match="not a StyleGAN2 run") as err:
         load_generator(runs["data"])
+    assert "holds the runs" not in str(err.value)
+    hint = f"holds the runs of a train --out folder: pass one, e.g. {runs['second']}"
+    with pytest.raises(PixforgeError, match=re.escape(hint)):
+        load_generator(run.parent)  # train's --out folder: its numbered runs inside
 
 
 def onnx_run(path, **inputs):

@@ -171,6 +171,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if "petsgan-sg2" in args.forms and not args.prior_model:
         parser.error("form petsgan-sg2 needs --prior-model")
+    if "petsgan-sg2" in args.forms:  # the generator is read before anything is written
+        from pixforge.core.stylegan2.generate import load_generator
+        from pixforge.export.errors import PixforgeError
+
+        try:
+            load_generator(args.prior_model)
+        except PixforgeError as err:
+            parser.error(f"--prior-model: {err}")
 
     from pixforge.core.cli import output_dir
 

@@ -33,7 +33,9 @@ def load_generator(run: str | Path, device: torch.device | str = "cpu") -> tuple
         state = read_checkpoint(latest)
         kwargs, weights = _checkpoint_kwargs(state, latest), state["models"]["G_ema"]
     else:
-        raise PixforgeError(f"{run} is not a StyleGAN2 run (no model.safetensors and no checkpoints/step-*.pt)")
+        runs = sorted(p.parent for p in run.glob("*/checkpoints")) if run.is_dir() else []
+        hint = f"; it holds the runs of a train --out folder: pass one, e.g. {runs[-1]}" if runs else ""
+        raise PixforgeError(f"{run} is not a StyleGAN2 run (no model.safetensors and no checkpoints/step-*.pt){hint}")
     G = Generator(**kwargs)
     try:
         G.load_state_dict(weights)
