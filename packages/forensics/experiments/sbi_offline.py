@@ -16,6 +16,9 @@ End to end, each step skipped when its output exists (so a killed run resumes):
 5. evaluate on the held-out identity's real faces against their SBI fakes: clean (`std`) and with each of the 7
    distortions at `--levels` (real and fake items alike, on the fly: `evaluate --distort TYPE:LEVEL`); and on
    `--swaps DIR` (face-swap videos, e.g. pixforge-dfvae's, extracted like the reals) when given;
+   `--distort-fake-only` is the thesis' own std/sing setting: the `distort` condition distorts only the fake
+   (self-blended) training items (`train --distort-fake-only`) and every distorted evaluation only the fake items
+   (`evaluate --distort-fake-only`), the real faces stay clean; the table's caption says so;
 6. WORK/results.json (every report's frame- and video-level numbers) and WORK/results.md (the table).
 
 `--holdout all` (or a comma-separated list of identities) runs leave-one-identity-out: the faces of every video are
@@ -172,6 +175,8 @@ def extract(src: Path, out: Path, frames: int, size: int) -> dict:
 
 
 def train_run(run: Path, real: Path, model: str, args, distort_p: float) -> dict:
+    """Train one condition (skipped when RUN/model.safetensors exists); `--distort-fake-only` applies when
+    `distort_p` > 0."""
     from pixforge.forensics.train import train
 
     if (run / "model.safetensors").is_file():
@@ -181,7 +186,8 @@ def train_run(run: Path, real: Path, model: str, args, distort_p: float) -> dict
     clip = None if model == "xception" else args.clip
     start, cpu, load0 = time.perf_counter(), time.process_time(), load()
     train(real=str(real), fake="sbi", model=model, out=str(run), size=args.size, clip=clip, batch=batch, steps=steps,
-          optimizer="adam", lr=args.lr, distort_p=distort_p, seed=args.seed, device="cpu", threads=args.threads,
+          optimizer="adam", lr=args.lr, distort_p=distort_p, distort_fake_only=args.distort_fake_only and distort_p > 0,
+          seed=args.seed, device="cpu", threads=args.threads,
           ckpt_every=max(steps, 1), sample_every=max(steps, 1), resume=(run / "checkpoints").is_dir(), quiet=True)
     timing = {"steps": steps, "batch": batch, "clip": clip or 1, "wall_s": time.perf_counter() - start,
               "cpu_s": time.process_time() - cpu, "load": [round(load0, 2), round(load(), 2)]}
@@ -196,6 +202,7 @@ def evaluate_run(run: Path, real: Path, fake: str, out: Path, distort: str | Non
     if (out / "report.json").is_file():
         return json.loads((out / "report.json").read_text())
     return evaluate(run=str(run), real=str(real), fake=fake, out=str(out), distort=distort,
+                    distort_fake_only=args.distort_fake_only and distort is not None,
                     seed=args.seed if seed is None else seed, device="cpu", batch=8)
 
 
@@ -297,9 +304,11 @@ def run_fold(work: Path, faces: dict[str, Path], swaps: Path | None, args, level
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
     held = ("held-out later frames of every video" if results.get("split_mode") == "time"
             else "held-out identity's real faces")
+    alike = ("the fake items only, the real ones clean; `distort` trained on distorted fakes only"
+             if results.get("options", {}).get("distort_fake_only") else "real and fake items alike")
     md = ("Frame-level ACC (%) / AUC: `train-ids` on the training faces against fresh SBI draws (in "
           f"distribution), the rest on the {held} against their SBI fakes, `std` clean, "
-          "`TYPE:LEVEL` distorted on the fly (real and fake items alike)\n\n" + table(results, levels)
+          f"`TYPE:LEVEL` distorted on the fly ({alike})\n\n" + table(results, levels)
           + "\nFrame AUC, clean and the mean over the 7 distortions per level, and what the distortions take away\n\n"
           + robustness_table(results, levels))
     (work / "results.md").write_text(md)
@@ -337,6 +346,8 @@ def main(argv=None) -> None:
     p.add_argument("--clip-batch", type=int, default=2)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--distort-p", type=float, default=0.5)
+    p.add_argument("--distort-fake-only", action="store_true",
+                   help="the thesis' std/sing setting: distort only the fakes, in training (`distort`) and testing")
     p.add_argument("--levels", default="5", help="distortion levels evaluated (comma-separated)")
     p.add_argument("--swaps", type=Path, default=None, help="face-swap videos (e.g. pixforge-dfvae's) to test on")
     p.add_argument("--threads", type=int, default=1)

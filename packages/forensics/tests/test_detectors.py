@@ -164,6 +164,62 @@ def test_clip_sampling_and_sbi_clips(faces):
         data.scan(Path(real) / "000" / "..", "--real") if False else data.scan(Path(__file__).parent / "fixtures")
 
 
+def _item_before(clips, index: int) -> torch.Tensor:
+    """TrainClips' item as __getitem__ drew it before `distort_fake_only` existed (the draws resumed runs rely on)."""
+    from pixforge.forensics import data
+
+    rng = np.random.default_rng([clips.seed, int(index)])
+    label = index % 2
+    videos = clips.fake if label else clips.real
+    video = videos[int(rng.integers(len(videos)))]
+    idx = data.train_indices(len(video), clips.clip, clips.sampling, rng)
+    frames = [data.read_frame(video.folder / video.files[k]) for k in idx]
+    if label and clips.sbi:
+        frames = data.self_blend_clip(frames, [video.landmarks[k] for k in idx], (clips.seed, int(index)))
+    frames = [data.resize(f, clips.size) for f in frames]
+    if clips.distort_p > 0 and rng.random() < clips.distort_p:
+        kind = data.FRAME_TYPES[int(rng.integers(len(data.FRAME_TYPES)))]
+        frames = data.apply_distortion(frames, kind, int(rng.integers(1, 6)), (clips.seed, int(index), 1))
+    return data.to_tensor(frames, clips.sampling == "image")
+
+
+@pytest.mark.parametrize("fake", ["sbi", "dir"])
+def test_distort_fake_only_leaves_the_reals_clean(faces, fake):
+    from pixforge.forensics import data
+
+    real, fake_dir = faces
+    reals = data.scan(real, landmarks=True)
+    fakes = "sbi" if fake == "sbi" else data.scan(fake_dir)
+    clean = data.TrainClips(reals, fakes, 1, 32, "image", seed=3)
+    both = data.TrainClips(reals, fakes, 1, 32, "image", seed=3, distort_p=1.0)
+    fake_only = data.TrainClips(reals, fakes, 1, 32, "image", seed=3, distort_p=1.0, distort_fake_only=True)
+    for i in range(8):
+        item = fake_only[i]
+        assert float(item["label"]) == i % 2 and item["key"] == clean[i]["key"]
+        if i % 2 == 0:  # real: exactly the undistorted item
+            assert torch.equal(item["clip"], clean[i]["clip"]), i
+            assert not torch.equal(item["clip"], both[i]["clip"]), i
+        else:  # fake: distorted, with the same draws as when both classes are
+            assert not torch.equal(item["clip"], clean[i]["clip"]), i
+            assert torch.equal(item["clip"], both[i]["clip"]), i
+
+
+@pytest.mark.parametrize("distort_p", [0.0, 0.5, 1.0])
+def test_default_training_draws_are_unchanged(faces, distort_p):
+    from pixforge.forensics import data
+
+    real, _ = faces
+    reals = data.scan(real, landmarks=True)
+    default = data.TrainClips(reals, "sbi", 1, 32, "image", seed=7, distort_p=distort_p)
+    explicit = data.TrainClips(reals, "sbi", 1, 32, "image", seed=7, distort_p=distort_p, distort_fake_only=False)
+    for i in range(10):
+        before = _item_before(default, i)
+        assert torch.equal(default[i]["clip"], before) and torch.equal(explicit[i]["clip"], before), i
+    fake_only = data.TrainClips(reals, "sbi", 1, 32, "image", seed=7, distort_p=0.5, distort_fake_only=True)
+    half = data.TrainClips(reals, "sbi", 1, 32, "image", seed=7, distort_p=0.5)
+    assert all(torch.equal(fake_only[i]["clip"], half[i]["clip"]) for i in range(1, 10, 2))  # same fake draws
+
+
 # ------------------------------------------------------------------------------------------------------- training
 
 def _train(out, real, fake, model="tiny", **kw):
@@ -186,6 +242,20 @@ def test_training_lowers_the_loss_on_sbi(tiny, faces, tmp_path):
     assert (run / "model.safetensors").is_file() and (run / "samples" / "real-fake.png").is_file()
     config = json.loads((run / "config.json").read_text())
     assert config["optimizer"] == "adam" and config["arch"]["sampling"] == "image"
+
+
+def test_train_distort_fake_only_is_in_the_config_and_checked(tiny, faces, tmp_path):
+    real, _ = faces
+    run = _train(tmp_path / "run", real, "sbi", steps=1, distort_p=0.5, distort_fake_only=True)
+    config = json.loads((run / "config.json").read_text())
+    assert config["distort_fake_only"] is True and config["distort_p"] == 0.5
+    assert json.loads((_train(tmp_path / "plain", real, "sbi", steps=1) / "config.json").read_text())[
+        "distort_fake_only"] is False
+    with pytest.raises(PixforgeError, match="--distort-fake-only is a flag"):
+        _train(tmp_path / "bad", real, "sbi", steps=1, distort_p=0.5, distort_fake_only="yes")
+    with pytest.raises(PixforgeError, match="--distort-fake-only needs --distort-p above 0"):
+        _train(tmp_path / "bad", real, "sbi", steps=1, distort_fake_only=True)
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("model", ["tiny", "tinyclip"])
@@ -266,6 +336,8 @@ def test_onnx_parity_and_metadata(tiny, faces, model, tmp_path):
     (["train", "--real", "{real}", "--fake", "sbi", "--out", "{out}", "--steps", "0"], "--steps must be"),
     (["train", "--real", "{real}", "--fake", "sbi", "--out", "{out}", "--steps", "2", "--distort-p", "2"],
      "--distort-p"),
+    (["train", "--real", "{real}", "--fake", "sbi", "--out", "{out}", "--steps", "2", "--distort-fake-only"],
+     "--distort-fake-only needs --distort-p above 0"),
     (["evaluate", "--run", "{missing}", "--real", "{real}", "--fake", "sbi", "--out", "{out}"], "--run"),
     (["evaluate", "--run", "{real}", "--real", "{real}", "--fake", "sbi", "--out", "{out}"], "model.safetensors"),
     (["export", "--run", "{real}", "--out", "{out}/m.txt"], "must end in .onnx"),

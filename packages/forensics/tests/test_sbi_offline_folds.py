@@ -143,3 +143,31 @@ def test_robustness_table(sbi):
     lines = sbi.robustness_table(results, [5, 3]).splitlines()
     assert lines[0] == "| model | training | clean | mean of the 7 at 5 (drop) | mean of the 7 at 3 (drop) |"
     assert lines[2] == "| xception | clean | 0.90 | 0.60 (+0.30) | 0.80 (+0.10) |"
+
+
+@pytest.mark.parametrize("fake_only", [False, True])
+def test_distort_fake_only_reaches_train_and_evaluate(sbi, tmp_path, monkeypatch, fake_only):
+    """`--distort-fake-only`: the `distort` condition trains on distorted fakes only and every distorted evaluation
+    distorts the fakes only; clean training and undistorted evaluations take the defaults."""
+    import pixforge.forensics.evaluate as fevaluate
+    import pixforge.forensics.train as ftrain
+
+    calls = []
+    monkeypatch.setattr(ftrain, "train", lambda **kw: calls.append(("train", kw)))
+    monkeypatch.setattr(fevaluate, "evaluate", lambda **kw: calls.append(("evaluate", kw)) or {})
+    argv = ["--work", str(tmp_path)] + (["--distort-fake-only"] if fake_only else [])
+    parser_args = {}
+    monkeypatch.setattr(sbi.argparse.ArgumentParser, "parse_args",
+                        lambda self, argv=None: parser_args.setdefault("a", self.parse_known_args(argv)[0]))
+    monkeypatch.setattr(sbi, "fetch_videos", lambda videos: (_ for _ in ()).throw(SystemExit("stop")))
+    with pytest.raises(SystemExit, match="stop"):
+        sbi.main(argv)
+    args = parser_args["a"]
+    assert args.distort_fake_only is fake_only
+    for name, p in (("clean", 0.0), ("distort", 0.5)):
+        (tmp_path / name).mkdir()
+        sbi.train_run(tmp_path / name, tmp_path, "xception", args, p)
+    sbi.evaluate_run(tmp_path / "run", tmp_path, "sbi", tmp_path / "std", None, args)
+    sbi.evaluate_run(tmp_path / "run", tmp_path, "sbi", tmp_path / "gb", "GB:5", args)
+    assert [kw["distort_fake_only"] for _, kw in calls] == [False, fake_only, False, fake_only]
+    assert [kw["distort_p"] for what, kw in calls if what == "train"] == [0.0, 0.5]

@@ -128,14 +128,15 @@ class Forensics:
               size: int | None = None, clip: int | None = None, batch: int = 8, steps: int | None = None,
               epochs: float | None = None, lr: float | None = None, optimizer: str = "auto", momentum: float = 0.9,
               weight_decay: float | None = None, clip_grad: float | None = None, weights: str | None = None,
-              distort_p: float = 0.0, val_real: str | None = None, val_fake: str | None = None,
-              val_every: int = 1000, val_items: int = 2000, seed: int = 0, workers: int = 0, ckpt_every: int = 1000,
-              sample_every: int = 1000, keep_last: int = 3, device: str = "auto", amp: bool | str = False,
-              threads: int | None = None, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> str:
+              distort_p: float = 0.0, distort_fake_only: bool = False, val_real: str | None = None,
+              val_fake: str | None = None, val_every: int = 1000, val_items: int = 2000, seed: int = 0,
+              workers: int = 0, ckpt_every: int = 1000, sample_every: int = 1000, keep_last: int = 3,
+              device: str = "auto", amp: bool | str = False, threads: int | None = None, resume: bool = False,
+              overwrite: bool = False, quiet: bool = False) -> str:
         """Train a detector on extract-faces folders: --real DIR --fake DIR|sbi --model xception|c3d|tsn|i3d|
         resnet-lstm --out RUN [--size] [--clip] [--batch 8] [--steps N | --epochs E] [--lr] [--optimizer
-        auto|adam|sgd] [--weights PATH] [--distort-p 0.5] [--val-real DIR --val-fake DIR|sbi] [--amp] [--resume]
-        [--workers N]. See `pixforge.forensics.train.train` for every option and the recipes."""
+        auto|adam|sgd] [--weights PATH] [--distort-p 0.5 [--distort-fake-only]] [--val-real DIR --val-fake DIR|sbi]
+        [--amp] [--resume] [--workers N]. See `pixforge.forensics.train.train` for every option and the recipes."""
         from pixforge.forensics.train import train
 
         options = {k: v for k, v in locals().items() if k not in ("self", "train")}

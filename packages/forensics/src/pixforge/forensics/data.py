@@ -20,7 +20,9 @@ half and half), the video drawn uniformly from its class, the frames, the SBI dr
 gets the same draw (hull kind, which copy is jittered and how, the affine, the blur kernels, the ratio) while the
 mask follows each frame's own landmarks. With `distort_p` p a clip is distorted with probability p by one random
 frame type (CS, CC, BW, GNC, GB, JPEG; not VC, an encoder setting: train on make-variants folders for it) at a
-random level 1-5, the same type and level on every frame (BW / GNC draw per frame, as in a distorted video).
+random level 1-5, the same type and level on every frame (BW / GNC draw per frame, as in a distorted video);
+`distort_fake_only`: only the fake items (label 1) are distorted, the real ones stay clean (the thesis' std/sing
+setting), with the same draws.
 
 Items are uint8 tensors on [0, 255] RGB, 3 x H x W (image) or 3 x T x H x W, resized to `size` (cv2 INTER_AREA
 down, INTER_LINEAR up); the model wrapper normalises them.
@@ -163,10 +165,11 @@ class TrainClips(torch.utils.data.Dataset):
     """Training draws (module docstring): item i -> {"clip", "label", "index", "key"}."""
 
     def __init__(self, real: list[Video], fake: list[Video] | str, clip: int, size: int, sampling: str,
-                 seed: int = 0, distort_p: float = 0.0):
+                 seed: int = 0, distort_p: float = 0.0, distort_fake_only: bool = False):
         self.real, self.sbi = real, isinstance(fake, str)
         self.fake = real if self.sbi else fake
         self.clip, self.size, self.sampling, self.seed, self.distort_p = clip, size, sampling, seed, distort_p
+        self.distort_fake_only = distort_fake_only
 
     def __len__(self) -> int:
         return 2**62
@@ -187,7 +190,7 @@ class TrainClips(torch.utils.data.Dataset):
         if label and self.sbi:
             frames = self_blend_clip(frames, [video.landmarks[k] for k in idx], (self.seed, int(index)))
         frames = [resize(f, self.size) for f in frames]
-        if self.distort_p > 0 and rng.random() < self.distort_p:
+        if self.distort_p > 0 and rng.random() < self.distort_p and (label or not self.distort_fake_only):
             kind = FRAME_TYPES[int(rng.integers(len(FRAME_TYPES)))]
             frames = apply_distortion(frames, kind, int(rng.integers(1, 6)), (self.seed, int(index), 1))
         return {"clip": to_tensor(frames, self.sampling == "image"), "label": torch.tensor(float(label)),

@@ -47,10 +47,11 @@ def train(real: str | None = None, fake: str | None = None, model: str = "xcepti
           size: int | None = None, clip: int | None = None, batch: int = 8, steps: int | None = None,
           epochs: float | None = None, lr: float | None = None, optimizer: str = "auto", momentum: float = 0.9,
           weight_decay: float | None = None, clip_grad: float | None = None, weights: str | None = None,
-          distort_p: float = 0.0, val_real: str | None = None, val_fake: str | None = None, val_every: int = 1000,
-          val_items: int = 2000, seed: int = 0, workers: int = 0, ckpt_every: int = 1000, sample_every: int = 1000,
-          keep_last: int = 3, device: str = "auto", amp: bool | str = False, threads: int | None = None,
-          resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
+          distort_p: float = 0.0, distort_fake_only: bool = False, val_real: str | None = None,
+          val_fake: str | None = None, val_every: int = 1000, val_items: int = 2000, seed: int = 0, workers: int = 0,
+          ckpt_every: int = 1000, sample_every: int = 1000, keep_last: int = 3, device: str = "auto",
+          amp: bool | str = False, threads: int | None = None, resume: bool = False, overwrite: bool = False,
+          quiet: bool = False) -> Path:
     """Train a fake-face detector into the run directory OUT (config.json, checkpoints/, samples/, metrics.jsonl,
     log.txt; model.safetensors + model.json when finished) on extract-faces folders: --real DIR against --fake
     DIR, or --fake sbi (self-blended fakes made from the real faces on the fly). --model xception|c3d|tsn|i3d|
@@ -59,7 +60,8 @@ def train(real: str | None = None, fake: str | None = None, model: str = "xcepti
     videos for clip models). --optimizer auto = Adam 2e-4 for Xception (FaceForensics++), SGD 0.01 momentum 0.9
     weight decay 1e-4 clip-grad 40 for the video models (mmaction2); --lr, --weight-decay, --clip-grad override.
     --weights PATH starts from a pretrained file (models' loaders: ImageNet / Kinetics layouts). --distort-p 0.5
-    distorts half the clips with a random DeeperForensics type and level. --val-real/--val-fake DIR (or sbi) log
+    distorts half the clips with a random DeeperForensics type and level; --distort-fake-only distorts only the
+    fake clips (the thesis' std/sing setting: real ones stay clean). --val-real/--val-fake DIR (or sbi) log
     validation ACC / AUC / log loss every --val-every steps. --amp (bf16/fp16 on GPU), --resume continues;
     multi-GPU: `torchrun --nproc-per-node G -m pixforge.forensics.cli train ...` (--batch is per process)."""
     config = {k: v for k, v in locals().items() if k not in ("out", "resume", "overwrite", "quiet", "threads")}
@@ -76,6 +78,10 @@ def train(real: str | None = None, fake: str | None = None, model: str = "xcepti
         raise PixforgeError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if isinstance(distort_p, bool) or not isinstance(distort_p, (int, float)) or not 0 <= distort_p <= 1:
         raise PixforgeError(f"--distort-p must be a probability from 0 to 1, got {distort_p!r}")
+    if not isinstance(distort_fake_only, bool):
+        raise PixforgeError(f"--distort-fake-only is a flag (true or false), got {distort_fake_only!r}")
+    if distort_fake_only and not distort_p > 0:
+        raise PixforgeError("--distort-fake-only needs --distort-p above 0 (the chance a fake clip is distorted)")
     if (val_real is None) != (val_fake is None):
         raise PixforgeError("give both --val-real and --val-fake (or neither)")
     arch = make_arch(model, size, clip)
@@ -83,7 +89,7 @@ def train(real: str | None = None, fake: str | None = None, model: str = "xcepti
         raise PixforgeError(f"--size must be at least 32 (the networks' stride), got {arch['size']}")
     if arch["sampling"] == "image" and clip not in (None, 1):
         raise PixforgeError(f"--clip is for the video models; {arch['model']} takes single frames")
-    dataset = _dataset(real, fake, arch, seed, float(distort_p), "--real", "--fake")
+    dataset = _dataset(real, fake, arch, seed, float(distort_p), "--real", "--fake", distort_fake_only)
     val = (None if val_real is None else
            _eval_set(val_real, val_fake, arch, seed, val_items))
     if weights is not None and not str(weights).startswith(("http://", "https://")) and not Path(weights).is_file():
@@ -108,11 +114,12 @@ INTEGERS = {"size": 32, "clip": 1, "batch": 1, "steps": 1, "val_every": 1, "val_
             "ckpt_every": 1, "sample_every": 1, "keep_last": 1, "threads": 1}
 
 
-def _dataset(real, fake, arch, seed, distort_p, real_flag, fake_flag) -> fdata.TrainClips:
+def _dataset(real, fake, arch, seed, distort_p, real_flag, fake_flag, distort_fake_only=False) -> fdata.TrainClips:
     sbi = str(fake).lower() == "sbi"
     real_videos = fdata.scan(real, real_flag, landmarks=sbi)
     fake_videos = "sbi" if sbi else fdata.scan(fake, fake_flag)
-    return fdata.TrainClips(real_videos, fake_videos, arch["clip"], arch["size"], arch["sampling"], seed, distort_p)
+    return fdata.TrainClips(real_videos, fake_videos, arch["clip"], arch["size"], arch["sampling"], seed, distort_p,
+                            distort_fake_only)
 
 
 def _eval_set(real, fake, arch, seed, limit=None, distortion=None) -> fdata.EvalClips:
