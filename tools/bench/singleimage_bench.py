@@ -18,15 +18,18 @@ Image: scikit-image's chelsea, its longer side resized to `--size` (at least 64:
 SinGAN: --max-size = --size, --min-size min(25, shorter side); PetsGAN: --max-size = --size, --downscale 8 from
 160 px up, else 4 (the paper uses 8 at 256 px). Output, one JSON line each:
 
-    kind "scale" / "phase"   per SinGAN scale / PetsGAN phase: its image size, median step time, iterations/s,
-                             the extrapolated time of the default count
-    kind "run"               per method: measured wall time of the short run (train() call), steps, peak memory
-                             (the child's peak RSS; on CUDA also torch's peak allocation), extrapolated default-schedule
-                             time
-    kind "goal"              the extrapolated PetsGAN / SinGAN wall-time ratio, whether it meets <= 1/4, the load
-                             average before and after (other processes share the CPU: rerun on a quiet machine)
+    kind "round"             per round (`--rounds`, the methods alternating: SinGAN first in rounds 1, 3, ...,
+                             PetsGAN first in 2, 4, ..., so that load from other processes hits both alike): each
+                             method's extrapolated time from that round's steps, their ratio, the load average
+    kind "scale" / "phase"   per SinGAN scale / PetsGAN phase: its image size, the median of its step times pooled
+                             over the rounds (and how many), iterations/s, the extrapolated time of the default count
+    kind "run"               per method: median measured wall time of the short run (train() call) over the rounds,
+                             steps, peak memory (the children's peak RSS; on CUDA also torch's peak allocation),
+                             extrapolated default-schedule time
+    kind "goal"              the extrapolated PetsGAN / SinGAN wall-time ratio from the pooled medians, the rounds'
+                             ratios and their median, whether it meets <= 1/4, the load average before and after
 
-    OMP_NUM_THREADS=1 python tools/bench/singleimage_bench.py [--size 64] [--steps 6] [--device cpu]
+    OMP_NUM_THREADS=1 python tools/bench/singleimage_bench.py [--size 64] [--steps 6] [--rounds 3] [--official]
     python tools/bench/singleimage_bench.py --size 250 --steps 30 --device cuda
 """
 
@@ -51,7 +54,7 @@ PHASES = ("G", "F", "joint")
 GOAL = 0.25
 
 
-def _train(method: str, image: str, out: str, size: int, steps: int, device: str) -> dict:
+def _train(method: str, image: str, out: str, size: int, steps: int, device: str, official: bool) -> dict:
     """One short training run (call it in a fresh process, see `_child`): its wall time and peak memory."""
     import torch
 
@@ -60,7 +63,8 @@ def _train(method: str, image: str, out: str, size: int, steps: int, device: str
     if method == "singan":
         options = {"iters": steps, "min_size": min(25, *Image.open(image).size)}
     else:
-        options = {"warmup_g": steps, "warmup_f": steps, "joint": steps, "downscale": 8 if size >= 160 else 4}
+        options = {"warmup_g": steps, "warmup_f": steps, "joint": steps, "downscale": 8 if size >= 160 else 4,
+                   "official": official}
     start = time.perf_counter()
     train(image, out, method=method, max_size=size, log_every=1, device=device, quiet=True, **options)
     wall = time.perf_counter() - start
@@ -70,23 +74,28 @@ def _train(method: str, image: str, out: str, size: int, steps: int, device: str
     return result
 
 
-def _child(method: str, image: str, out: str, size: int, steps: int, device: str) -> dict:
+def _child(method: str, image: str, out: str, size: int, steps: int, device: str, official: bool) -> dict:
     """`_train` in a child process (this script with --child), so that its peak RSS is its own."""
     cmd = [sys.executable, __file__, "--child", method, image, out, "--size", str(size), "--steps", str(steps),
-           "--device", device]
+           "--device", device, *(["--official"] if official else [])]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{method} run failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _step_medians(rows: list[dict], key: str) -> dict:
-    """{scale or phase: median time between consecutive steps of that group, the first two dropped}."""
+def _step_times(rows: list[dict], key: str) -> dict:
+    """{scale or phase: the times between consecutive steps of that group, the first two dropped}."""
     groups: dict = {}
     for prev, row in zip(rows, rows[1:], strict=False):
         if row[key] == prev[key]:
             groups.setdefault(row[key], []).append(row["time"] - prev["time"])
-    return {k: statistics.median(v[2:] or v) for k, v in groups.items()}
+    return {k: v[2:] or v for k, v in groups.items()}
+
+
+def _extrapolate(method: str, medians: dict) -> float:
+    """The default schedule's time from the per-group median step times."""
+    return sum(m * DEFAULTS["singan" if method == "singan" else PHASES[int(g)]] for g, m in medians.items())
 
 
 def _emit(row: dict) -> None:
@@ -100,49 +109,78 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64, help="longer side of the training image")
     parser.add_argument("--steps", type=int, default=6, help="iterations per SinGAN scale and per PetsGAN phase")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of each method, alternating (SinGAN first in rounds 1, 3, ..., PetsGAN in 2, 4 ...)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--official", action="store_true",
+                        help="PetsGAN in its official-code form (train --official: no phi in the joint phase)")
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "IMAGE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_train(*args.child, args.size, args.steps, args.device)))
+        print(json.dumps(_train(*args.child, args.size, args.steps, args.device, args.official)))
         return
     if args.steps < 4:
         parser.error("--steps must be at least 4 (the first two steps of each scale/phase are not timed)")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     photo = Image.fromarray(embedded_images(["chelsea"])[0])
     scale = args.size / max(photo.size)
-    base = {"device": args.device, "size": args.size, "steps": args.steps,
-            "threads": os.environ.get("OMP_NUM_THREADS", "unset")}
+    base = {"device": args.device, "size": args.size, "steps": args.steps, "rounds": args.rounds,
+            "petsgan_official": args.official, "threads": os.environ.get("OMP_NUM_THREADS", "unset")}
     load_before = round(os.getloadavg()[0], 2)
-    totals = {}
+    methods = ("singan", "petsgan")
+    times: dict = {m: {} for m in methods}  # method -> group -> step times pooled over the rounds
+    runs: dict = {m: [] for m in methods}
+    sizes: dict = {}
+    round_ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "chelsea.png"
         write_image(image, np.asarray(photo.resize((round(photo.width * scale), round(photo.height * scale)),
                                                    Image.Resampling.BICUBIC)))
-        for method in ("singan", "petsgan"):
-            out = Path(tmp) / method
-            run = _child(method, str(image), str(out), args.size, args.steps, args.device)
-            sizes = json.loads((out / "config.json").read_text())["sizes"]
-            key = "scale" if method == "singan" else "phase"
-            extrapolated = 0.0
-            for group, median in sorted(_step_medians(read_metrics(out / "metrics.jsonl"), key).items()):
-                name = int(group) if method == "singan" else PHASES[int(group)]
-                count = DEFAULTS["singan" if method == "singan" else name]
-                extrapolated += median * count
-                _emit({"kind": key, "method": method, **base, key: name,
-                       "image": sizes[int(group)] if method == "singan" else sizes,
-                       "median_step_s": round(median, 5), "iters_per_s": round(1 / median, 3),
-                       "default_iters": count, "extrapolated_s": round(median * count, 1)})
-            totals[method] = extrapolated
-            steps = args.steps * (len(sizes) if method == "singan" else len(PHASES))
-            _emit({"kind": "run", "method": method, **base, "measured_wall_s": round(run["wall_s"], 2),
-                   "measured_steps": steps, "peak_rss_mib": round(run["peak_rss_mib"], 1),
-                   **({"cuda_peak_mib": round(run["cuda_peak_mib"], 1)} if "cuda_peak_mib" in run else {}),
-                   "extrapolated_default_s": round(extrapolated, 1)})
+        for r in range(args.rounds):
+            order = methods if r % 2 == 0 else methods[::-1]
+            load0, extrapolated = os.getloadavg()[0], {}
+            for method in order:
+                out = Path(tmp) / f"{method}-{r}"
+                runs[method].append(_child(method, str(image), str(out), args.size, args.steps, args.device,
+                                           args.official))
+                sizes[method] = json.loads((out / "config.json").read_text())["sizes"]
+                groups = _step_times(read_metrics(out / "metrics.jsonl"), "scale" if method == "singan" else "phase")
+                for group, values in groups.items():
+                    times[method].setdefault(group, []).extend(values)
+                extrapolated[method] = _extrapolate(method, {g: statistics.median(v) for g, v in groups.items()})
+            round_ratios.append(extrapolated["petsgan"] / extrapolated["singan"])
+            _emit({"kind": "round", **base, "round": r + 1, "order": list(order),
+                   "extrapolated_s": {m: round(v, 1) for m, v in extrapolated.items()},
+                   "petsgan_over_singan_wall": round(round_ratios[-1], 4),
+                   "load": [round(load0, 2), round(os.getloadavg()[0], 2)]})
+    totals = {}
+    for method in methods:
+        key = "scale" if method == "singan" else "phase"
+        medians = {g: statistics.median(v) for g, v in sorted(times[method].items())}
+        for group, median in medians.items():
+            name = int(group) if method == "singan" else PHASES[int(group)]
+            count = DEFAULTS["singan" if method == "singan" else name]
+            _emit({"kind": key, "method": method, **base, key: name,
+                   "image": sizes[method][int(group)] if method == "singan" else sizes[method],
+                   "median_step_s": round(median, 5), "timed_steps": len(times[method][group]),
+                   "iters_per_s": round(1 / median, 3), "default_iters": count,
+                   "extrapolated_s": round(median * count, 1)})
+        totals[method] = _extrapolate(method, medians)
+        steps = args.steps * (len(sizes[method]) if method == "singan" else len(PHASES))
+        _emit({"kind": "run", "method": method, **base,
+               "measured_wall_s": round(statistics.median(run["wall_s"] for run in runs[method]), 2),
+               "measured_steps": steps, "peak_rss_mib": round(max(run["peak_rss_mib"] for run in runs[method]), 1),
+               **({"cuda_peak_mib": round(max(run["cuda_peak_mib"] for run in runs[method]), 1)}
+                  if "cuda_peak_mib" in runs[method][0] else {}),
+               "extrapolated_default_s": round(totals[method], 1)})
     ratio = totals["petsgan"] / totals["singan"]
-    _emit({"kind": "goal", **base, "petsgan_over_singan_wall": round(ratio, 4), "goal": GOAL,
+    _emit({"kind": "goal", **base, "petsgan_over_singan_wall": round(ratio, 4),
+           "round_ratios": [round(x, 4) for x in round_ratios],
+           "median_round_ratio": round(statistics.median(round_ratios), 4), "goal": GOAL,
            "meets_goal": ratio <= GOAL, "extrapolated": True,
-           "note": f"step medians x default iteration counts at {args.size} px (SinGAN 2000 per scale; PetsGAN "
-                   "2000/5000/5000), setup and sample/checkpoint costs left out",
+           "note": f"step medians (pooled over the rounds) x default iteration counts at {args.size} px (SinGAN 2000 "
+                   "per scale; PetsGAN 2000/5000/5000), setup and sample/checkpoint costs left out",
            "load_before": load_before, "load_after": round(os.getloadavg()[0], 2)})
 
 
