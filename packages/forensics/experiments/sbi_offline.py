@@ -370,6 +370,13 @@ def main(argv=None) -> None:
         swaps = work / "faces" / "swaps"
         swaps_info = extract(args.swaps, swaps, args.frames, args.crop)
 
+    def report(faces: dict[str, Path], results: dict) -> None:
+        """Steps 4-6 directly in WORK (one train / test split), then the table."""
+        if swaps is not None:
+            results["faces_swaps"] = swaps_info
+        run_fold(work, faces, swaps, args, levels, results, start)
+        print((work / "results.md").read_text())
+
     if args.split == "time":  # held-out frames: every video split in time, steps 4-6 directly in WORK
         results = {"options": options, "load_start": round(load(), 2), "runs": {}, "split_mode": "time"}
         link_videos(args.videos, sorted(catalogue), work / "videos" / "all")
@@ -387,10 +394,7 @@ def main(argv=None) -> None:
         for part in ("train", "test"):
             results[f"faces_{part}"] = {"videos": {n: v[part] for n, v in results["split"].items()}}
         log(f"time split: {results['split']}")
-        if swaps is not None:
-            results["faces_swaps"] = swaps_info
-        run_fold(work, faces, swaps, args, levels, results, start)
-        print((work / "results.md").read_text())
+        report(faces, results)
         return
 
     if args.holdout in identities(catalogue):  # one identity: the original layout, directly in WORK
@@ -402,10 +406,7 @@ def main(argv=None) -> None:
             faces[part] = work / "faces" / part
             results[f"faces_{part}"] = extract(work / "videos" / part, faces[part], args.frames, args.crop)
             log(f"faces {part}: {results[f'faces_{part}']}")
-        if swaps is not None:
-            results["faces_swaps"] = swaps_info
-        run_fold(work, faces, swaps, args, levels, results, start)
-        print((work / "results.md").read_text())
+        report(faces, results)
         return
 
     # leave-one-identity-out: faces extracted once per video, then one fold per held-out identity
