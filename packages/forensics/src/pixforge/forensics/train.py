@@ -114,7 +114,7 @@ INTEGERS = {"size": 32, "clip": 1, "batch": 1, "steps": 1, "val_every": 1, "val_
             "ckpt_every": 1, "sample_every": 1, "keep_last": 1, "threads": 1}
 
 
-def _dataset(real, fake, arch, seed, distort_p, real_flag, fake_flag, distort_fake_only=False) -> fdata.TrainClips:
+def _dataset(real, fake, arch, seed, distort_p, real_flag, fake_flag, distort_fake_only) -> fdata.TrainClips:
     sbi = str(fake).lower() == "sbi"
     real_videos = fdata.scan(real, real_flag, landmarks=sbi)
     fake_videos = "sbi" if sbi else fdata.scan(fake, fake_flag)
