@@ -21,7 +21,14 @@ pipe, and the final mux).
 
     OMP_NUM_THREADS=1 python tools/bench/dfvae_bench.py [--sizes 720p 1080p] [--seconds 4] [--batch 16]
         [--detect-every 5] [--resolution 128] [--threads N] [--preset medium] [--paths torch plain onnx]
-        [--rounds 3] [--onnx] [--no-overlap]
+        [--rounds 3] [--onnx] [--no-overlap] [--device auto|cpu|cuda] [--amp bf16|fp16]
+
+`--device` runs the network there (default auto: the GPU when there is one; the other stages stay on the CPU, as
+in `swap`), `--amp` under autocast (the torch and plain paths; `swap --amp`). The issue's GPU goal (>= 30 frames/s
+at 1080p) is measured by
+
+    python tools/bench/dfvae_bench.py --device cuda --sizes 720p 1080p --seconds 8 --batch 32 \
+        --paths torch plain onnx --rounds 3            # and again with --amp bf16 (torch and plain)
 
 One JSON line per size and path (the median round's figures): name, device, size, frames, seconds, fps,
 rounds_fps and median_fps (every round's), stages (seconds), shares, ms_per_frame, cpu_s (this process' CPU
@@ -77,10 +84,11 @@ def make_clip(path: Path, width: int, height: int, seconds: float) -> Path:
     return path
 
 
-def swap_case(clip: Path, out: Path, args, path: str, model_path: Path | None) -> dict:
+def swap_case(clip: Path, out: Path, args, path: str, model_path: Path | None, dev) -> dict:
     import torch
 
     from pixforge.core.faces import open_backend
+    from pixforge.core.runtime import autocast_dtype
     from pixforge.dfvae.export import session
     from pixforge.dfvae.model import Trained
     from pixforge.dfvae.nets import DFVAE, DFVAEConfig
@@ -95,11 +103,11 @@ def swap_case(clip: Path, out: Path, args, path: str, model_path: Path | None) -
     if path == "onnx":
         from pixforge.export.session import open_session
 
-        net = open_session(model_path, "cpu", threads=args.threads)
+        net = open_session(model_path, str(dev), threads=args.threads)
     elif path == "plain":
-        net = _plain_session(trained)
+        net = _plain_session(trained, dev, autocast_dtype(dev, args.amp))
     else:
-        net = session(trained, torch.device("cpu"))
+        net = session(trained, dev, autocast_dtype(dev, args.amp))
     reference = np.full((args.resolution, args.resolution, 3), 128, np.uint8)
     faces = FrameFaces(open_backend("dlib"), Aligner(args.resolution, 0.25), probe_video(clip).fps,
                        args.detect_every, args.max_side)
@@ -113,10 +121,10 @@ def swap_case(clip: Path, out: Path, args, path: str, model_path: Path | None) -
     return report
 
 
-def _plain_session(trained):
+def _plain_session(trained, dev, amp_dtype):
     """The baseline: the network as trained (`SwapGraph` over the trained model, not the exported sub-pixel graph) run
-    by torch as `swap` ran it before `InferenceGraph` (weights and inputs channels_last, the whole batch in one
-    pass)."""
+    by torch on `dev` as `swap` ran it before `InferenceGraph` (weights and inputs channels_last, the whole batch in
+    one pass)."""
     import torch
 
     from pixforge.core.session import TorchSession
@@ -132,8 +140,8 @@ def _plain_session(trained):
 
     g = graph(trained)
     shapes = {s.name: ["N", *s.shape[1:]] if s.kind == "tensor" else ["N", 3, *s.size] for s in g.meta.inputs}
-    plain = ChannelsLast(SwapGraph(copy.deepcopy(trained.model)))
-    return TorchSession(plain, g.meta, trained.source, torch.device("cpu"), shapes=shapes)
+    plain = ChannelsLast(SwapGraph(copy.deepcopy(trained.model))).to(dev)
+    return TorchSession(plain, g.meta, trained.source, dev, shapes=shapes, amp_dtype=amp_dtype)
 
 
 def _dummy_landmarks() -> np.ndarray:
@@ -168,11 +176,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="runs per path, the paths alternating")
     parser.add_argument("--onnx", action="store_true", help="= --paths onnx")
     parser.add_argument("--no-overlap", action="store_true", help="decode + faces in the main thread")
+    parser.add_argument("--device", default="auto", help="where the network runs: auto, cpu, cuda or cuda:N")
+    parser.add_argument("--amp", default=False, help="autocast for the torch paths: bf16 or fp16 (CUDA only)")
     args = parser.parse_args()
     if args.onnx:
         args.paths = ["onnx"]
     import torch
 
+    from pixforge.core.runtime import autocast_dtype, resolve_device
+    from pixforge.export.errors import PixforgeError
+
+    try:
+        dev = resolve_device(args.device)
+        autocast_dtype(dev, args.amp)
+    except PixforgeError as err:
+        parser.exit(2, f"{parser.prog}: {err}\n")
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,13 +205,13 @@ def main() -> None:
             for r in range(args.rounds):
                 k = r % len(args.paths)
                 for path in args.paths[k:] + args.paths[:k]:
-                    runs[path].append(swap_case(clip, tmp / f"swap-{size}-{path}.mp4", args, path, model_path))
+                    runs[path].append(swap_case(clip, tmp / f"swap-{size}-{path}.mp4", args, path, model_path, dev))
             for path, reports in runs.items():
                 report = sorted(reports, key=lambda rep: rep["fps"])[(len(reports) - 1) // 2]  # the median round
                 total = sum(report["stages"].values())
                 frames = report["frames"]
                 print(json.dumps({
-                    "name": f"dfvae/swap/{path}", "device": "cpu", "size": size,
+                    "name": f"dfvae/swap/{path}", "device": str(dev), "amp": args.amp, "size": size,
                     "resolution": args.resolution, "batch": args.batch, "detect_every": args.detect_every,
                     "threads": torch.get_num_threads(), "overlap": not args.no_overlap, "frames": frames,
                     "faces": report["faces"], "seconds": round(report["seconds"], 3), "fps": round(report["fps"], 3),

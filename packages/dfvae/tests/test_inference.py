@@ -68,6 +68,23 @@ def test_inference_graph_chunks_by_resolution():
     assert InferenceGraph(DFVAE(DFVAEConfig(resolution=32, width=8, max_width=16, fusion_width=8))).chunk == 256
 
 
+@pytest.mark.parametrize("device, calls", [("cpu", 3), ("meta", 1)])
+def test_inference_graph_chunks_on_the_cpu_only(device, calls):
+    """On a CPU a batch of 5 runs in chunks of 2 (3 decoder passes); elsewhere (the meta device stands for a GPU,
+    whose caching allocator makes the chunks a loss) whole, in one."""
+    fast = InferenceGraph(_model(32)).to(device)
+    fast.chunk = 2
+    codes = torch.zeros(5, fast.model.config.appearance_dim, device=device)
+    fast.appearance = lambda reference: codes[:reference.shape[0]]  # the cache compares values: none on meta
+    passes = []
+    fast.model.decoder.register_forward_hook(lambda module, args, out: passes.append(out.shape[0]))
+    target, heatmaps, reference, mask = (x.to(device) for x in inputs(5, 32))
+    with torch.inference_mode():
+        out = fast(target, heatmaps, reference, mask)
+    assert out.shape == (5, 3, 32, 32) and out.device.type == device
+    assert len(passes) == calls and sum(passes) == 5
+
+
 def test_session_runs_the_inference_graph(tmp_path):
     import numpy as np
 

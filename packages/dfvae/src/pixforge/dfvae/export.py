@@ -138,10 +138,11 @@ class InferenceGraph(nn.Module):
     `sub_pixel(model)`, without the torch-only parts that follow): each `Up` as a `SubPixelUp`, weights and inputs in
     channels_last (~1.3x faster convolutions on a CPU, the layout tensor cores want on a GPU), LeakyReLUs in place,
     E_β's appearance code computed once when every row of `reference` is the same crop (a swap feeds one reference
-    crop to every face) and kept while it stays the same, and the batch run in chunks of about `CHUNK` values per
-    full-resolution feature map (4 faces at 128 px): on a CPU, larger activations are fresh memory (page faults) on
-    every call, which cost more than the batch saves. Equal to `SwapGraph` up to float rounding (tests: within
-    1e-4). A copy: the trained model is left as it is."""
+    crop to every face) and kept while it stays the same, and on a CPU the batch run in chunks of about `CHUNK`
+    values per full-resolution feature map (4 faces at 128 px): there larger activations are fresh memory (page
+    faults) on every call, which cost more than the batch saves; a GPU's caching allocator reuses its memory, so the
+    batch runs whole there. Equal to `SwapGraph` up to float rounding (tests: within 1e-4). A copy: the trained
+    model is left as it is."""
 
     CHUNK = 2**21  # float32 values (8 MiB) of the largest activation (the first level's width x S x S) per chunk
 
@@ -172,7 +173,7 @@ class InferenceGraph(nn.Module):
         return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
 
     def forward(self, target, heatmaps, reference, mask):
-        if target.shape[0] > self.chunk and not torch.is_grad_enabled():
+        if target.shape[0] > self.chunk and target.device.type == "cpu" and not torch.is_grad_enabled():
             return torch.cat([self.forward(*(x[i:i + self.chunk] for x in (target, heatmaps, reference, mask)))
                               for i in range(0, target.shape[0], self.chunk)])
         codes = self.appearance(reference)
