@@ -28,7 +28,9 @@ on them. One JSON line per case with the 1-minute load average at its start and 
 
     python tools/bench/forensics_detect_bench.py [--models xception,resnet_lstm] [--size 112] [--clip 8]
         [--batch 8] [--steps 5] [--threads 1] [--seconds 4] [--detect-every 1,5] [--skip-train] [--skip-detect]
-        [--folder 4] [--folder-detect-every 1] [--folder-calls 3] [--folder-nooverlay]
+        [--folder 4] [--folder-detect-every 1] [--folder-calls 3] [--folder-nooverlay] [--device auto|cpu|cuda]
+
+On a GPU, each model at its standard input (the forensics README gives the loop over the five).
 """
 
 from __future__ import annotations
@@ -239,11 +241,15 @@ def main(argv=None) -> None:
     import torch
 
     from pixforge.core.runtime import resolve_device
+    from pixforge.export.errors import PixforgeError
     from pixforge.export.video import VideoReader
 
+    try:
+        device = resolve_device(args.device)
+    except PixforgeError as err:
+        p.exit(2, f"{p.prog}: {err}\n")
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory(prefix="forensics-detect-bench-") as tmp_name:
         tmp = Path(tmp_name)
         video = bench_video(tmp / "clip720.mp4", args.seconds)
