@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("--onnx", action="store_true", help="= --paths onnx")
     parser.add_argument("--no-overlap", action="store_true", help="decode + faces in the main thread")
     parser.add_argument("--device", default="auto", help="where the network runs: auto, cpu, cuda or cuda:N")
-    parser.add_argument("--amp", default=False, help="autocast for the torch paths: bf16 or fp16 (CUDA only)")
+    parser.add_argument("--amp", default=False, help="autocast for the torch paths: bf16, or fp16 (CUDA only)")
     args = parser.parse_args()
     if args.onnx:
         args.paths = ["onnx"]
