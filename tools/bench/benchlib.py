@@ -1,4 +1,4 @@
-"""Timing shared by the benchmarks in tools/bench (each run as `python tools/bench/<name>_bench.py`)."""
+"""Timing and the device check shared by the tools/bench benchmarks (each run: `python tools/bench/<name>_bench.py`)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,17 @@ def alternating_medians(fns: dict[str, Callable[[], object]], rounds: int, calls
         for name in names:
             medians[name].append(statistics.median(times[name]))
     return medians
+
+
+def device_or_exit(parser, device: str, amp: bool | str = False):
+    """`--device` (and `--amp`) resolved as the tools resolve them, before any work: a device that is absent or not
+    one, or an AMP mode it lacks, is one line and exit 2."""
+    from pixforge.core.runtime import autocast_dtype, resolve_device
+    from pixforge.export.errors import PixforgeError
+
+    try:
+        dev = resolve_device(device)
+        autocast_dtype(dev, amp)
+    except PixforgeError as err:
+        parser.exit(2, f"{parser.prog}: {err}\n")
+    return dev

@@ -182,15 +182,9 @@ def main() -> None:
     if args.onnx:
         args.paths = ["onnx"]
     import torch
+    from benchlib import device_or_exit
 
-    from pixforge.core.runtime import autocast_dtype, resolve_device
-    from pixforge.export.errors import PixforgeError
-
-    try:
-        dev = resolve_device(args.device)
-        autocast_dtype(dev, args.amp)
-    except PixforgeError as err:
-        parser.exit(2, f"{parser.prog}: {err}\n")
+    dev = device_or_exit(parser, args.device, args.amp)
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import alternating_medians, median_time  # noqa: E402
+from benchlib import alternating_medians, device_or_exit, median_time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -240,14 +240,9 @@ def main(argv=None) -> None:
     import cv2
     import torch
 
-    from pixforge.core.runtime import resolve_device
-    from pixforge.export.errors import PixforgeError
     from pixforge.export.video import VideoReader
 
-    try:
-        device = resolve_device(args.device)
-    except PixforgeError as err:
-        p.exit(2, f"{p.prog}: {err}\n")
+    device = device_or_exit(p, args.device)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     with tempfile.TemporaryDirectory(prefix="forensics-detect-bench-") as tmp_name:

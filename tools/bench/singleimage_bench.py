@@ -123,13 +123,9 @@ def main() -> None:
         parser.error("--steps must be at least 4 (the first two steps of each scale/phase are not timed)")
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    from pixforge.core.runtime import resolve_device
-    from pixforge.export.errors import PixforgeError
+    from benchlib import device_or_exit
 
-    try:
-        resolve_device(args.device)  # here, not in the first child: CUDA asked but absent is one line, exit 2
-    except PixforgeError as err:
-        parser.exit(2, f"{parser.prog}: {err}\n")
+    device_or_exit(parser, args.device)  # here, not in the first child: CUDA asked but absent is one line, exit 2
     photo = Image.fromarray(embedded_images(["chelsea"])[0])
     scale = args.size / max(photo.size)
     base = {"device": args.device, "size": args.size, "steps": args.steps, "rounds": args.rounds,
