@@ -128,3 +128,34 @@ def make_dataset(root, clips: dict[str, int], size: int = 64, seed: int = 0):
                   "options": {"size": size, "padding": 0.25}, "versions": {}}
         (folder / "source.json").write_text(json.dumps(record))
     return root
+
+
+@pytest.fixture(scope="session")
+def occluder_maker():
+    """`occluder_maker(path, size=64, batch=1, channels_last=True)`: see `blue_occluder`."""
+    return blue_occluder
+
+
+def blue_occluder(path, size: int | None = 64, batch: int | None = 1, channels_last: bool = True):
+    """An ONNX face occluder in the XSeg convention (BGR in [0, 1]; mask 1 where the face is visible) that sees
+    strongly blue pixels as an occluder: mask = 1 - sigmoid(40 (B - max(G, R) - 0.3)). `size` / `batch` None:
+    dynamic; `channels_last` False: N x 3 x H x W in, N x 1 x H x W out."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    axis = 3 if channels_last else 1
+    dims = [batch or "n", size or "h", size or "w"]
+    in_shape = [*dims, 3] if channels_last else [dims[0], 3, *dims[1:]]
+    out_shape = [*dims, 1] if channels_last else [dims[0], 1, *dims[1:]]
+    const = [helper.make_tensor(name, TensorProto.FLOAT, [], [value])
+             for name, value in (("shift", 0.3), ("gain", 40.0), ("one", 1.0))]
+    nodes = [helper.make_node("Split", ["input"], ["b", "g", "r"], axis=axis, num_outputs=3),
+             helper.make_node("Max", ["g", "r"], ["gr"]), helper.make_node("Sub", ["b", "gr"], ["d"]),
+             helper.make_node("Sub", ["d", "shift"], ["e"]), helper.make_node("Mul", ["e", "gain"], ["f"]),
+             helper.make_node("Sigmoid", ["f"], ["s"]), helper.make_node("Sub", ["one", "s"], ["output"])]
+    graph = helper.make_graph(nodes, "blue", [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)], const)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -106,6 +106,19 @@ def open_session(model_path: str | Path, device: str = "auto", threads: int | No
     `threads` caps the CPU threads onnxruntime uses inside one operator (default: all cores).
     """
     path = Path(model_path)
+    session, device_id = ort_session(path, device, threads)
+    meta = parse_metadata(session.get_modelmeta().custom_metadata_map, str(path))
+    result = Session(path, session, meta, device_id)
+    check_specs(result)
+    return result
+
+
+def ort_session(path: str | Path, device: str = "auto", threads: int | None = None,
+                notice: bool = True) -> tuple[ort.InferenceSession, int]:
+    """(an onnxruntime session of any ONNX file at `path` on `device`, the CUDA device index): `open_session`'s
+    provider choice without pixforge metadata, for models made elsewhere (a face occluder, ...). `notice`: say on
+    stderr when "auto" runs on the CPU."""
+    path = Path(path)
     if not path.is_file():
         raise PixforgeError(f"{path} does not exist or is not a file")
     warning = double_install_warning()
@@ -134,13 +147,10 @@ def open_session(model_path: str | Path, device: str = "auto", threads: int | No
         raise PixforgeError(f"CUDA was requested but onnxruntime fell back to {actual} for {path}: the CUDA "
                             "provider could not load the CUDA / cuDNN libraries it was built for (see "
                             f"onnxruntime's log above); or {GPU_HINT}")
-    if want == "auto" and actual != CUDA:
+    if notice and want == "auto" and actual != CUDA:
         reason = "no CUDA provider available" if not use_cuda else "the CUDA provider failed to load"
         print(f"{PROG}: running on {actual} ({reason})", file=sys.stderr)
-    meta = parse_metadata(session.get_modelmeta().custom_metadata_map, str(path))
-    result = Session(path, session, meta, device_id)
-    check_specs(result)
-    return result
+    return session, device_id
 
 
 def parse_device(device: str) -> tuple[str, int]:

@@ -7,7 +7,7 @@ aligned to dlib's mean face at the model's size with the training data's padding
 ŷ_t (structure) and the blurred face mask m^b; the network (`export.SwapGraph`) through a `ModelSession` (the torch
 graph or an ONNX file); the result colour-matched to the target crop inside the mask (mask-weighted mean and standard
 deviation per RGB channel), warped back and blended with m^b (`paste_back`: pixels where the warped mask is 0 keep
-the target's values bit for bit).
+the target's values bit for bit). With an occluder (`occluder.Occluder`), m^b is multiplied by its mask first.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STAGES = ("decode", "detect", "landmarks", "align", "network", "paste", "encode")
+STAGES = ("decode", "detect", "landmarks", "align", "occlude", "network", "paste", "encode")
 QUEUE_FRAMES = 32  # frames decoded and aligned ahead of the network (bounds memory)
 
 
@@ -75,10 +75,11 @@ class FaceJob:
 class Aligner:
     """Smoothed landmarks -> aligned crop, crop landmarks, heatmaps and blurred mask at the model's size. The
     heatmaps are a (68, S, S) view of S x S x 68 memory (channels last, as the torch session reads them: the
-    transposition is not paid in the network's thread)."""
+    transposition is not paid in the network's thread). `occluder`: an `occluder.Occluder` whose mask `occlude`
+    multiplies into the jobs' m^b."""
 
-    def __init__(self, size: int, padding: float):
-        self.size, self.padding = size, padding
+    def __init__(self, size: int, padding: float, occluder=None):
+        self.size, self.padding, self.occluder = size, padding, occluder
         self.sigma, self.blur = 2.0 * size / 128, size / 32
 
     def __call__(self, frame: np.ndarray, landmarks: np.ndarray, track: int = 0) -> FaceJob:
@@ -94,6 +95,13 @@ class Aligner:
         heatmaps = landmark_heatmaps(lm, self.size, self.sigma, channels_last=True)[0].numpy()
         mask = blur_mask(face_mask(lm, self.size), self.blur)[0, 0].numpy()
         return FaceJob(track, matrix, crop, points, np.asarray(landmarks, np.float32), heatmaps, mask)
+
+    def occlude(self, jobs: list[FaceJob]) -> list[FaceJob]:
+        """The jobs with m^b times the occluder's mask of their crops (one call for all), or as they are."""
+        if self.occluder is not None and jobs:
+            for job, visible in zip(jobs, self.occluder(np.stack([j.crop for j in jobs])), strict=True):
+                job.mask = job.mask * visible
+        return jobs
 
 
 class Swapper:
@@ -185,7 +193,9 @@ class FrameFaces:
                         jobs.append(self.aligner(frame, smooth, track_id))
                 for stale in [i for i, last in seen.items() if index - last > 30]:
                     del filters[stale], seen[stale]
-                timings.add("align", t)
+                t = timings.add("align", t)
+                self.aligner.occlude(jobs)
+                timings.add("occlude", t)
                 yield index, frame, jobs
 
         pending: list = []

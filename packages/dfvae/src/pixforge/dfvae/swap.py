@@ -157,7 +157,8 @@ def swap_images(files: list[tuple[Path, Path]], backend, aligner: Aligner, swapp
     count = 0
     for path, dest in tqdm(files, desc="pixforge-dfvae swap", unit="image", disable=quiet or len(files) < 2):
         image = read_image(path)
-        jobs = [aligner(image, lm, i) for i, lm in enumerate(found[path][:None if all_faces else 1])]
+        faces = found[path][:None if all_faces else 1]
+        jobs = aligner.occlude([aligner(image, landmarks, i) for i, landmarks in enumerate(faces)])
         result = Swapper.paste(image, jobs, swapper.crops(jobs))
         write_png(dest, result, meta)
         if preview:
@@ -169,22 +170,25 @@ def swap_images(files: list[tuple[Path, Path]], backend, aligner: Aligner, swapp
 def swap(target: str | None = None, run: str | None = None, source_id: str | None = None, out: str | None = None,
          model: str | None = None, source_images: str | None = None, reference: int = 0, batch: int = 16,
          detect_every: int = 5, max_side: int = 640, detector: str = "hog", all_faces: bool = False,
-         color_match: bool = True, preview: bool = False, crf: int = 18, preset: str = "medium",
-         device: str = "auto", amp: bool | str = False, overwrite: bool = False, quiet: bool = False) -> str:
+         color_match: bool = True, occluder: str | None = None, preview: bool = False, crf: int = 18,
+         preset: str = "medium", device: str = "auto", amp: bool | str = False, overwrite: bool = False,
+         quiet: bool = False) -> str:
     """Swap the face of --source-id (an identity of the --run) into TARGET (a video, an image or a folder of images)
     -> --out (a video for a video, a .png for an image, a folder for a folder); audio kept; provenance metadata in
     every output. Faces tracked (--detector hog|cnn: dlib; mediapipe: in its own environment; detection every
     --detect-every frames on frames shrunk to --max-side, landmarks re-fitted between, One Euro smoothing), aligned
     as the model's training data,
     --batch faces per network call, colour-matched in the mask (--nocolor-match: off), pasted back with the
-    blurred face mask; the largest face per frame (--all-faces: every face). The source's appearance: reference
+    blurred face mask; the largest face per frame (--all-faces: every face). --occluder MODEL.onnx: a face
+    segmentation model (XSeg convention: BGR crops in [0, 1], mask 1 where the face is visible) whose mask keeps
+    hands, microphones and the like in front of the face from being swapped. The source's appearance: reference
     crop --reference N (0: the most typical pose) of the run's references/ (kept at the end of training), or of
     --source-images DIR (aligned crops of the source, e.g. a prepared clip's crops; sorted by name). --model
     MODEL.onnx runs the exported network with onnxruntime instead of torch (references from --run or
     --source-images). --preview: also OUT-preview (target | swap side by side). Video encoding: --crf, --preset."""
     plan = plan_swap(target, run=run, source_id=source_id, out=out, model=model, source_images=source_images,
                      reference=reference, batch=batch, detect_every=detect_every, max_side=max_side, detector=detector,
-                     crf=crf, device=device, amp=amp, overwrite=overwrite, preview=preview)
+                     crf=crf, device=device, amp=amp, overwrite=overwrite, preview=preview, occluder=occluder)
     return run_swap(plan, batch=batch, all_faces=all_faces, color_match=color_match, crf=crf, preset=preset,
                     quiet=quiet)
 
@@ -209,11 +213,12 @@ class SwapPlan:
     max_side: int
     want_preview: bool = False
     references: np.ndarray | None = None  # every reference crop of the source (metrics embed them all)
+    occluder: object | None = None  # an occluder.Occluder, or None
 
 
 def plan_swap(target, *, run=None, source_id=None, out=None, model=None, source_images=None, reference=0, batch=16,
               detect_every=5, max_side=640, detector="hog", crf=18, device="auto", amp=False, overwrite=False,
-              preview=False) -> SwapPlan:
+              preview=False, occluder=None) -> SwapPlan:
     """Every check of `swap` (options, target, outputs, model, identity, references, the faces extra), before
     anything is written."""
     from pixforge.export.images import is_image_path, list_images
@@ -278,8 +283,13 @@ def plan_swap(target, *, run=None, source_id=None, out=None, model=None, source_
     from pixforge.core.faces import open_detector
 
     backend = open_detector(detector)
+    masker = None
+    if occluder is not None:
+        from pixforge.dfvae.occluder import Occluder
+
+        masker = Occluder(occluder, device if model is not None else "auto")  # torch's GPU: onnxruntime's if it has one
     return SwapPlan(kind, target, dest, files, side, session, refs[reference], identity, size, padding, backend, fps,
-                    detect_every, max_side, bool(preview), refs)
+                    detect_every, max_side, bool(preview), refs, masker)
 
 
 def _network(run, model, source_id, source_images, device, amp):
@@ -342,7 +352,7 @@ def run_swap(plan: SwapPlan, *, batch: int = 16, all_faces: bool = False, color_
              preset: str = "medium", quiet: bool = False) -> str:
     """Carry out a checked `SwapPlan`; a summary line (and the per-stage seconds for a video)."""
     meta = provenance(plan.identity)
-    aligner = Aligner(plan.size, plan.padding)
+    aligner = Aligner(plan.size, plan.padding, plan.occluder)
     swapper = Swapper(plan.session, plan.reference, color_match)
     if plan.kind == "video":
         faces = FrameFaces(plan.backend, aligner, plan.fps, plan.detect_every, plan.max_side, all_faces)
