@@ -18,9 +18,9 @@ class Tool:
         Path(out).write_text(repr((inputs, quiet, num_items, sure)))
         return "done"
 
-    def spectrum_ssim(self, real: str, fake: str, size: int = 8):
+    def spectrum_ssim(self, real: str, fake: str, size: int = 8, alpha: float | None = None):
         '''Two required inputs.'''
-        return f"{real} {fake} {size}"
+        return f"{real} {fake} {size} {alpha}"
 
 run(Tool, name="t")
 """
@@ -55,8 +55,14 @@ def test_dashes_negated_switch_and_values(cli, tmp_path):
     (["make", "--out"], "--out needs a value"),
     (["maek"], "unknown command 'maek' (did you mean make?); commands: make, spectrum-ssim"),
     (["spectrum-ssim", "a"], "spectrum-ssim: missing FAKE"),
-    (["spectrum-ssim", "a", "b", "4", "c"], "spectrum-ssim: unexpected argument 'c'"),
+    (["spectrum-ssim", "a", "b", "4", "0.5", "c"], "spectrum-ssim: unexpected argument 'c'"),
     (["make", "--no-sure=1"], "--no-sure takes no value"),
+    (["make", "--num-items", "abc"], "--num-items must be a whole number, got 'abc'"),
+    (["make", "--num-items=2.5"], "--num-items must be a whole number, got '2.5'"),
+    (["spectrum-ssim", "a", "b", "4.5"], "SIZE must be a whole number, got '4.5'"),
+    (["spectrum-ssim", "a", "b", "--alpha", "nan"], "--alpha must be a finite number, got 'nan'"),
+    (["spectrum-ssim", "a", "b", "--alpha", "1e999"], "--alpha must be a finite number, got '1e999'"),
+    (["spectrum-ssim", "a", "b", "--alpha", "x"], "--alpha must be a finite number, got 'x'"),
 ])
 def test_mistakes_exit_2_before_any_work(cli, tmp_path, args, message):
     result = cli(*args)
@@ -67,8 +73,9 @@ def test_mistakes_exit_2_before_any_work(cli, tmp_path, args, message):
 
 
 def test_dashed_and_underscored_verbs(cli):
-    assert cli("spectrum-ssim", "a", "b", "--size", "4").stdout.strip() == "a b 4"
-    assert cli("spectrum_ssim", "a", "b").stdout.strip() == "a b 8"
+    assert cli("spectrum-ssim", "a", "b", "--size", "4").stdout.strip() == "a b 4 None"
+    assert cli("spectrum_ssim", "a", "b", "--alpha", "0.5").stdout.strip() == "a b 8 0.5"
+    assert cli("spectrum_ssim", "a", "b", "--alpha", "None", "--size", "-3").stdout.strip() == "a b -3 None"
 
 
 def test_help_is_ours_with_dashes_and_no_fire_noise(cli, tmp_path):

@@ -45,6 +45,18 @@ def test_read_errors_name_the_file(tmp_path):
         read_image(corrupt, mode="CMYK")
 
 
+def test_a_float_image_with_nan_is_refused(tmp_path):
+    from PIL import Image
+
+    values = np.full((8, 8), 100.0, np.float32)
+    Image.fromarray(values, mode="F").save(tmp_path / "ok.tif")
+    assert read_image(tmp_path / "ok.tif").shape == (8, 8, 3)
+    values[3, 4] = np.nan
+    Image.fromarray(values, mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(PixforgeError, match="nan.tif holds NaN or infinite pixel values"):
+        read_image(tmp_path / "nan.tif")
+
+
 def test_write_errors(tmp_path):
     with pytest.raises(PixforgeError, match="unsupported image format"):
         write_image(tmp_path / "a.txt", noise())

@@ -331,6 +331,13 @@ def test_results_inside_an_input_folder_are_not_inputs(tmp_path):
         ["a.png", "res/a.png"]
 
 
+def test_an_out_that_is_the_input_folder_is_named_as_such(tmp_path):
+    model = conv_model(tmp_path / "m.onnx")
+    write_png(tmp_path / "in" / "a.png", random_image(4, 4))
+    proc = cli("run", model, tmp_path / "in", "--out", tmp_path / "in", "--device", "cpu", check=False)
+    assert proc.returncode == 2 and f"--out {tmp_path / 'in'} is the input folder" in proc.stderr
+
+
 def test_never_writes_over_an_input(tmp_path):
     model = conv_model(tmp_path / "m.onnx")
     original = write_png(tmp_path / "d" / "x.png", random_image(4, 4)).read_bytes()
@@ -346,6 +353,8 @@ def test_never_writes_over_an_input(tmp_path):
     (["--out", "FILE"], "--out {FILE} exists and is not a folder"),
     (["--devcie", "cuda", "--out", "OUT"], "unknown option --devcie for run (did you mean --device?)"),
     (["--overwirte", "--out", "OUT"], "unknown option --overwirte for run (did you mean --overwrite?)"),
+    (["--threads", "-2", "--out", "OUT"], "--threads takes integers >= 1, got -2"),
+    (["--set", "strength=nan", "--out", "OUT"], "--set strength=nan: not a finite number"),
 ])
 def test_bad_run_options_fail_before_any_work(tmp_path, args, message):
     model = conv_model(tmp_path / "m.onnx")

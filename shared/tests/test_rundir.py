@@ -45,3 +45,70 @@ def test_reference_loop_checks_its_options_before_making_the_run(tmp_path, optio
     with pytest.raises(PixforgeError, match=f"--{option.replace('_', '-')} must be a positive integer"):
         toy.train(str(tmp_path / "run"), **{option: value})
     assert not (tmp_path / "run").exists()
+
+
+def test_overwrite_deletes_runs_only(tmp_path):
+    """A folder with files but no run (no config.json) is never cleared, --overwrite or not."""
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.png").write_bytes(b"x")
+    for overwrite in (False, True):
+        with pytest.raises(PixforgeError, match="photos is not empty and holds no run"):
+            RunDir(tmp_path / "photos").start({"a": 1}, overwrite=overwrite)
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["a.png"]
+
+
+@pytest.mark.parametrize("where, message", [("data", "is the input"), ("data/run", "is inside the input folder"),
+                                            (".", "holds the input")])
+def test_a_run_directory_over_its_inputs_is_refused_before_anything_is_written(tmp_path, where, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "config.json").write_text("{}")  # even one that looks like a run: --overwrite would delete the data
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for overwrite in (False, True):
+        with pytest.raises(PixforgeError, match=message):
+            RunDir(tmp_path / where, inputs=[None, data]).start({"a": 1}, overwrite=overwrite)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_check_outside(tmp_path):
+    from pixforge.export.options import check_outside
+
+    (tmp_path / "in").mkdir()
+    check_outside(tmp_path / "out", [tmp_path / "in", None])
+    check_outside(tmp_path, [tmp_path / "in"])  # holding an input is allowed unless `holding`
+    for out, holding, message in ((tmp_path / "in", False, "is the input"),
+                                  (tmp_path / "in" / "x.json", False, "is inside the input folder"),
+                                  (tmp_path, True, "holds the input")):
+        with pytest.raises(PixforgeError, match=message):
+            check_outside(out, [tmp_path / "in"], "--out", holding=holding)
+
+
+def test_nan_weights_are_refused_when_loaded(tmp_path):
+    """Release weights, checkpoints and weight files that hold NaN or infinity: one sentence naming the tensor."""
+    import torch
+
+    from pixforge.core.checkpoint import load_release, read_checkpoint, save_checkpoint, save_release
+    from pixforge.core.nets.inception import load_weights
+
+    state = {"w": torch.ones(3), "b": torch.tensor([0.0, float("nan")]), "steps": torch.tensor([3])}
+    save_release(tmp_path / "run", state, {})
+    save_checkpoint(tmp_path / "step.pt", step=1, models={"G": state})
+    torch.save(state, tmp_path / "w.pth")
+    for load, where in ((lambda: load_release(tmp_path / "run"), "model.safetensors"),
+                        (lambda: read_checkpoint(tmp_path / "step.pt"), "step.pt (model 'G')"),
+                        (lambda: load_weights(tmp_path / "w.pth"), "w.pth")):
+        with pytest.raises(PixforgeError, match=r"holds NaN or infinite weights \(b\)") as err:
+            load()
+        assert where in str(err.value)
+    state["b"] = torch.zeros(2)
+    save_release(tmp_path / "run", state, {})
+    assert load_release(tmp_path / "run")[0]["b"].tolist() == [0.0, 0.0]
+
+
+def test_resume_refuses_a_run_of_another_tool(tmp_path):
+    RunDir(tmp_path / "run").start({"tool": "pixforge-forensics", "lr": 0.1})
+    with pytest.raises(PixforgeError, match="is a run of pixforge-forensics, not of pixforge-dfvae"):
+        RunDir(tmp_path / "run").start({"tool": "pixforge-dfvae"}, resume=True)
+    RunDir(tmp_path / "other").start({"lr": 0.1})
+    with pytest.raises(PixforgeError, match="is a run of another tool, not of pixforge-dfvae"):
+        RunDir(tmp_path / "other").start({"tool": "pixforge-dfvae"}, resume=True)

@@ -310,3 +310,27 @@ def test_convert_verb_writes_a_checkpoint_that_generate_reads(snapshot, tmp_path
     with pytest.raises(PixforgeError, match="conditional"):
         class_labels(G, 2, None)
     assert not marker.exists()
+
+
+def test_generate_and_export_never_write_over_their_run(snapshot, tmp_path):
+    """An OUT that is the run, or an export over its checkpoint, is refused; seeds below 0 and a run of another
+    tool are one line (they were tracebacks)."""
+    from pixforge.core.checkpoint import save_release
+    from pixforge.core.stylegan2.tool import convert, export_verb, generate
+
+    path, _, _, _ = snapshot
+    run = tmp_path / "run"
+    convert(str(path), str(run / "checkpoints" / "step-000000001.pt"))
+    checkpoint = (run / "checkpoints" / "step-000000001.pt").read_bytes()
+    export = export_verb("pixforge-core")
+    for call, message in ((lambda: generate(str(run), str(run), seeds="0"), "is the input"),
+                          (lambda: generate(str(run), str(run / "samples"), seeds="0"), "is inside the input"),
+                          (lambda: export(str(run), str(run / "checkpoints" / "step-000000001.pt"),
+                                          overwrite=True), "must end in .onnx"),
+                          (lambda: generate(str(run), str(tmp_path / "g"), seeds=-5), "such as 0-63 .*, got -5")):
+        with pytest.raises(PixforgeError, match=message):
+            call()
+    assert (run / "checkpoints" / "step-000000001.pt").read_bytes() == checkpoint
+    save_release(tmp_path / "other", {"w": torch.zeros(1)}, {"method": "singan"})
+    with pytest.raises(PixforgeError, match="not a StyleGAN2 run"):
+        generate(str(tmp_path / "other"), str(tmp_path / "g"), seeds="0")

@@ -35,6 +35,14 @@ def prepared(video, tmp_path_factory):
     return data, report
 
 
+def test_the_prepared_folders_follow_the_umask(prepared):
+    from pixforge.export.atomic import umask
+
+    data, _ = prepared
+    folders = [p for p in data.rglob("*") if p.is_dir()]
+    assert folders and {p.stat().st_mode & 0o777 for p in folders} == {0o777 & ~umask()}
+
+
 def test_prepare_writes_one_identity_with_consistent_arrays(prepared, video):
     from pixforge.core.faces import template, warp
     from pixforge.core.io import VideoReader
@@ -143,6 +151,12 @@ def test_bad_sources_are_one_line_and_write_nothing(video, tmp_path, capsys, mon
              (["prepare", video, "--out", data, "--shard", "3/2"], "--shard")]
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     cases.append((["prepare", tmp_path / "broken.mp4", "--out", data], "broken.mp4"))
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        (images / f"{i}.png").write_bytes((empty.parent / "broken.mp4").read_bytes())
+    cases += [(["prepare", images, "--out", images], "is the input"),
+              (["prepare", images, "--out", images / "data"], "is inside the input folder")]
     for args, message in cases:
         assert cli(*args) == 2, args
         err = capsys.readouterr().err.strip()

@@ -184,6 +184,7 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(run, target, tmp_path,
              ([*base, "--out", out, "--reference", 99], "--reference 99"),
              (["swap", tmp_path / "missing.mp4", "--run", run, "--out", out], "does not exist"),
              ([*base, "--out", out, "--occluder", tmp_path / "taken.mp4"], "taken.mp4 could not be loaded"),
+             ([*base, "--out", out, "--preset", "bogus"], "is not a libx264 preset"),
              (base, "--out")]
     if not torch.cuda.is_available():
         cases.append(([*base, "--out", out, "--device", "cuda"], "no CUDA GPU is available"))
@@ -195,6 +196,30 @@ def test_bad_inputs_are_one_line_exit_2_and_write_nothing(run, target, tmp_path,
     assert cli(*base, "--out", out) == 2
     assert "pixforge-core[faces]" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4", "noise.mp4", "taken.mp4", "tsit-run"]
+
+
+def test_outputs_never_replace_the_runs_files_or_land_among_the_source_images(run, tmp_path, capsys,
+                                                                                frames_maker):
+    import shutil
+
+    from pixforge.export.images import write_image
+
+    write_image(tmp_path / "face.png", frames_maker(1, 160, seed=5)[0])
+    crops = tmp_path / "crops"
+    shutil.copytree(run / "references" / "ben", crops)
+    reference = next(run.glob("references/ben/*.png"))
+    kept = {p: p.read_bytes() for p in (*crops.iterdir(), reference, run / "model.json")}
+    base = ["swap", tmp_path / "face.png", "--run", run, "--overwrite", "--quiet"]
+    cases = [([*base, "--source-images", crops, "--out", crops / "swap.png"], "is inside the input folder"),
+             ([*base, "--source-id", "ben", "--out", reference], "is inside the input folder"),
+             (["metrics", "--run", run, "--target", tmp_path / "face.png"], "must be a video"),
+             (["metrics", "--run", run, "--target", tmp_path / "x.mp4", "--out", run / "model.json", "--overwrite"],
+              "is inside the input folder")]
+    for args, message in cases:
+        assert cli(*args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (args, err)
+    assert all(p.read_bytes() == data for p, data in kept.items())
 
 
 def test_a_video_without_frames_is_refused(run, tmp_path, capsys):

@@ -102,6 +102,48 @@ def test_bad_options_are_one_line_and_write_nothing(data, tmp_path, capsys):
     assert not run.exists()
 
 
+def test_bad_data_and_a_run_over_the_data_are_refused_before_training(data, tmp_path, capsys):
+    """Prepared arrays with NaN landmarks, a corrupt or wrong-size crops file: one line naming the file, no run. A
+    run directory that is the data (with --overwrite it would be deleted) or lies in it: refused, the data kept."""
+    import shutil
+
+    import numpy as np
+
+    cases = []
+    for name, spoil, message in (("nan", lambda d: _spoil(d, "landmarks", np.nan), "holds NaN"),
+                                 ("corrupt", lambda d: _spoil(d, "crops", None), "is incomplete"),
+                                 ("small", lambda d: _spoil(d, "crops", "small"), "holds (6, 16, 16, 3)")):
+        copy = tmp_path / name
+        shutil.copytree(data, copy)
+        spoil(copy)
+        cases.append((tmp_path / f"run-{name}", copy, [], message))
+    copy = tmp_path / "kept"
+    shutil.copytree(data, copy)
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
+    cases += [(copy, copy, ["--overwrite"], "is the input"), (copy / "run", copy, [], "is inside the input folder")]
+    for run, folder, extra, message in cases:
+        assert cli("train", run, "--data", folder, "--steps", 1, *TINY, *extra) == 2, message
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (message, err)
+        assert run == folder or not run.exists()
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before
+
+
+def _spoil(data, array, how):
+    """The first clip's `array`.npy of the prepared folder `data`: NaN everywhere, text, or crops at half size."""
+    import numpy as np
+
+    path = next(data.glob(f"anna-*/track-0/{array}.npy"))
+    if how is None:
+        path.write_text("not an array")
+    elif how == "small":
+        np.save(path, np.load(path)[:, :16, :16])
+    else:
+        values = np.load(path)
+        values[:] = how
+        np.save(path, values)
+
+
 def test_trains_with_raft_small_flow(data, tmp_path):
     """`--flow raft-small:PATH` (here random weights in the official layout) drives the temporal loss."""
     from pixforge.dfvae.raft import RAFTSmall

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from integration_helpers import launcher
+from PIL import Image
 from torch import nn
 
 from pixforge.core.checkpoint import read_checkpoint
@@ -356,6 +357,52 @@ def test_bad_inputs_exit_2_one_line_nothing_written(faces, tmp_path, args, messa
     assert not out.exists()
 
 
+def _spoiled_faces(root, how):
+    """A copy of 2 videos' crops with one problem: a corrupt crop, a 1x1 crop or NaN landmarks."""
+    real = write_faces(root, videos=2, frames=4, size=48)
+    if how == "corrupt":
+        (real / "001" / "000005.png").write_text("not an image")
+    elif how == "tiny":
+        Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(real / "001" / "000005.png")
+    else:
+        track = json.loads((real / "001" / "track.json").read_text())
+        track["crop_landmarks"][2][0] = [float("nan"), 1.0]
+        (real / "001" / "track.json").write_text(json.dumps(track))
+    return real
+
+
+@pytest.mark.parametrize("how, message", [("corrupt", "cannot read face crop"), ("tiny", "is 1x1: at least 16 px"),
+                                          ("nan", "crop_landmarks are not all finite")])
+def test_bad_crops_are_refused_before_training_or_evaluation(tiny, faces, tmp_path, how, message):
+    """Every crop's header and the landmarks are checked when the folder is scanned: before any step, no run."""
+    from pixforge.forensics.evaluate import evaluate
+
+    real = _spoiled_faces(tmp_path / "real", how)
+    run = _train(tmp_path / "good", faces[0], "sbi", steps=1)
+    for call in (lambda: _train(tmp_path / "run", real, "sbi", steps=1),
+                 lambda: evaluate(run=str(run), real=str(real), fake="sbi", out=str(tmp_path / "eval"))):
+        with pytest.raises(PixforgeError, match=message) as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "eval").exists()
+
+
+def test_outputs_over_or_inside_the_inputs_are_refused(tiny, tmp_path):
+    """train --out at the crops with --overwrite would delete them; evaluate's report inside them would be scanned
+    as crops next time: both refused, the crops kept."""
+    from pixforge.forensics.evaluate import evaluate
+
+    real = write_faces(tmp_path / "real", videos=2, frames=4, size=48)
+    before = sorted(real.rglob("*"))
+    with pytest.raises(PixforgeError, match="is the input"):
+        _train(real, real, "sbi", steps=1, overwrite=True)
+    run = _train(tmp_path / "run", real, "sbi", steps=1)
+    for out, message in ((real / "report", "is inside the input folder"), (run, "is the input")):
+        with pytest.raises(PixforgeError, match=message):
+            evaluate(run=str(run), real=str(real), fake="sbi", out=str(out))
+    assert sorted(real.rglob("*")) == before
+
+
 # ------------------------------------------------------------------------------------------------------- detect
 
 def test_detect_writes_probability_json_and_overlay(tiny, faces, tmp_path):
@@ -569,7 +616,8 @@ def test_detect_json_is_atomic_and_follows_the_umask(tiny, faces, tmp_path, monk
 @pytest.mark.parametrize("case, message", [
     ("out_under_video", "exists and is not a folder"),
     ("two_videos_one_name", "would both write"),
-    ("overlay_over_input", "would be written over the input video"),
+    ("overlay_over_input", "is the input"),
+    ("out_in_the_videos", "is inside the input folder"),
     ("json_is_folder", "is a folder"),
     ("unusable_video", "unusable, so nothing was written"),
     ("run_of_another_tool", "is not a forensics detector's record"),
@@ -595,6 +643,8 @@ def test_detect_bad_inputs_refused_before_any_work(tiny, faces, tmp_path, monkey
     elif case == "overlay_over_input":
         _blank_video(videos / "a.overlay.mp4")  # an earlier run's overlay, --out at the input folder
         out = videos
+    elif case == "out_in_the_videos":  # the next run would score the overlays as videos
+        out = videos / "scores"
     elif case == "json_is_folder":
         (out / "b.json").mkdir(parents=True)
     elif case == "unusable_video":

@@ -223,6 +223,22 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(video_factory, tmp_path
     assert _frames(clip).shape[0] == 3  # the input is untouched
 
 
+def test_the_meta_file_and_the_outputs_never_land_on_or_among_the_inputs(video_factory, tmp_path):
+    """--meta naming an input video or an output video would overwrite it with text; an --out inside the input
+    folder would be read back as inputs by the next run: all refused, nothing written."""
+    src = tmp_path / "src"
+    src.mkdir()
+    clip = video_factory(name="a.mp4", frames=3, audio=False).rename(src / "a.mp4")
+    before = clip.read_bytes()
+    for args, message in (((clip, "--meta", clip), "--meta"), ((src, "--meta", clip), "--meta"),
+                          ((src, "--meta", tmp_path / "bad-out" / "a.mp4"), "--meta")):
+        assert message in _bad(tmp_path, "perturb", *args, "--type", "CC", "--level", "1")
+    for verb in ("perturb", "make-variants"):
+        r = _cli(verb, src, "--out", src / "out")
+        assert r.returncode == 2 and "is inside the input folder" in r.stderr, r.stderr
+    assert clip.read_bytes() == before and sorted(p.name for p in src.iterdir()) == ["a.mp4"]
+
+
 def test_a_truncated_video_is_refused_and_nothing_is_written(tmp_path):
     """The first 30 % of a faststart mp4 (its header says 4 s): the frames that remain decode cleanly, but the
     container declares more; the official script stops on its frame-count assertion, pixforge refuses it."""

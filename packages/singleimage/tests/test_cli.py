@@ -88,3 +88,37 @@ def test_sifid_with_a_weights_file(tmp_path, singan_run):
     torch.save(InceptionV3("fid").state_dict(), weights)
     scores = metrics(str(singan_run), n=2, inception=str(weights), out=str(tmp_path / "m.json"))
     assert scores["sifid"] is not None and scores["sifid"] >= -1e-6
+
+
+def test_outputs_never_replace_the_inputs_or_the_runs_files(cli, tmp_path, singan_run, image_file):
+    """--overwrite replaces earlier results only: never the run's weights, its config or an input image."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(singan_run, run)
+    image = tmp_path / "cat.png"
+    shutil.copy(image_file, image)
+    kept = {p: p.read_bytes() for p in (run / "model.safetensors", run / "config.json", image)}
+    _one_error_line(cli("metrics", "--run", run, "--n", 2, "--out", run / "config.json", "--overwrite"),
+                    "is inside the input folder")
+    _one_error_line(cli("metrics", "--run", run, "--n", 2, "--out", image, "--overwrite"), "must end in .json")
+    _one_error_line(cli("metrics", "--run", run, "--n", 2, "--out", tmp_path), "must end in .json")
+    (tmp_path / "old.json").write_text("{}")
+    _one_error_line(cli("metrics", "--run", run, "--n", 2, "--out", tmp_path / "old.json"), "already exists")
+    _one_error_line(cli("paint2image", "--run", run, image, "--out", image, "--overwrite"), "is the input")
+    assert all(p.read_bytes() == data for p, data in kept.items())
+
+
+def test_resume_refuses_other_networks_and_keeps_the_config(cli, tmp_path, singan_run, image_file):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(singan_run, run)
+    config = (run / "config.json").read_bytes()
+    _one_error_line(cli("train", image_file, "--out", run, "--method", "petsgan", "--downscale", 2, "--resume"),
+                    "was started with method 'singan' (now 'petsgan')")
+    _one_error_line(cli("train", image_file, "--out", run, "--nfc", 16, "--resume"), "nfc")
+    assert (run / "config.json").read_bytes() == config
+    _one_error_line(cli("train", image_file, "--out", tmp_path / "new", "--vgg", image_file), "a PetsGAN option")
+    _one_error_line(cli("train", image_file, "--out", tmp_path / "new", "--threads", -1), "--threads")
+    assert not (tmp_path / "new").exists()

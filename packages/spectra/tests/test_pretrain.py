@@ -193,6 +193,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path, labelled):
         (["linear-eval", "--data", labelled, "--weights", run / "model.safetensors", "--arch", "resnet50"],
          "not a resnet50"),
         (["export", "--run", empty], "no encoder.safetensors"),
+        (["export", "--run", run, "--out", run / "encoder.safetensors", "--overwrite"], "is inside the input"),
+        (["linear-eval", "--data", labelled, "--run", run, "--out", run / "model.safetensors"], "must be a .json"),
+        (["linear-eval", "--data", labelled, "--run", run, "--out", run / "config.json", "--overwrite"],
+         "is inside the input"),
+        (["linear-eval", "--data", labelled, "--run", run, "--lr", 0], "--lr must be a number above 0"),
+        (["linear-eval", "--data", labelled, "--run", run, "--milestones", "a,b"], "--milestones"),
+        (["pretrain", "--data", labelled / "color", "--out", labelled / "color", "--overwrite"], "is the input"),
     ]
     for args, message in cases:
         if args is None:

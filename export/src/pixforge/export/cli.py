@@ -11,6 +11,7 @@ Every check on the inputs runs before the first output is written; each output i
 from __future__ import annotations
 
 import json as jsonlib
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -106,12 +107,16 @@ class Runtime:
             raise PixforgeError(f"--tensor-format must be json or npy, got {tensor_format!r}")
         if not isinstance(batch, int) or batch < 1:
             raise PixforgeError(f"--batch must be a positive integer, got {batch!r}")
+        for value, flag in ((count, "--count"), (threads, "--threads")):
+            if value is not None:
+                _count(value, flag, 1)
         out = Path(str(out))
         if out.exists() and not out.is_dir():
             raise PixforgeError(f"--out {out} exists and is not a folder")
+        scalars = {k: _number(v, k) for k, v in _pairs(set, "--set").items()}
+        images, size = _pairs(input, "--input"), None if size is None else parse_size(size)
         session = open_session(model, device, threads)
-        pipe = Pipeline(session, seed=seed, scalars={k: _number(v, k) for k, v in _pairs(set, "--set").items()},
-                        images=_pairs(input, "--input"), size=None if size is None else parse_size(size))
+        pipe = Pipeline(session, seed=seed, scalars=scalars, images=images, size=size)
         items = plan(pipe, [str(i) for i in inputs], out, count=count, shard=shard, tensor_format=tensor_format,
                      overwrite=overwrite, skip_existing=skip_existing)
         written = execute(pipe, items, batch)
@@ -137,6 +142,8 @@ class Runtime:
         sizes = [_count(b, "--batch-sizes", 1) for b in (batch_sizes if isinstance(batch_sizes, (list, tuple))
                                                           else [batch_sizes])]
         warmup, iters = _count(warmup, "--warmup", 0), _count(iters, "--iters", 1)
+        if threads is not None:
+            _count(threads, "--threads", 1)
         session = open_session(model, device, threads)
         rng = np.random.default_rng(0)
         hw = _bench_size(session, size)
@@ -202,9 +209,12 @@ def _count(value: Any, flag: str, least: int) -> int:
 
 def _number(value: Any, name: str) -> float:
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise PixforgeError(f"--set {name}={value}: not a number") from None
+        number = math.nan
+    if not math.isfinite(number):
+        raise PixforgeError(f"--set {name}={value}: not a finite number")
+    return number
 
 
 def _bench_size(session: Session, size: Any) -> tuple[int, int]:

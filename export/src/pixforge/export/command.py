@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import os
 import re
 import sys
@@ -123,14 +124,18 @@ def check_flags(fn: Any, args: list[str], verb: str) -> list[str]:
             out.append(f"--{param}={value}" if eq else f"--{param}={not negated}")
             i += 1
         elif eq:
+            _check_number(named[param], value)
             out.append(f"--{param}={value}")
             i += 1
         elif i + 1 < len(args) and not _is_flag(args[i + 1]):
+            _check_number(named[param], args[i + 1])
             out.extend([f"--{param}", args[i + 1]])
             i += 2
         else:
             raise PixforgeError(f"--{param.replace('_', '-')} needs a value")
     room = [n for n in positional if n not in given]
+    for name, value in zip(room, free, strict=False):  # free may run short (missing) or long (varargs)
+        _check_number(named[name], value, name.upper())
     missing = [n for n in room[len(free):] if named[n].default is inspect.Parameter.empty]
     if missing:
         raise PixforgeError(f"{verb}: missing {' '.join(n.upper() for n in missing)} (see {verb} --help)")
@@ -189,6 +194,31 @@ def _param_for(key: str, named: dict[str, inspect.Parameter]) -> tuple[str | Non
         if matches:
             raise PixforgeError(f"-{key} is ambiguous: " + ", ".join(f"--{m.replace('_', '-')}" for m in matches))
     return None, False
+
+
+def _check_number(p: inspect.Parameter, value: str, label: str | None = None) -> None:
+    """A value for a parameter annotated `int` or `float` (or `... | None`) must read as one, finite: Fire would
+    hand the verb the string 'abc' or 'nan', or inf for 1e999, and the verb would fail deep inside."""
+    kind = _annotation(p).removesuffix("|None")
+    if kind not in ("int", "float") or (_annotation(p).endswith("|None") and value == "None"):
+        return
+    label = label or f"--{p.name.replace('_', '-')}"
+    if kind == "int" and not re.fullmatch(r"[+-]?\d+", value.strip()):
+        raise PixforgeError(f"{label} must be a whole number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise PixforgeError(f"{label} must be a finite number, got {value!r}")
+
+
+def _annotation(p: inspect.Parameter) -> str:
+    """The parameter's annotation as written ("float|None"), whether postponed (a string) or evaluated."""
+    if p.annotation is inspect.Parameter.empty:
+        return ""
+    annotation = p.annotation.__name__ if isinstance(p.annotation, type) else str(p.annotation)
+    return annotation.replace(" ", "")
 
 
 def _is_switch(p: inspect.Parameter) -> bool:

@@ -64,6 +64,8 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode == "F" and not np.isfinite(np.asarray(img)).all():  # float TIFFs: NaN would become 0
+                raise PixforgeError(f"{path} holds NaN or infinite pixel values")
             arr = np.asarray(img.convert(MODES[mode]))
     except DECODE_ERRORS as err:
         raise _unreadable(path, err) from None

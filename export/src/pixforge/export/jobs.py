@@ -89,6 +89,9 @@ def media_files(inputs: list[str], out: str | Path) -> list[tuple[Path, str]]:
         path = Path(text)
         if not path.exists():
             raise PixforgeError(f"{path} does not exist")
+        if path.is_dir() and path.resolve() == results:
+            raise PixforgeError(f"--out {out} is the input folder {path}: choose another folder (one inside it is "
+                                "fine: its earlier results are skipped)")
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and (is_image_path(p) or is_video_path(p))
                            and not any(part.startswith(".") for part in p.relative_to(path).parts)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from pixforge.export.errors import PixforgeError
@@ -36,3 +39,33 @@ def check_numbers(options: dict[str, Any], *, integers: dict[str, int] | None = 
             if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                           and math.isfinite(value) and ok(value)):
                 fail(name, rule)
+
+
+def check_outside(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], flag: str = "--out",
+                  holding: bool = False) -> None:
+    """Refuse, before any work, an output `out` that is one of `inputs` or lies inside an input folder (a later run
+    would read it back as an input); with `holding` (an output folder that may be cleared, a run directory) also one
+    that holds an input. None inputs are skipped. A PixforgeError naming both paths."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source:
+            raise PixforgeError(f"{flag} {out} is the input {given}: choose another {flag}")
+        if source in target.parents:
+            raise PixforgeError(f"{flag} {out} is inside the input folder {given}: choose a path outside it")
+        if holding and target in source.parents:
+            raise PixforgeError(f"{flag} {out} holds the input {given}: choose a folder that does not")
+
+
+def check_not_replacing(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
+                        flag: str = "--out") -> None:
+    """Refuse, before any work, an output file that would replace one of `inputs` or an existing file inside an
+    input folder (a run's weights or checkpoint), or that is a folder: a new file beside them is fine (an export
+    into its run)."""
+    target = Path(out)
+    if target.is_dir():
+        raise PixforgeError(f"{flag} {out} is a folder: give a file path")
+    if target.exists():
+        check_outside(target, inputs, flag)

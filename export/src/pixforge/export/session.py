@@ -100,13 +100,15 @@ class Session:
         return binding.copy_outputs_to_cpu()
 
 
-def open_session(model_path: str | Path, device: str = "auto", threads: int | None = None) -> Session:
+def open_session(model_path: str | Path, device: str = "auto", threads: int | None = None,
+                 notice: bool = True) -> Session:
     """Load `model_path` on `device` ("auto", "cpu", "cuda" or "cuda:N") and read its pixforge metadata.
 
-    `threads` caps the CPU threads onnxruntime uses inside one operator (default: all cores).
+    `threads` caps the CPU threads onnxruntime uses inside one operator (default: all cores); `notice`: say on
+    stderr (as pixforge-run) when "auto" runs on the CPU.
     """
     path = Path(model_path)
-    session, device_id = ort_session(path, device, threads)
+    session, device_id = ort_session(path, device, threads, notice)
     meta = parse_metadata(session.get_modelmeta().custom_metadata_map, str(path))
     result = Session(path, session, meta, device_id)
     check_specs(result)

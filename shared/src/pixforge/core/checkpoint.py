@@ -118,7 +118,18 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     state = torch_file(path, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != "pixforge-checkpoint-1":
         raise PixforgeError(f"{path} is not a pixforge checkpoint")
+    for name, model in state.get("models", {}).items():
+        check_finite(model, f"checkpoint {path} (model {name!r})")
     return state
+
+
+def check_finite(state: dict[str, Any], what: str) -> None:
+    """A PixforgeError naming the first floating-point tensor of `state` that holds NaN or infinity (a run that
+    diverged, a damaged file): such weights would give NaN outputs without a word."""
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise PixforgeError(f"{what} holds NaN or infinite weights ({key}): the run diverged or the file is "
+                                "damaged; use an earlier checkpoint")
 
 
 def load_checkpoint(path: str | Path, *, models: dict[str, torch.nn.Module],
@@ -129,7 +140,8 @@ def load_checkpoint(path: str | Path, *, models: dict[str, torch.nn.Module],
     state = read_checkpoint(path, map_location)
     for name, module in models.items():
         if name not in state["models"]:
-            raise PixforgeError(f"checkpoint {path} has no model {name!r} (has {sorted(state['models'])})")
+            raise PixforgeError(f"checkpoint {path} has no model {name!r} (has {sorted(state['models'])}): is it a "
+                                "run of another tool or method?")
         try:
             unwrap(module).load_state_dict(state["models"][name])
         except RuntimeError as err:
@@ -197,7 +209,9 @@ def load_release(directory: str | Path, name: str = "model") -> tuple[dict[str, 
         if not path.is_file():
             raise PixforgeError(f"release file {path} does not exist")
     try:
-        return load_file(str(weights)), json.loads(config.read_text())
+        state, options = load_file(str(weights)), json.loads(config.read_text())
     except Exception as err:
         raise PixforgeError(f"release weights in {directory} cannot be read "
                             f"({err.__class__.__name__}: {err})") from None
+    check_finite(state, f"release weights {weights}")
+    return state, options

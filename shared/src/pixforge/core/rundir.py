@@ -14,17 +14,24 @@ import json
 import logging
 import shutil
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pixforge.core.distributed import barrier, is_main
 from pixforge.export.atomic import write_text
 from pixforge.export.errors import PixforgeError
+from pixforge.export.options import check_outside
 
 
 class RunDir:
-    def __init__(self, path: str | Path):
+    """`inputs`: the paths the run reads (data, weights): a run directory that is one of them, lies inside one or
+    holds one is refused before anything is written (`--overwrite` would delete the data). `fixed`: the config keys
+    (method, architecture, data) a `--resume` may not change: its networks and checkpoints are built from them."""
+
+    def __init__(self, path: str | Path, inputs: Iterable[str | Path | None] = (), fixed: Iterable[str] = ()):
         self.path = Path(path)
+        self.inputs, self.fixed = tuple(inputs), tuple(fixed)
         self.config = self.path / "config.json"
         self.checkpoints = self.path / "checkpoints"
         self.samples = self.path / "samples"
@@ -51,7 +58,8 @@ class RunDir:
     def start(self, config: dict[str, Any], resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Create (or re-open with `resume`) the run; returns the config in force.
 
-        A new run refuses an existing run directory unless `overwrite`. With `resume` the options given now
+        A new run refuses an existing run directory unless `overwrite`, and a folder that is not empty but holds no
+        run (no config.json) always: `overwrite` deletes runs only. With `resume` the options given now
         win (as in SPADE/TSIT's --continue_train: repeat the original options), and every option that
         differs from the saved config is logged as a warning. Under torchrun the main rank prepares the folder and the
         other ranks read the config it wrote.
@@ -67,15 +75,26 @@ class RunDir:
     def _prepare(self, config: dict[str, Any], resume: bool, overwrite: bool) -> dict[str, Any]:
         if self.path.exists() and not self.path.is_dir():
             raise PixforgeError(f"run directory {self.path} exists and is not a folder")
+        check_outside(self.path, self.inputs, "run directory", holding=True)
         if resume:
             if not self.has_run():
                 raise PixforgeError(f"--resume: {self.path} is not a run directory (no config.json)")
             saved = self.saved_config()
+            if "tool" in config and saved.get("tool") != config["tool"]:
+                raise PixforgeError(f"--resume: {self.path} is a run of {saved.get('tool') or 'another tool'}, not "
+                                    f"of {config['tool']}")
+            if moved := [k for k in self.fixed if k in config and saved.get(k) != config[k]]:
+                was = ", ".join(f"{k} {saved.get(k)!r} (now {config[k]!r})" for k in moved)
+                raise PixforgeError(f"--resume: {self.path} was started with {was}; these cannot change when a run "
+                                    "resumes: repeat the run's options, or start a new run")
             changed = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
             if changed:
                 logging.getLogger("pixforge").warning("resuming with changed options (saved -> now): %s", changed)
             config = {**saved, **config}
         elif self.path.exists() and any(self.path.iterdir()):
+            if not self.has_run():
+                raise PixforgeError(f"{self.path} is not empty and holds no run (no config.json): choose a new or "
+                                    "empty folder")
             if not overwrite:
                 raise PixforgeError(f"{self.path} already holds a run: pass --resume to continue it "
                                     "or --overwrite to start again")

@@ -53,15 +53,27 @@ def find_clips(roots: Sequence[str | Path]) -> tuple[list[Clip], int]:
             if record is None:
                 continue
             found += 1
-            sizes.add(record["options"]["size"])
+            size = record["options"]["size"]
+            sizes.add(size)
             for clip in record["clips"]:
                 path = folder / clip["folder"]
                 try:
                     landmarks = np.load(path / "landmarks.npy")
                     frame_index = np.load(path / "frame_index.npy")
+                    shapes = {name: np.load(path / f"{name}.npy", mmap_mode="r").shape for name in ("crops", "masks")}
                 except (OSError, ValueError) as err:
                     raise PixforgeError(f"{path} is incomplete ({err.__class__.__name__}: {err}); delete {folder} "
                                         "and prepare it again") from None
+                count = len(frame_index)
+                expected = {"landmarks": (count, 68, 2), "crops": (count, size, size, 3), "masks": (count, size, size)}
+                shapes["landmarks"] = landmarks.shape
+                for name, shape in expected.items():
+                    if tuple(shapes[name]) != shape:
+                        raise PixforgeError(f"{path / name}.npy holds {tuple(shapes[name])}, not {shape} ({count} "
+                                            f"frames at {size} px); delete {folder} and prepare it again")
+                if not np.isfinite(landmarks).all():
+                    raise PixforgeError(f"{path / 'landmarks.npy'} holds NaN or infinite values; delete {folder} and "
+                                        "prepare it again")
                 clips.append(Clip(path, clip["identity"], landmarks.astype(np.float32), frame_index))
         if found == 0:
             raise PixforgeError(f"--data {root} holds no prepared sources ({FORMAT}): run pixforge-dfvae prepare")

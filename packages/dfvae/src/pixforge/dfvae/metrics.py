@@ -53,21 +53,25 @@ def metrics(run: str | None = None, target: str | None = None, source_id: str | 
     distance), flicker inside the mask against the target's own, PSNR/SSIM of self-reconstructions. JSON on stdout
     and, with --out FILE.json, in that file. --max-frames: only the first N frames."""
     from pixforge.dfvae.model import load
-    from pixforge.dfvae.swap import plan_swap, provenance
+    from pixforge.dfvae.swap import check_beside_inputs, plan_swap, provenance
     from pixforge.export.atomic import write_text
     from pixforge.export.options import check_numbers
+    from pixforge.export.video import is_video_path
 
     check_numbers({"max_frames": max_frames}, integers={"max_frames": 1})
     if target is None:
         raise PixforgeError("--target VIDEO is required")
+    if Path(target).is_dir() or not is_video_path(target):
+        raise PixforgeError(f"--target {target} must be a video (metrics measure flicker over frames)")
     dest = Path(out) if out is not None else None
     if dest is not None:
         if dest.suffix.lower() != ".json":
             raise PixforgeError(f"--out {dest} must end in .json")
-        if dest.exists() and not overwrite:
-            raise PixforgeError(f"{dest} already exists: pass --overwrite to replace it")
         if dest.resolve() == Path(target).resolve():
             raise PixforgeError(f"--out {dest} is the target")
+        check_beside_inputs(dest, run=run, model=model, source_images=source_images)
+        if dest.exists() and not overwrite:
+            raise PixforgeError(f"{dest} already exists: pass --overwrite to replace it")
     if source_id is None and source_images is None and run is not None:
         known = load(run).identities
         source_id = known[0] if known else None
@@ -76,8 +80,6 @@ def metrics(run: str | None = None, target: str | None = None, source_id: str | 
                      model=model, source_images=source_images, reference=reference, batch=batch,
                      detect_every=detect_every, max_side=max_side, detector=detector, device=device,
                      overwrite=True)
-    if plan.kind != "video":
-        raise PixforgeError(f"--target {target} must be a video (metrics measure flicker over frames)")
     report = score(plan, batch=batch, max_frames=max_frames, quiet=quiet)
     report.update(run=str(run) if run else None, model=str(model) if model else None, target=str(target),
                   provenance=provenance(plan.identity))

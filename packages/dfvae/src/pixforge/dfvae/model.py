@@ -83,6 +83,9 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> Trained:
             raise PixforgeError(f"--run {path} holds neither release weights (model.safetensors) nor checkpoints: "
                                 "is it a pixforge-dfvae run directory?")
         run, path = path, latest
+    elif path.suffix == ".safetensors":
+        raise PixforgeError(f"--run {path} is a release weights file: give the folder that holds it and its "
+                            f"model.json (--run {path.parent})")
     elif path.parent.name == "checkpoints":
         run = path.parent.parent
     ckpt = read_checkpoint(path, map_location)

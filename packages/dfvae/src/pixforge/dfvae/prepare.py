@@ -44,10 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pixforge.export.atomic import write_text
+from pixforge.export.atomic import umask, write_text
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import is_image_path, list_images, make_grid, read_image, write_image
-from pixforge.export.options import check_numbers
+from pixforge.export.options import check_numbers, check_outside
 from pixforge.export.shard import parse_shard
 from pixforge.export.video import VideoReader, is_video_path, probe_video
 
@@ -171,6 +171,7 @@ def prepare(*sources: str, out: str | None = None, size: int = 128, detector: st
         raise PixforgeError(f"--out {data} exists and is not a folder")
     k, n = parse_shard(shard)
     found = find_sources(sources, fps)
+    check_outside(data, [s.path for s in found if s.kind == "images"])  # not among the images it reads
     mine = [s for i, s in enumerate(found) if i % n == k]
     options = {"size": size, "padding": padding, "detector": detector, "detect_every": detect_every,
                "all_tracks": all_tracks, "min_frames": min_frames, "max_side": max_side}
@@ -271,6 +272,7 @@ def prepare_source(source: Source, data: Path, backend, options: dict) -> dict:
     for stale in (*data.glob(f".{source.key}.tmp-*"), *data.glob(f".{source.key}.old-*")):
         shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run (shards never share a source)
     staging = Path(tempfile.mkdtemp(prefix=f".{source.key}.tmp-", dir=data))
+    os.chmod(staging, 0o777 & ~umask())  # mkdtemp's 0700 would stay on the source's folder
     try:
         clips = {}
         for track, name in zip(chosen, names, strict=True):

@@ -39,6 +39,7 @@ from pixforge.dfvae.pipeline import (
     timed_frames,
 )
 from pixforge.export.errors import PixforgeError
+from pixforge.export.options import check_outside
 
 
 def provenance(identity: str) -> dict:
@@ -188,7 +189,8 @@ def swap(target: str | None = None, run: str | None = None, source_id: str | Non
     --source-images). --preview: also OUT-preview (target | swap side by side). Video encoding: --crf, --preset."""
     plan = plan_swap(target, run=run, source_id=source_id, out=out, model=model, source_images=source_images,
                      reference=reference, batch=batch, detect_every=detect_every, max_side=max_side, detector=detector,
-                     crf=crf, device=device, amp=amp, overwrite=overwrite, preview=preview, occluder=occluder)
+                     crf=crf, preset=preset, device=device, amp=amp, overwrite=overwrite, preview=preview,
+                     occluder=occluder)
     return run_swap(plan, batch=batch, all_faces=all_faces, color_match=color_match, crf=crf, preset=preset,
                     quiet=quiet)
 
@@ -218,15 +220,16 @@ class SwapPlan:
 
 def plan_swap(target, *, run=None, source_id=None, out=None, model=None, source_images=None, reference=0, batch=16,
               detect_every=5, max_side=640, detector="hog", crf=18, device="auto", amp=False, overwrite=False,
-              preview=False, occluder=None) -> SwapPlan:
+              preset="medium", preview=False, occluder=None) -> SwapPlan:
     """Every check of `swap` (options, target, outputs, model, identity, references, the faces extra), before
     anything is written."""
     from pixforge.export.images import is_image_path, list_images
     from pixforge.export.options import check_numbers
-    from pixforge.export.video import is_video_path, probe_video
+    from pixforge.export.video import check_preset, is_video_path, probe_video
 
     check_numbers(dict(reference=reference, batch=batch, detect_every=detect_every, max_side=max_side, crf=crf),
                   integers={"reference": 0, "batch": 1, "detect_every": 1, "max_side": 64, "crf": 0})
+    check_preset(preset)
     if detect_every > 11:
         raise PixforgeError(f"--detect-every must be at most 11 (the tracker's gap), got {detect_every}")
     if target is None or out is None:
@@ -269,6 +272,7 @@ def plan_swap(target, *, run=None, source_id=None, out=None, model=None, source_
     for path in outputs:
         if path.resolve() in inputs:
             raise PixforgeError(f"{path} is an input: choose an --out that does not write over the target")
+        check_beside_inputs(path, run=run, model=model, source_images=source_images, occluder=occluder)
         if path.exists() and not overwrite:
             raise PixforgeError(f"{path} already exists: pass --overwrite to replace it")
     fps = 25.0
@@ -292,6 +296,14 @@ def plan_swap(target, *, run=None, source_id=None, out=None, model=None, source_
                     detect_every, max_side, bool(preview), refs, masker)
 
 
+def check_beside_inputs(path: Path, *, run=None, model=None, source_images=None, occluder=None) -> None:
+    """An output never replaces the model, the occluder or a file of the run, and never lands among the source
+    images (the next swap would read it as one)."""
+    check_outside(path, [source_images, model, occluder])
+    if run is not None and path.exists():
+        check_outside(path, [run])
+
+
 def _network(run, model, source_id, source_images, device, amp):
     """(session, identity, reference crops (K, S, S, 3), size, padding)."""
     trained = None
@@ -302,7 +314,7 @@ def _network(run, model, source_id, source_images, device, amp):
     if model is not None:
         from pixforge.export.session import open_session
 
-        session = open_session(model, device)
+        session = open_session(model, device, notice=False)
         meta = session.meta
         if meta.package != "pixforge-dfvae" or meta.task != "face-swap":
             raise PixforgeError(f"--model {model} is a {meta.package} {meta.task} model, not a pixforge-dfvae "
@@ -342,6 +354,10 @@ def _image_references(folder, size: int) -> np.ndarray:
     crops = []
     for path in list_images(folder):
         image = read_image(path)
+        height, width = image.shape[:2]
+        if height != width or height < 16:
+            raise PixforgeError(f"--source-images: {path} is {width}x{height}; aligned face crops are square, at "
+                                "least 16 px")
         if image.shape[:2] != (size, size):
             image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))
         crops.append(image)

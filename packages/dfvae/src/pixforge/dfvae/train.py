@@ -99,7 +99,8 @@ def train(out: str, data: str | tuple | list | None = None, size: int | None = N
     config.update(data=[str(Path(r).resolve()) for r in roots], identities=dataset.identities, size=dataset.size,
                   perceptual=perceptual, arch=asdict(arch), tool=TOOL, padding=_data_padding(roots),
                   steps=steps if steps is not None else math.ceil(kimg * 1000 / (batch * world)))
-    return training_loop(RunDir(out), config, dataset, estimator, dev, resume=resume, overwrite=overwrite,
+    run = RunDir(out, [*roots, vgg_weights, str(flow).partition(":")[2] or None])
+    return training_loop(run, config, dataset, estimator, dev, resume=resume, overwrite=overwrite,
                          quiet=quiet)
 
 

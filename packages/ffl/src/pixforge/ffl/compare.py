@@ -48,6 +48,7 @@ from pixforge.core.runtime import autocast_dtype, resolve_device
 from pixforge.export.atomic import write_text
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import probe_image
+from pixforge.export.options import check_outside
 from pixforge.ffl.lfd import METRICS, quality, summarize
 from pixforge.ffl.loss import TRANSFORMS
 from pixforge.ffl.plots import loss_curves
@@ -132,6 +133,7 @@ def compare(out: str = "runs/ffl-compare", data: str = "builtin", size: int = 64
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     autocast_dtype(dev, amp)  # a bad --amp is refused here, before any work
+    check_outside(out, [data if Path(data).exists() else None, inception_weights], holding=True)
     out_dir = _resumable(out) if resume else None
     train_data, evaluation, description = datasets(data, size, eval_images, seed)
     features = _distance_features(inception_weights)

@@ -139,7 +139,7 @@ def write_spectra(*inputs: str, out: str = "spectra", size: int | None = None, a
     lo = min((float(s.average.min()) for _, s in averaged), default=0.0)
     hi = max((float(s.average.max()) for _, s in averaged), default=1.0)
 
-    out_dir = output_dir(out, overwrite)
+    out_dir = output_dir(out, overwrite, inputs=[p for p in inputs if Path(p).is_dir()])
     written = []
     for label, s in zip(labels, stats, strict=True):
         for name, pic in s.pictures:

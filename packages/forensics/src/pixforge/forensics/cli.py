@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pixforge.core.cli import run
 from pixforge.export.errors import PixforgeError
-from pixforge.export.options import whole_number
+from pixforge.export.options import check_outside, whole_number
 from pixforge.export.shard import parse_shard, shard_indices
 from pixforge.forensics.distortions import TYPES
 from pixforge.forensics.options import check_encoding, out_folder
@@ -112,6 +112,7 @@ class Forensics:
         video_list = list_videos(src)
         if out_dir.resolve() == (src if src.is_dir() else src.parent).resolve():
             raise PixforgeError(f"--out {out_dir} is the input folder: choose another one")
+        check_outside(out_dir, [src if src.is_dir() else None, boxes_from])
         jobs = plan_jobs(video_list, src, out_dir, Path(boxes_from) if boxes_from is not None else None)
         options = ExtractOptions(frames=frames, scale=float(scale), size=size, detect_every=detect_every,
                                  detector=detector, max_side=max_side,

@@ -43,6 +43,7 @@ from pixforge.export.errors import PixforgeError
 from pixforge.forensics.distortions import FRAME_TYPES, LEVELS, Randomness, check_level, check_type, distort, parameter
 
 SAMPLINGS = ("image", "consecutive", "segments")
+MIN_CROP = 16  # extract-faces' smallest --size
 
 
 @dataclass
@@ -77,11 +78,32 @@ def scan(root: str | os.PathLike, what: str = "face folder", landmarks: bool = F
         marks = track.get("crop_landmarks")
         if landmarks and (not marks or len(marks) != len(files)):
             raise PixforgeError(f"{track_file} has no crop_landmarks for each file (needed by --fake sbi)")
-        marks = np.asarray(marks, np.float32) if marks else None
+        try:
+            marks = np.asarray(marks, np.float32) if marks else None
+        except (ValueError, TypeError):  # ragged, or not numbers
+            marks = None
+        if landmarks and (marks is None or not np.isfinite(marks).all()):
+            raise PixforgeError(f"{track_file}: its crop_landmarks are not all finite numbers (needed by --fake sbi)")
+        for name in files:
+            check_crop(track_file.parent / name)
         videos.append(Video(rel.as_posix(), track_file.parent, files, marks))
     if not videos:
         raise PixforgeError(f"{what} {root} holds no extract-faces output (no track.json below it)")
     return videos
+
+
+def check_crop(path: Path) -> None:
+    """A face crop that training or evaluation will read: a readable image of at least MIN_CROP px a side (its
+    header only: a folder of thousands of crops is checked in seconds)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, UnidentifiedImageError, ValueError):
+        raise PixforgeError(f"cannot read face crop {path}") from None
+    if min(width, height) < MIN_CROP:
+        raise PixforgeError(f"face crop {path} is {width}x{height}: at least {MIN_CROP} px a side is needed")
 
 
 def sampling_of(spec) -> str:

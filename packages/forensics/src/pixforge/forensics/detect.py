@@ -48,7 +48,7 @@ def detect(videos: str | None = None, run: str | None = None, out: str | None = 
     this one's model stage and overlay run (dlib and torch release the GIL); results, files, warnings and errors
     are those of the plain sequential loop (`prefetch=False`), in the same order."""
     from pixforge.core.runtime import resolve_device
-    from pixforge.export.options import whole_number
+    from pixforge.export.options import check_outside, whole_number
     from pixforge.forensics.detector import load_run
     from pixforge.forensics.extract import ExtractOptions, FaceJob, open_backend
     from pixforge.forensics.jobs import check_sources, list_videos
@@ -60,6 +60,7 @@ def detect(videos: str | None = None, run: str | None = None, out: str | None = 
     whole_number("--detect-every", detect_every, 1)
     whole_number("--batch", batch, 1)
     src, out_dir = Path(videos), out_folder(out)  # refused: --out, or a path above it, is a file (a video)
+    check_outside(out_dir, [src if src.is_dir() else None, run])  # inside the videos: read back as videos next time
     video_list = list_videos(src)
     root = src if src.is_dir() else src.parent
     keys = {v: v.relative_to(root).with_suffix("").as_posix() for v in video_list}
@@ -86,10 +87,8 @@ def detect(videos: str | None = None, run: str | None = None, out: str | None = 
 
 
 def check_outputs(keys: dict[Path, str], out_dir: Path, overlay: bool, overwrite: bool) -> None:
-    """Refuse, before any work: two videos with one output name (a.mp4 and a.mov), an output over an input video
-    (an earlier run's a.overlay.mp4 among the inputs of --out at their folder), an output path that is a folder,
-    and an existing JSON without `overwrite`."""
-    inputs = {v.resolve(): v for v in keys}
+    """Refuse, before any work: two videos with one output name (a.mp4 and a.mov), an output path that is a folder,
+    and an existing JSON without `overwrite` (an --out that is, or lies in, the input folder: `check_outside`)."""
     owner: dict[str, Path] = {}
     for video, key in keys.items():
         if key in owner:
@@ -97,9 +96,6 @@ def check_outputs(keys: dict[Path, str], out_dir: Path, overlay: bool, overwrite
         owner[key] = video
         paths = [out_dir / f"{key}.json"] + ([out_dir / f"{key}.overlay.mp4"] if overlay else [])
         for path in paths:
-            if path.resolve() in inputs:
-                raise PixforgeError(f"--out {out_dir}: {path} would be written over the input video "
-                                    f"{inputs[path.resolve()]}; choose another --out")
             if path.is_dir():
                 raise PixforgeError(f"{path} is a folder: remove it or choose another --out")
         if not overwrite and paths[0].exists():

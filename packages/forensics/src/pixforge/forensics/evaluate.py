@@ -64,7 +64,7 @@ def evaluate(run: str | None = None, real: str | None = None, fake: str | None =
     mixed evaluates make-variants' folders below --fake; --distort TYPE:LEVEL distorts on the fly;
     --per-distortion adds the 7 types x 5 levels table (OUT/per_distortion.md)."""
     from pixforge.core.runtime import resolve_device
-    from pixforge.export.options import check_numbers
+    from pixforge.export.options import check_numbers, check_outside
 
     check_numbers({"batch": batch, "workers": workers, "seed": seed, "limit": limit},
                   integers={"batch": 1, "workers": 0, "seed": 0, "limit": 2})
@@ -73,6 +73,7 @@ def evaluate(run: str | None = None, real: str | None = None, fake: str | None =
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise PixforgeError(f"--out {out_dir} exists and is not a folder")
+    check_outside(out_dir, [run, real, None if str(fake).lower() == "sbi" else fake])
     if (out_dir / "report.json").exists() and not overwrite:
         raise PixforgeError(f"{out_dir / 'report.json'} already exists: pass --overwrite to replace it")
     det, arch = load_run(run)

@@ -113,7 +113,23 @@ def plan_jobs(videos: Sequence[Path], root: Path, out: Path, boxes_from: Path | 
         more = f" (and {len(unmatched) - 1} more)" if len(unmatched) > 1 else ""
         raise PixforgeError(f"{len(unmatched)} video(s) have no real track under --boxes-from {boxes_from}: "
                             f"{unmatched[0]}{more}")
+    for track in dict.fromkeys(j.real for j in jobs if j.real is not None):
+        _check_track(track)
     return jobs
+
+
+def _check_track(path: Path) -> None:
+    """A real track `--boxes-from` lends its boxes from: readable JSON with finite frames, probe and boxes."""
+    try:
+        record = json.loads(path.read_text())
+        boxes = np.asarray(record["face_boxes"], np.float64).reshape(-1, 4)
+        ok = len(boxes) == len(record["frames"]) and np.isfinite(boxes).all() and {"width", "height"} <= set(
+            record["probe"])
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        ok = False
+    if not ok:
+        raise PixforgeError(f"--boxes-from: {path} is not a track.json written by extract-faces (unreadable, or its "
+                            "frames and face boxes are missing, mismatched or not finite)")
 
 
 def sample_indices(count: int, frames: int) -> list[int]:

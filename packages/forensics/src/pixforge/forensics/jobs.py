@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from pixforge.export.atomic import write_text
 from pixforge.export.errors import PixforgeError
-from pixforge.export.options import whole_number
+from pixforge.export.options import check_outside, whole_number
 from pixforge.export.shard import parse_shard, shard_indices
 from pixforge.export.video import VideoInfo, is_video_path
 from pixforge.forensics import options
@@ -63,10 +63,13 @@ def plan_perturb(input: str, out: str, kind: str, level, mix: int, meta: str | N
     require_libx264()
     if out_dir.resolve() == (src if src.is_dir() else src.parent).resolve():
         raise PixforgeError(f"--out {out_dir} is the input folder: the outputs would replace the inputs")
+    check_outside(out_dir, [src if src.is_dir() else None])  # inside it: the next run would read them back
     if meta_path and meta_path.resolve() == out_dir.resolve():
         raise PixforgeError(f"--meta {meta_path} is the --out folder: give the meta file's path")
     jobs = [make_job(v, src, out_dir, draw_steps(seed, v.name if src.is_file() else v.relative_to(src).as_posix(),
                                                  kind, level, mix), seed) for v in videos]
+    if meta_path:
+        check_outside(meta_path, [src if src.is_dir() else None, *videos, *(j.dst for j in jobs)], "--meta")
     return jobs, out_dir, meta_path
 
 

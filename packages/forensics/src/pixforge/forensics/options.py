@@ -7,9 +7,8 @@ from pathlib import Path
 from pixforge.export.errors import PixforgeError
 from pixforge.export.options import whole_number
 from pixforge.export.shard import parse_shard
+from pixforge.export.video import check_preset
 from pixforge.forensics.distortions import check_level, check_type
-
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 
 
 def distortion(kind: str) -> str:
@@ -49,6 +48,5 @@ def check_encoding(crf: int, workers: int, batch_size: int, preset: str, seed: i
     whole_number("--crf", crf, 0, 51)
     whole_number("--workers", workers)
     whole_number("--batch-size", batch_size)
-    if preset not in PRESETS:
-        raise PixforgeError(f"--preset {preset!r} is not a libx264 preset: choose one of {', '.join(PRESETS)}")
+    check_preset(preset)
     parse_shard(shard)

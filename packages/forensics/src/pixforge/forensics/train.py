@@ -107,7 +107,8 @@ def train(real: str | None = None, fake: str | None = None, model: str = "xcepti
                   clip_grad=recipe["clip_grad"] if clip_grad is None else clip_grad,
                   steps=steps if steps is not None else math.ceil(epochs * dataset.epoch_size() / (batch * world)))
     det = build_detector(arch, weights, seed)  # a bad weights file stops here, before the run exists
-    return training_loop(RunDir(out), config, det, dataset, val, dev, resume=resume, overwrite=overwrite, quiet=quiet)
+    run = RunDir(out, [real, val_real, weights, *(f for f in (fake, val_fake) if f != "sbi")])
+    return training_loop(run, config, det, dataset, val, dev, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
 INTEGERS = {"size": 32, "clip": 1, "batch": 1, "steps": 1, "val_every": 1, "val_items": 2, "seed": 0, "workers": 0,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pixforge.export.atomic import atomic_path
 from pixforge.export.errors import PixforgeError
+from pixforge.export.options import check_outside
 from pixforge.export.shard import parse_shard, shard_indices
 from pixforge.forensics.estimate import SAMPLE_FRAMES, signature, size_ratios
 from pixforge.forensics.jobs import Job, check_sources, list_videos, make_job, run_jobs, write_meta
@@ -48,6 +49,7 @@ def select(variants: str | list[str] | tuple[str, ...] | None) -> list[str]:
 
 def plan_jobs(src: Path, out: Path, variants: list[str], seed: int) -> tuple[list[Path], dict[str, list[Job]]]:
     videos = list_videos(src)
+    check_outside(out, [src if src.is_dir() else None])  # inside it: the next run would read the variants back
     root = out / "manipulated_videos"
     jobs = {}
     for variant in variants:

@@ -78,9 +78,12 @@ class Primitives(DatasetVerbs):
         from pathlib import Path
 
         from pixforge.export.atomic import write_text
+        from pixforge.export.options import check_not_replacing
         from pixforge.primitives.filters import filter_diversity, table
 
-        if out is not None and Path(out).exists() and (Path(out).is_dir() or not overwrite):
+        if out is not None:
+            check_not_replacing(out, [run])
+        if out is not None and Path(out).exists() and not overwrite:
             raise PixforgeError(f"--out {out} exists: choose another file or pass --overwrite")
         result = filter_diversity(run, generator=generator, absolute=absolute, include_1x1=include_1x1)
         text = json.dumps(result)

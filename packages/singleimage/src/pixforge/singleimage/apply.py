@@ -112,8 +112,9 @@ def _mask(path: str, image_path: str) -> torch.Tensor:
     return mask
 
 
-def _out(run: str, out: str | None, name: str, overwrite: bool) -> Path:
-    return output_file(out or Path(run) / f"{name}.png", ".png", overwrite=overwrite)
+def _out(run: str, out: str | None, name: str, overwrite: bool, *inputs: str | None) -> Path:
+    """The .png to write (default RUN/NAME.png): never one of the `inputs` (the image, the mask) nor a run file."""
+    return output_file(out or Path(run) / f"{name}.png", ".png", overwrite=overwrite, inputs=[*inputs, run])
 
 
 def _write(path: Path, image: torch.Tensor) -> Path:
@@ -124,7 +125,7 @@ def _write(path: Path, image: torch.Tensor) -> Path:
 def _blend(model, run: str, image_path: str, mask_path: str, out: str | None, name: str, scale: int | None,
            seed: int, overwrite: bool) -> Path:
     """harmonize / edit: generate from the image, keep the image outside the mask."""
-    target = _out(run, out, name, overwrite)
+    target = _out(run, out, name, overwrite, image_path, mask_path)
     mask = _mask(mask_path, image_path)
     size = tuple(model.sizes[-1])
     image = _user_image(image_path, "--image", size)
@@ -157,7 +158,7 @@ def paint2image(run: str, paint: str, out: str | None = None, scale: int | None 
     --out (default RUN/paint2image.png), at the training size: SinGAN injects it at --scale (default 1), PetsGAN
     restores it through DIPNet."""
     model = load_model(run)
-    target = _out(run, out, "paint2image", overwrite)
+    target = _out(run, out, "paint2image", overwrite, paint)
     painting = _user_image(paint, "PAINT", tuple(model.sizes[-1]))
     return _write(target, _generate(model, painting, scale, seed))
 
@@ -177,8 +178,8 @@ def upscale(run: str, image: str | None = None, factor: float | None = None, out
         factor = 4.0 if factor is None else factor
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 1:
             raise PixforgeError(f"--factor must be a number > 1, got {factor!r}")
-        target = _out(run, out, "upscale", overwrite)
+        target = _out(run, out, "upscale", overwrite, image)
         return _write(target, singan_upscale(model, picture, float(factor)))
     if factor not in (None, model.factor):
         raise PixforgeError(f"--factor must be {model.factor} for this PetsGAN run (DIPNet's factor), got {factor!r}")
-    return _write(_out(run, out, "upscale", overwrite), petsgan_dipnet(model, picture))
+    return _write(_out(run, out, "upscale", overwrite, image), petsgan_dipnet(model, picture))

@@ -27,6 +27,7 @@ from pixforge.core.io import save_grid
 from pixforge.core.runtime import resolve_device
 from pixforge.export.atomic import write_text
 from pixforge.export.errors import PixforgeError
+from pixforge.export.options import check_numbers
 from pixforge.singleimage.data import load_image, resize, singan_scales
 from pixforge.singleimage.metrics import metrics
 from pixforge.singleimage.petsgan import petsgan_sizes
@@ -76,6 +77,8 @@ def compare(image: str, out: str, iters: int = 2000, warmup_g: int = 2000, warmu
             raise PixforgeError(f"{flag} must be a positive integer, got {value!r}")
     if downscale not in (2, 4, 8, 16):
         raise PixforgeError(f"--downscale must be 2, 4, 8 or 16, got {downscale!r}")
+    check_numbers({"threads": threads}, integers={"threads": 0})  # 0: torch's default
+    resolve_device(device)  # CUDA asked but absent: refused before OUT exists
     picture = load_image(image)
     singan_scales(*picture.shape[-2:], min_size, max_size)
     petsgan_sizes(*picture.shape[-2:], max_size, downscale)

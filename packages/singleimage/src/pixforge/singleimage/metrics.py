@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from pixforge.core.checkpoint import load_release
+from pixforge.core.cli import output_file
 from pixforge.core.metrics import feature_stats, frechet_distance
 from pixforge.core.swd import SWD, num_levels
 from pixforge.export.atomic import write_text
@@ -65,20 +66,25 @@ def sifid(samples: torch.Tensor, real: torch.Tensor, weights: str) -> float:
     return sum(scores) / len(scores)
 
 
-def metrics(run: str, n: int = 16, seed: int = 0, inception: str | None = None, out: str | None = None) -> dict:
+def metrics(run: str, n: int = 16, seed: int = 0, inception: str | None = None, out: str | None = None,
+            overwrite: bool = False) -> dict:
     """Score N samples (seed --seed) of the finished run RUN at the training size against its training image:
     pixel diversity, patch SWD, and SIFID with --inception WEIGHTS (an InceptionV3 FID weights file); writes
-    RUN/metrics.json (or --out) and returns the scores."""
+    RUN/metrics.json (or --out FILE.json; an existing one with --overwrite) and returns the scores."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise PixforgeError(f"--n must be an integer >= 2, got {n!r}")
     if inception is not None and not Path(inception).is_file():
         raise PixforgeError(f"--inception {inception} does not exist or is not a file")
+    if out is not None:
+        output_file(out, ".json", overwrite, inputs=[run, inception])
     model = load_model(run)
     _, config = load_release(run)
     size = tuple(model.sizes[-1])
     saved = json.loads((Path(run) / "config.json").read_text()) if (Path(run) / "config.json").is_file() else {}
     if "image" not in saved:
         raise PixforgeError(f"{run}/config.json does not name the training image")
+    if out is not None:
+        output_file(out, ".json", overwrite, inputs=[saved["image"]])
     real = resize(load_image(saved["image"]), size)
     samples = model.sample(n, None, seed=seed)
     scores: dict = {"method": config["method"], "num_samples": n, "size": list(size), **diversity(samples, real)}

@@ -10,10 +10,15 @@ import torch
 from pixforge.core.rundir import RunDir
 from pixforge.core.runtime import configure, resolve_device
 from pixforge.export.errors import PixforgeError
+from pixforge.export.options import check_numbers
 from pixforge.singleimage.data import load_image, singan_scales
 
 METHODS = ("singan", "petsgan")
 PRIORS = ("none", "stylegan2", "biggan")
+
+
+FIXED = ("method", "image", "sizes", "nfc", "g_dim", "ir_dim", "d_dim", "downscale", "hr_factor", "official",
+         "no_phi", "prior")  # what --resume may not change: the networks, their scales and the image
 
 
 def _positive_int(flag: str, value) -> None:
@@ -121,8 +126,13 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
         raise PixforgeError(f"--downscale must be 2, 4, 8 or 16, got {downscale!r}")
     if method == "petsgan" and batch_g < 2:
         raise PixforgeError("--batch-g must be at least 2 (the collapse penalty compares pairs)")
-    if vgg is not None and not Path(vgg).is_file():
-        raise PixforgeError(f"--vgg {vgg} does not exist or is not a file")
+    if vgg is not None and method != "petsgan":
+        raise PixforgeError("--vgg is a PetsGAN option (the weights of PT's features)")
+    if vgg is not None:
+        from pixforge.singleimage.petsgan_model import PatchTransfer
+
+        PatchTransfer(vgg)  # a missing or foreign weights file is refused now, before the run folder exists
+    check_numbers({"threads": threads}, integers={"threads": 0})  # 0: torch's default
     if not (isinstance(scale_factor, (int, float)) and 0 < scale_factor < 1):
         raise PixforgeError(f"--scale-factor must be in (0, 1), got {scale_factor!r}")
     if not (0 <= beta1 < 1) or alpha < 0 or lambda_grad < 0:
@@ -153,7 +163,7 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     configure(dev)
-    run = RunDir(out)
+    run = RunDir(out, [image, vgg, prior_model], fixed=FIXED)
     if method == "singan":
         from pixforge.singleimage.singan import training_loop
 

@@ -17,10 +17,11 @@ from pixforge.spectra.pretrain import train as pretrain
 
 
 @contextmanager
-def _out_dir(out: str, overwrite: bool) -> Iterator[Path]:
-    """`output_dir`, removed again when the work inside fails before writing anything into it."""
+def _out_dir(out: str, overwrite: bool, inputs: tuple = ()) -> Iterator[Path]:
+    """`output_dir` (not an input or inside one), removed again when the work inside fails before writing anything
+    into it."""
     existed = Path(out).exists()
-    path = output_dir(out, overwrite=overwrite)
+    path = output_dir(out, overwrite=overwrite, inputs=[p for p in inputs if Path(p).exists()])
     try:
         yield path
     except BaseException:
@@ -101,7 +102,7 @@ class Spectra(DatasetVerbs):
         if out is None:
             stats = summarize(measure(opened.images(), size=size), seed)
         else:
-            with _out_dir(out, overwrite) as out_dir:
+            with _out_dir(out, overwrite, (source,)) as out_dir:
                 stats = summarize(measure(opened.images(), size=size), seed)
                 _write_json(out_dir / "stats.json", _with_source(stats, opened))
                 if plots:
@@ -130,7 +131,7 @@ class Spectra(DatasetVerbs):
         if out is None:
             report, _ = run_compare()
         else:
-            with _out_dir(out, overwrite) as out_dir:
+            with _out_dir(out, overwrite, (a, b)) as out_dir:
                 report, sets = run_compare()
                 _write_json(out_dir / "compare.json", report | {"stats": sets})
                 if plots:

@@ -233,8 +233,7 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
                 lr: float = 30.0, milestones: str | tuple = "60,80", momentum: float = 0.9,
                 weight_decay: float = 0.0, augment: bool = True, max_samples: int | None = None,
                 val_fraction: float = 0.2, standardize: bool = True, seed: int = 0, device: str = "auto",
-                out: str | None = None,
-                quiet: bool = False) -> str:
+                out: str | None = None, overwrite: bool = False, quiet: bool = False) -> str:
     """Linear evaluation of a frozen encoder: --run RUN (a pretrain run), --weights FILE (--arch resnet18|resnet50:
     torchvision / MoCo files) or --arch random (a random-init network: the run's architecture, else resnet50;
     random-resnet18 names one). --data DIR (one sub-folder of images per class; --val DIR, else a seeded
@@ -243,10 +242,10 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
     0.9, wd 0, batch 256, 100 epochs, x0.1 at --milestones 60,80, RandomResizedCrop + flip (--no-augment: centre
     crops' features computed once); features centred with the training set's mean and divided by their RMS std
     (--no-standardize: the raw features, as the official script). --size: the run's (else 224). Prints JSON
-    (top-1 / top-5 in %); --out FILE writes it."""
+    (top-1 / top-5 in %); --out FILE.json writes it (--overwrite replaces an existing one)."""
     from pixforge.core.loop import progress
     from pixforge.core.runtime import resolve_device
-    from pixforge.export.options import whole_number
+    from pixforge.export.options import check_not_replacing, check_numbers, whole_number
 
     for flag, value, least in (("--epochs", epochs, 1), ("--batch", batch, 1), ("--seed", seed, 0)):
         whole_number(flag, value, least)
@@ -254,13 +253,21 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
         whole_number("--size", size, 16)
     if max_samples is not None:
         whole_number("--max-samples", max_samples, 1)
-    if not (isinstance(lr, (int, float)) and lr > 0 and 0 <= momentum < 1 and weight_decay >= 0
-            and 0 < val_fraction < 1):
-        raise PixforgeError("--lr must be > 0, --momentum in [0, 1), --weight-decay >= 0, --val-fraction in (0, 1)")
-    marks = sorted(int(m) for m in (milestones.split(",") if isinstance(milestones, str) else milestones)
-                   if str(m).strip())
-    if out is not None and Path(out).is_dir():
-        raise PixforgeError(f"--out {out} is a folder: give a .json file name")
+    check_numbers(dict(lr=lr, momentum=momentum, weight_decay=weight_decay), positive=("lr",),
+                  non_negative=("weight_decay",), fractions=("momentum",))
+    if not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):
+        raise PixforgeError(f"--val-fraction must be a number between 0 and 1, got {val_fraction!r}")
+    try:
+        marks = sorted(int(m) for m in (milestones.split(",") if isinstance(milestones, str) else milestones)
+                       if str(m).strip())
+    except (TypeError, ValueError):
+        raise PixforgeError(f"--milestones must be epochs joined by commas (60,80), got {milestones!r}") from None
+    if out is not None:
+        if Path(out).suffix.lower() != ".json":
+            raise PixforgeError(f"--out {out} must be a .json file")
+        check_not_replacing(out, [run, weights, data, val])
+        if Path(out).exists() and not overwrite:
+            raise PixforgeError(f"{out} already exists: pass --overwrite to replace it")
     dev = resolve_device(device)
     net, described, run_config = encoder_for(run, arch, weights, seed)
     size = size or run_config.get("size", 224)
@@ -344,10 +351,12 @@ def export(run: str, out: str | None = None, overwrite: bool = False) -> str:
     DIR` (features as .json or --tensor-format npy)."""
     from pixforge.core.onnx import export_onnx, verify_onnx
     from pixforge.export.metadata import TensorSpec
+    from pixforge.export.options import check_not_replacing
     from pixforge.spectra import __version__
 
     net, config = run_encoder(run)
     path = Path(out) if out is not None else Path(run) / "encoder.onnx"
+    check_not_replacing(path, [run])
     if path.exists() and not overwrite:
         raise PixforgeError(f"{path} exists: choose another --out or pass --overwrite")
     size = int(config["size"])

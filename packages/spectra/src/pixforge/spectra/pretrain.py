@@ -104,7 +104,8 @@ def train(data: str, out: str, arch: str = "resnet50", method: str = "mocov2", s
                   steps_per_epoch=steps_per_epoch, global_batch=global_batch,
                   lr=lr if lr is not None else LR_PER_256[method] * global_batch / 256,
                   schedule=schedule or DEFAULT_SCHEDULE[method], aug=aug or method)
-    return training_loop(RunDir(out), config, dataset, dev, resume=resume, overwrite=overwrite, quiet=quiet)
+    inputs = [p for p in str(data).split(",") if Path(p).exists()]  # folders of images (model names are not paths)
+    return training_loop(RunDir(out, inputs), config, dataset, dev, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
 class ContrastiveLoss:

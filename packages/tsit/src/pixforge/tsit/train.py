@@ -132,7 +132,8 @@ def train(out: str, task: str = "ast", content: str | None = None, style: str | 
                   steps=steps if steps is not None else math.ceil(kimg * 1000 / (batch * world)),
                   vae=vae, lambda_vgg=default_vgg if lambda_vgg is None else lambda_vgg,
                   lambda_feat=default_feat if lambda_feat is None else lambda_feat, arch=arch)
-    return training_loop(RunDir(out), config, dataset, dev, resume=resume, overwrite=overwrite, quiet=quiet)
+    run = RunDir(out, [content, style, instances, vgg_weights, inception_weights])
+    return training_loop(run, config, dataset, dev, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
 class TSITLoss:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pixforge.core.checkpoint import torch_file
+from pixforge.core.checkpoint import check_finite, torch_file
 from pixforge.export.errors import PixforgeError
 
 WEIGHTS_ENV = "PIXFORGE_INCEPTION_WEIGHTS"
@@ -249,6 +249,7 @@ def load_weights(path_or_url: str | os.PathLike, unwrap: str | None = None) -> d
         state = state[unwrap]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PixforgeError(f"weights file {path} does not hold a state dict of tensors.")
+    check_finite(state, f"weights file {path}")
     return state
 
 

@@ -28,6 +28,9 @@ def load_generator(run: str | Path, device: torch.device | str = "cpu") -> tuple
         kwargs, weights = _checkpoint_kwargs(state, run), state["models"]["G_ema"]
     elif (run / "model.safetensors").is_file():
         weights, config = load_release(run)
+        if not isinstance(config.get("generator"), dict):
+            raise PixforgeError(f"{run} is not a StyleGAN2 run (its model.json has no generator config): a run of "
+                                "another tool?")
         kwargs = config["generator"]
     elif (latest := Checkpoints(run / "checkpoints").latest()) is not None:
         state = read_checkpoint(latest)
@@ -56,8 +59,9 @@ def parse_seeds(seeds: str | int | list | tuple) -> list[int]:
     if isinstance(seeds, bool):
         raise PixforgeError(f"--seeds must be seeds such as 0-63 or 1,5,9, got {seeds!r}")
     if isinstance(seeds, int):
-        return [seeds]
-    parts = seeds if isinstance(seeds, (list, tuple)) else str(seeds).split(",")
+        parts = [seeds]  # checked below like any other (Fire gives -5 as an int)
+    else:
+        parts = seeds if isinstance(seeds, (list, tuple)) else str(seeds).split(",")
     out: list[int] = []
     for part in parts:
         part = str(part).strip()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pixforge.core.cli import output_dir, require_file
+from pixforge.core.cli import output_dir, output_file, require_file
 from pixforge.core.runtime import resolve_device
 from pixforge.export.errors import PixforgeError
 from pixforge.export.images import make_grid, write_image
@@ -20,17 +20,18 @@ def generate(run: str, out: str, seeds: str = "0-63", trunc: float = 1.0, class_
     from pixforge.core.io import tensor_to_image
     from pixforge.core.stylegan2.generate import generate as draw
     from pixforge.core.stylegan2.generate import load_generator, parse_seeds
-    from pixforge.export.options import whole_number
+    from pixforge.export.options import check_outside, whole_number
 
     seed_list = parse_seeds(seeds)
     whole_number("--batch", batch)
+    check_outside(out, [run])  # before the generator runs (output_dir below checks it again, then creates it)
     if noise_mode not in ("const", "random", "none"):
         raise PixforgeError(f"--noise-mode must be const, random or none, got {noise_mode!r}")
     if not (isinstance(trunc, (int, float)) and 0 <= trunc <= 2):
         raise PixforgeError(f"--trunc must be a number in [0, 2], got {trunc!r}")
     G, _ = load_generator(run, resolve_device(device))
     images = tensor_to_image(draw(G, seed_list, float(trunc), class_idx, noise_mode, batch).cpu())
-    folder = output_dir(out, overwrite)
+    folder = output_dir(out, overwrite, inputs=[run])
     for seed, image in zip(seed_list, images, strict=True):
         write_image(folder / f"seed{seed:04d}.png", image)
     write_image(folder / "grid.png", make_grid(images, nrow=min(8, len(images))))
@@ -48,9 +49,7 @@ def export_verb(package: str) -> Callable[..., str]:
         from pixforge.core.stylegan2.export import export_generator
         from pixforge.core.stylegan2.generate import load_generator
 
-        path = Path(out)
-        if path.exists() and (path.is_dir() or not overwrite):
-            raise PixforgeError(f"--out {path} exists: choose another file or pass --overwrite")
+        path = output_file(out, ".onnx", overwrite, inputs=[run])
         G, kwargs = load_generator(run)
         written = export_generator(G, path, package=package, version=version(package), fp16=fp16,
                                    extra={"run": str(run), "generator": kwargs})
@@ -68,10 +67,10 @@ def convert(pkl: str, out: str, overwrite: bool = False) -> str:
     from pixforge.core.stylegan2.convert import generator_kwargs, load_official_pickle
 
     path = Path(out)
-    if path.exists() and (path.is_dir() or not overwrite):
-        raise PixforgeError(f"--out {path} exists: choose another file or pass --overwrite")
     if path.resolve() == Path(pkl).resolve():
         raise PixforgeError(f"--out {path} is the input itself")
+    if path.exists() and (path.is_dir() or not overwrite):
+        raise PixforgeError(f"--out {path} exists: choose another file or pass --overwrite")
     records = load_official_pickle(require_file(pkl, "snapshot"))
     kwargs = generator_kwargs(records["G_ema"]["init_kwargs"])
     G = Generator(**kwargs)

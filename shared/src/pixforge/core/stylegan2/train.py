@@ -29,7 +29,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,10 @@ from pixforge.core.steps import StepSampler, sample_noise
 from pixforge.core.stylegan2 import configs
 from pixforge.core.stylegan2 import strategy as strategies
 from pixforge.core.stylegan2.dataset import TrainingSet
+from pixforge.core.stylegan2.diffaugment import DIFFAUG_POLICIES
 from pixforge.core.stylegan2.loss import StyleGAN2Loss
 from pixforge.export.errors import PixforgeError
-from pixforge.export.options import whole_number
+from pixforge.export.options import check_outside, whole_number
 
 G_REG_INTERVAL, D_REG_INTERVAL = 4, 16  # NVlabs' lazy regularisation intervals (Primitives-PS pretraining: D 0)
 Z_DIM = W_DIM = 512
@@ -72,11 +73,14 @@ class StyleGANRun(RunDir):
         return self.path / f"metric-{name}.jsonl"
 
 
-def find_run(out: str | Path, resume: bool, desc: str) -> StyleGANRun:
-    """`--resume`: OUT itself when it is a run, else the newest run in OUT; a new run: the next free number."""
+def find_run(out: str | Path, resume: bool, desc: str, inputs: Iterable[str | Path | None] = ()) -> StyleGANRun:
+    """`--resume`: OUT itself when it is a run, else the newest run in OUT; a new run: the next free number. OUT
+    that is one of `inputs` (the data, the weights) or lies inside one is refused (OUT may hold them: runs are
+    numbered folders in it, and `--init` an earlier run's snapshot there)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PixforgeError(f"--out {out} exists and is not a folder")
+    check_outside(out, inputs, "--out")
     if resume:
         if (out / "training_options.json").is_file():
             return StyleGANRun(out)
@@ -149,7 +153,14 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
     if any(m in ("fid", "kid") for m in names) and inception is None:
         raise PixforgeError("--metrics fid/kid need the InceptionV3 weights: pass --inception PATH "
                             "(pt_inception-2015-12-05-6726825d.pth)")
+    if any(m in ("fid", "kid") for m in names):
+        from pixforge.core.nets.inception import load_weights
+
+        load_weights(inception)  # a bad weights file is refused now, not after the run folder exists
+    if unknown := [n for n in str(policy).replace(" ", "").split(",") if n and n not in DIFFAUG_POLICIES]:
+        raise PixforgeError(f"--policy: unknown DiffAugment policy {unknown}; use {', '.join(DIFFAUG_POLICIES)}")
     dev = resolve_device(device)
+    autocast_dtype(dev, amp)  # a bad --amp is refused before the run folder exists
     if data in (datasets_by_name or {}):  # a tool's generated data (e.g. primitives-ps), drawn on the fly
         if res is None:
             raise PixforgeError(f"--res is needed to train on generated data ({data})")
@@ -180,7 +191,7 @@ def train(data: str, out: str, cfg: str = "auto", res: int | None = None, kimg: 
     desc = f"{Path(data).stem}-{cfg}{world if cfg == 'auto' else ''}-{aug}"
     desc += "".join(f"-{k}{v:g}" if isinstance(v, float) else f"-{k}{v}"
                     for k, v in (("kimg", kimg), ("batch", batch), ("gamma", gamma)) if v is not None)
-    run = find_run(out, resume, desc)
+    run = find_run(out, resume, desc, [data if Path(data).exists() else None, metric_data, init])
     distributed.barrier()  # every rank has picked the run's number before the main rank creates its folder
     options.update(spec=dataclasses.asdict(spec), world=world, resolution=training_set.resolution,
                    num_images=len(training_set))
