@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 UMBRELLA = [sys.executable, "-m", "pixforge.core.umbrella"]
 
 
@@ -53,3 +55,11 @@ def test_train_bad_input_is_one_line_and_writes_nothing(tmp_path):
     result = _run("core", "train", str(tmp_path / "r3"), "--device", "cpu")
     assert result.returncode == 2 and "--resume" in result.stderr
     assert sorted(p.name for p in (tmp_path / "r3").iterdir()) == ["config.json"]
+
+
+@pytest.mark.parametrize("tool, args", [("apa", ["--kimg", "0"]), ("tsit", ["--steps", "0"]),
+                                        ("singleimage", ["--steps", "0"])])
+def test_a_demo_refuses_bad_numbers_before_writing(tmp_path, tool, args):
+    result = _run(tool, "demo", "--out", str(tmp_path / "d"), *args)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "d").exists()

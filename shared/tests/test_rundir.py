@@ -112,3 +112,23 @@ def test_resume_refuses_a_run_of_another_tool(tmp_path):
     RunDir(tmp_path / "other").start({"lr": 0.1})
     with pytest.raises(PixforgeError, match="is a run of another tool, not of pixforge-dfvae"):
         RunDir(tmp_path / "other").start({"tool": "pixforge-dfvae"}, resume=True)
+
+
+def test_check_not_replacing(tmp_path):
+    """A file written into a run earlier (an export, a picture) may be replaced; the run's records and the inputs
+    themselves never; a folder is not a file."""
+    from pixforge.export.options import check_not_replacing
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.safetensors", "config.json", "encoder.onnx", "paint.png"):
+        (run / name).write_text("x")
+    (tmp_path / "image.png").write_text("x")
+    inputs = [run, tmp_path / "image.png", None]
+    for ok in (run / "encoder.onnx", run / "paint.png", run / "new.json", tmp_path / "other.png"):
+        check_not_replacing(ok, inputs)
+    for out, message in ((run / "model.safetensors", "would replace model.safetensors, a record"),
+                         (run / "config.json", "would replace config.json"), (tmp_path / "image.png", "is the input"),
+                         (run, "is a folder")):
+        with pytest.raises(PixforgeError, match=message):
+            check_not_replacing(out, inputs)

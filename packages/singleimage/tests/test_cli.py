@@ -100,7 +100,7 @@ def test_outputs_never_replace_the_inputs_or_the_runs_files(cli, tmp_path, singa
     shutil.copy(image_file, image)
     kept = {p: p.read_bytes() for p in (run / "model.safetensors", run / "config.json", image)}
     _one_error_line(cli("metrics", "--run", run, "--n", 2, "--out", run / "config.json", "--overwrite"),
-                    "is inside the input folder")
+                    "would replace config.json, a record of the input folder")
     _one_error_line(cli("metrics", "--run", run, "--n", 2, "--out", image, "--overwrite"), "must end in .json")
     _one_error_line(cli("metrics", "--run", run, "--n", 2, "--out", tmp_path), "must end in .json")
     (tmp_path / "old.json").write_text("{}")
@@ -122,3 +122,9 @@ def test_resume_refuses_other_networks_and_keeps_the_config(cli, tmp_path, singa
     _one_error_line(cli("train", image_file, "--out", tmp_path / "new", "--vgg", image_file), "a PetsGAN option")
     _one_error_line(cli("train", image_file, "--out", tmp_path / "new", "--threads", -1), "--threads")
     assert not (tmp_path / "new").exists()
+
+
+def test_demo_checks_its_numbers_before_writing(cli, tmp_path):
+    _one_error_line(cli("demo", "--out", tmp_path / "d", "--steps", 0), "--steps")
+    _one_error_line(cli("demo", "--out", tmp_path / "d", "--n", 1), "--n")
+    assert not (tmp_path / "d").exists()

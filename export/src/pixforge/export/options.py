@@ -61,11 +61,20 @@ def check_outside(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | N
 
 def check_not_replacing(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
                         flag: str = "--out") -> None:
-    """Refuse, before any work, an output file that would replace one of `inputs` or an existing file inside an
-    input folder (a run's weights or checkpoint), or that is a folder: a new file beside them is fine (an export
-    into its run)."""
+    """Refuse, before any work, an output file that is a folder, is one of `inputs`, or would replace a record an
+    input folder holds (weights, checkpoints, JSON and array files: `RECORDS`): an image or an export written into
+    its run earlier may be replaced with --overwrite."""
     target = Path(out)
     if target.is_dir():
         raise PixforgeError(f"{flag} {out} is a folder: give a file path")
-    if target.exists():
-        check_outside(target, inputs, flag)
+    if not target.exists():
+        return
+    check_outside(target, [p for p in inputs if p is not None and not Path(p).is_dir()], flag)
+    for given in inputs:
+        if given is not None and Path(given).is_dir() and Path(given).resolve() in target.resolve().parents \
+                and target.suffix.lower() in RECORDS:
+            raise PixforgeError(f"{flag} {out} would replace {target.name}, a record of the input folder {given}: "
+                                "choose another path")
+
+
+RECORDS = (".safetensors", ".pt", ".pth", ".pkl", ".json", ".jsonl", ".npy", ".npz")

@@ -10,6 +10,7 @@ import torch
 
 from pixforge.core.cli import output_dir
 from pixforge.core.io import embedded_images, write_image
+from pixforge.export.options import check_numbers
 
 SIZE, CROPS = 32, 256
 
@@ -40,6 +41,7 @@ def demo(out: str = "apa-demo", kimg: float = 1, overwrite: bool = False) -> str
     from pixforge.core.stylegan2.tool import generate
     from pixforge.export.cli import Runtime
 
+    check_numbers({"kimg": kimg}, positive=("kimg",))  # before the data is written
     root = output_dir(out, overwrite)
     _write_crops(root / "data")
     run = APA.train(str(root / "data"), str(root / "runs"), kimg=kimg, ada_kimg=10, batch=16, cbase=2048, cmax=64,

@@ -12,6 +12,7 @@ from PIL import Image
 
 from pixforge.core.cli import output_dir
 from pixforge.core.io import embedded_images, write_image
+from pixforge.export.options import check_numbers
 
 PHOTO, SIDE = "chelsea", 64  # 300x451 -> 43x64: SinGAN 5 scales with --min-size 19; PetsGAN 40x64, 10x16 layouts
 MIN_SIZE, DOWNSCALE, BATCH_G = 19, 4, 8
@@ -28,6 +29,7 @@ def demo(out: str = "singleimage-demo", steps: int = 60, n: int = 8, overwrite: 
     from pixforge.singleimage.export import export
     from pixforge.singleimage.sample import sample
 
+    check_numbers({"steps": steps, "n": n}, integers={"steps": 1, "n": 2})  # before anything is written
     root = output_dir(out, overwrite)
     photo = Image.fromarray(embedded_images([PHOTO])[0])
     scale = SIDE / max(photo.size)

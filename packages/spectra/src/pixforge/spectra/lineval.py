@@ -349,16 +349,13 @@ def export(run: str, out: str | None = None, overwrite: bool = False) -> str:
     normalisation, resized by the runtime to the run's --size), output "features" (N x 512 / 2048 pooled features),
     pixforge metadata; parity with PyTorch is checked. Run it with `pixforge-run run RUN/encoder.onnx IMAGES --out
     DIR` (features as .json or --tensor-format npy)."""
+    from pixforge.core.cli import output_file
     from pixforge.core.onnx import export_onnx, verify_onnx
     from pixforge.export.metadata import TensorSpec
-    from pixforge.export.options import check_not_replacing
     from pixforge.spectra import __version__
 
     net, config = run_encoder(run)
-    path = Path(out) if out is not None else Path(run) / "encoder.onnx"
-    check_not_replacing(path, [run])
-    if path.exists() and not overwrite:
-        raise PixforgeError(f"{path} exists: choose another --out or pass --overwrite")
+    path = output_file(out if out is not None else Path(run) / "encoder.onnx", ".onnx", overwrite, inputs=[run])
     size = int(config["size"])
     model = FeatureNet(net).eval()
     image = TensorSpec("image", kind="image", range=(0.0, 1.0), mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),

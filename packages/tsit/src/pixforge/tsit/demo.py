@@ -8,6 +8,7 @@ import numpy as np
 
 from pixforge.core.cli import output_dir
 from pixforge.core.io import embedded_images, read_image, write_image
+from pixforge.export.options import check_numbers
 
 CONTENT = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins")
 STYLE = ("immunohistochemistry", "hubble_deep_field", "brick", "gravel")
@@ -30,6 +31,7 @@ def demo(out: str = "tsit-demo", steps: int = 150, overwrite: bool = False) -> s
     from pixforge.tsit.train import train
     from pixforge.tsit.translate import translate
 
+    check_numbers({"steps": steps}, integers={"steps": 1})  # before the data is written
     root = output_dir(out, overwrite)
     content, style = root / "data" / "content", root / "data" / "style"
     _write_set(content, CONTENT)
