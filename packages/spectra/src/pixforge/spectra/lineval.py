@@ -86,13 +86,14 @@ def fashion_mnist(root: Path | None = None):
     return (out[0], out[1]), (out[2], out[3]), names
 
 
-def class_folders(path: Path, resize: int):
-    """One sub-folder per class (sorted names): uint8 images resized to cover `resize` px and centre-cropped."""
+def class_folders(path: Path, resize: int, flag: str = "--data"):
+    """One sub-folder per class (sorted names): uint8 images resized to cover `resize` px and centre-cropped;
+    errors name `flag`."""
     from pixforge.export.images import list_images, read_image
     from pixforge.spectra.pretrain import cover_crop
 
     if not path.is_dir():
-        raise PixforgeError(f"--data {path} is not a folder: give a folder with one sub-folder of images per class")
+        raise PixforgeError(f"{flag} {path} is not a folder: give a folder with one sub-folder of images per class")
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     found = {}
     for name in classes:
@@ -101,9 +102,9 @@ def class_folders(path: Path, resize: int):
         except PixforgeError:
             continue  # a sub-folder without images is not a class
     if not found:
-        raise PixforgeError(f"--data {path} holds no class sub-folders with images (expected DIR/<class>/<image>)")
+        raise PixforgeError(f"{flag} {path} holds no class sub-folders with images (expected DIR/<class>/<image>)")
     if len(found) < 2:
-        raise PixforgeError(f"--data {path} holds one class ({next(iter(found))}): a classifier needs two or more "
+        raise PixforgeError(f"{flag} {path} holds one class ({next(iter(found))}): a classifier needs two or more "
                             "class sub-folders")
     images, labels = [], []
     for label, files in enumerate(found.values()):
@@ -141,7 +142,7 @@ def labelled_data(data: str | None, val: str | None, resize: int, seed: int, val
     if val is None:
         train, held = split(x, y, seed, val_fraction)
     else:
-        vx, vy, val_names = class_folders(Path(val).expanduser(), resize)
+        vx, vy, val_names = class_folders(Path(val).expanduser(), resize, "--val")
         if val_names != names:
             raise PixforgeError(f"--val {val} has the classes {val_names[:5]}..., --data {data} has {names[:5]}...: "
                                 "they must be the same sub-folder names")
