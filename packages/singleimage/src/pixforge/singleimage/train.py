@@ -17,8 +17,8 @@ METHODS = ("singan", "petsgan")
 PRIORS = ("none", "stylegan2", "biggan")
 
 
-FIXED = ("method", "image", "sizes", "nfc", "g_dim", "ir_dim", "d_dim", "downscale", "hr_factor", "official",
-         "no_phi", "prior")  # what --resume may not change: the networks, their scales and the image
+FIXED = ("method", "image", "sizes", "nfc", "g_dim", "ir_dim", "d_dim", "downscale", "official", "no_phi",
+         "prior")  # what --resume may not change: the networks, their scales and the image (--hr-factor may grow)
 
 
 def _positive_int(flag: str, value) -> None:

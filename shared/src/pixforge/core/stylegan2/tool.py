@@ -24,12 +24,12 @@ def generate(run: str, out: str, seeds: str = "0-63", trunc: float = 1.0, class_
 
     seed_list = parse_seeds(seeds)
     whole_number("--batch", batch)
-    check_outside(out, [run])  # before the generator runs (output_dir below checks it again, then creates it)
     if noise_mode not in ("const", "random", "none"):
         raise PixforgeError(f"--noise-mode must be const, random or none, got {noise_mode!r}")
     if not (isinstance(trunc, (int, float)) and 0 <= trunc <= 2):
         raise PixforgeError(f"--trunc must be a number in [0, 2], got {trunc!r}")
     G, _ = load_generator(run, resolve_device(device))
+    check_outside(out, [run])  # before the generator runs (output_dir below checks it again, then creates it)
     images = tensor_to_image(draw(G, seed_list, float(trunc), class_idx, noise_mode, batch).cpu())
     folder = output_dir(out, overwrite, inputs=[run])
     for seed, image in zip(seed_list, images, strict=True):
