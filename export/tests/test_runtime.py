@@ -609,6 +609,8 @@ def test_model_without_metadata(tmp_path):
     write_png(tmp_path / "a.png", random_image(4, 4))
     model = conv_model(tmp_path / "raw.onnx", meta=False)
     assert f"{model} has no pixforge metadata" in _bad(tmp_path, model, tmp_path / "a.png")
+    proc = cli("info", model, check=False)  # device auto: no "running on the CPU" line before the error
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_corrupt_model(tmp_path):

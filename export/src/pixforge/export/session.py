@@ -108,10 +108,12 @@ def open_session(model_path: str | Path, device: str = "auto", threads: int | No
     stderr (as pixforge-run) when "auto" runs on the CPU.
     """
     path = Path(model_path)
-    session, device_id = ort_session(path, device, threads, notice)
+    session, device_id = ort_session(path, device, threads, notice=False)
     meta = parse_metadata(session.get_modelmeta().custom_metadata_map, str(path))
     result = Session(path, session, meta, device_id)
     check_specs(result)
+    if notice:  # only for a model that will run: an error is then the one line on stderr
+        _cpu_notice(session, device)
     return result
 
 
@@ -149,10 +151,18 @@ def ort_session(path: str | Path, device: str = "auto", threads: int | None = No
         raise PixforgeError(f"CUDA was requested but onnxruntime fell back to {actual} for {path}: the CUDA "
                             "provider could not load the CUDA / cuDNN libraries it was built for (see "
                             f"onnxruntime's log above); or {GPU_HINT}")
-    if notice and want == "auto" and actual != CUDA:
-        reason = "no CUDA provider available" if not use_cuda else "the CUDA provider failed to load"
-        print(f"{PROG}: running on {actual} ({reason})", file=sys.stderr)
+    if notice:
+        _cpu_notice(session, device)
     return session, device_id
+
+
+def _cpu_notice(session: ort.InferenceSession, device: str) -> None:
+    """One line on stderr when `device` "auto" runs on the CPU, and why."""
+    actual = session.get_providers()[0]
+    if parse_device(device)[0] == "auto" and actual != CUDA:
+        reason = "the CUDA provider failed to load" if CUDA in ort.get_available_providers() else \
+            "no CUDA provider available"
+        print(f"{PROG}: running on {actual} ({reason})", file=sys.stderr)
 
 
 def parse_device(device: str) -> tuple[str, int]:
