@@ -529,6 +529,38 @@ def test_generator_size_errors(tmp_path):
     assert "malformed size rule" in _bad(tmp_path, broken, "--count", 2, "--size", "8x8")
 
 
+def test_bench_size_as_run_size(tmp_path):
+    """bench --size follows the model as `run --size` does (it was ignored without a word): a generator's size rule
+    draws it, a generator without a rule and a model whose input size is fixed refuse it in one line."""
+    model = sized_generator(tmp_path / "g.onnx", PYRAMID)
+    args = ("--device", "cpu", "--batch-sizes", 1, "--iters", 1, "--warmup", 0, "--json")
+    assert json.loads(cli("bench", model, *args, "--size", "9x20").stdout)["size"] == [9, 20]
+    assert json.loads(cli("bench", model, *args).stdout)["size"] is None  # its export-time size
+    fixed = conv_model(tmp_path / "fixed.onnx", size=(8, 8))
+    assert json.loads(cli("bench", fixed, *args, "--size", 8).stdout)["size"] == [8, 8]
+    for path, size, message in (
+            (sized_generator(tmp_path / "old.onnx", None), "8x8", "draws samples at its export-time size (6x8) only"),
+            (fixed, "16x12", f"--size 16x12: the input size of {fixed} is fixed at 8x8; drop --size"),
+            (conv_model(tmp_path / "graph.onnx", hw=(8, 8)), "16", "is fixed at 8x8; drop --size")):
+        proc = cli("bench", path, *args, "--size", size, check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+        assert proc.stdout == ""
+
+
+def test_sizes_over_the_pixel_limit(tmp_path):
+    """A --size over MAX_PIXELS (4096 x 4096 in area) is one line before anything is allocated, in run and bench."""
+    from pixforge.export.sizing import MAX_PIXELS, check_pixels
+
+    model = sized_generator(tmp_path / "g.onnx", PYRAMID)
+    assert "--size 100000x100000: too large, an image may have at most 16,777,216 pixels (4096x4096)" in _bad(
+        tmp_path, model, "--count", 1, "--size", "100000x100000")
+    proc = cli("bench", conv_model(tmp_path / "m.onnx"), "--device", "cpu", "--size", "5000", check=False)
+    assert proc.returncode == 2 and "--size 5000x5000: too large" in proc.stderr and proc.stdout == ""
+    assert check_pixels((4096, 4096)) == (4096, 4096) and MAX_PIXELS == 4096 * 4096
+    with pytest.raises(PixforgeError, match="--size 4097x4096: too large"):
+        check_pixels((4097, 4096))
+
+
 def _make_video(path: Path, frames: int = 12, size: str = "32x24", rate: int = 10) -> Path:
     subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}",
                     "-f", "lavfi", "-i", "sine=frequency=440", "-frames:v", str(frames), "-shortest",

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pixforge.core.loop import EMA, GracefulStop, MetricLogger, read_metrics
+from pixforge.export.errors import PixforgeError
 
 
 def test_ema_matches_the_formula():
@@ -34,6 +35,18 @@ def test_metric_logger_writes_jsonl(tmp_path):
     assert [r["step"] for r in records] == [1, 2]
     assert records[0]["loss"] == 0.5 and records[1]["loss"] == "nan"
     json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_read_metrics_skips_only_the_line_being_written(tmp_path):
+    log = tmp_path / "stats.jsonl"
+    log.write_bytes(b'{"kimg": 1}\n\n{"kimg": 2}\n{"kimg": 3, "au')  # a writer mid-line
+    assert [r["kimg"] for r in read_metrics(log, {"kimg": int})] == [1, 2]
+    log.write_bytes(b'{"kimg": 1}\n{"kimg": 2, "au\n{"kimg": 3}\n')  # damage inside the file
+    with pytest.raises(PixforgeError, match=f"{log} line 2 is not a log record"):
+        read_metrics(log)
+    log.write_bytes(b'{"kimg": 1}\n{"step": 2}\n')
+    with pytest.raises(PixforgeError, match="line 2 is not a log record \\(a JSON object with kimg\\)"):
+        read_metrics(log, {"kimg": int})
 
 
 def test_metric_logger_tensorboard(tmp_path):

@@ -107,11 +107,29 @@ def test_nan_weights_are_refused_when_loaded(tmp_path):
 
 def test_resume_refuses_a_run_of_another_tool(tmp_path):
     RunDir(tmp_path / "run").start({"tool": "pixforge-forensics", "lr": 0.1})
-    with pytest.raises(PixforgeError, match="is a run of pixforge-forensics, not of pixforge-dfvae"):
+    with pytest.raises(PixforgeError, match="is a pixforge-forensics run, not a pixforge-dfvae run"):
         RunDir(tmp_path / "run").start({"tool": "pixforge-dfvae"}, resume=True)
     RunDir(tmp_path / "other").start({"lr": 0.1})
-    with pytest.raises(PixforgeError, match="is a run of another tool, not of pixforge-dfvae"):
+    with pytest.raises(PixforgeError, match="is a run of another tool, not a pixforge-dfvae run"):
         RunDir(tmp_path / "other").start({"tool": "pixforge-dfvae"}, resume=True)
+
+
+def test_check_tool_names_the_tool_of_a_run(tmp_path):
+    """`RunDir.check_tool`: a run whose config.json names another tool (`tool`, or `arch.tool` as pixforge-tsit) is
+    refused naming it; a run that names none, or no run at all, passes to the caller's own checks."""
+    from pixforge.core.rundir import recorded_tool
+
+    for name, config in (("dfvae", {"tool": "pixforge-dfvae"}), ("tsit", {"arch": {"tool": "pixforge-tsit"}}),
+                         ("plain", {"lr": 0.1})):
+        RunDir(tmp_path / name).start(config)
+    for name in ("dfvae", "tsit"):
+        with pytest.raises(PixforgeError) as err:
+            RunDir(tmp_path / name).check_tool("pixforge-x")
+        assert str(err.value) == f"{tmp_path / name} is a pixforge-{name} run, not a pixforge-x run"
+    RunDir(tmp_path / "dfvae").check_tool("pixforge-dfvae")
+    RunDir(tmp_path / "plain").check_tool("pixforge-x")
+    RunDir(tmp_path / "missing").check_tool("pixforge-x")
+    assert recorded_tool({"arch": "stylegan2"}) is None
 
 
 def test_check_not_replacing(tmp_path):

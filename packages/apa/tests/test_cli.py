@@ -96,6 +96,40 @@ def test_bad_input_is_one_line_and_nothing_written(images16, tmp_path, capsys, a
     assert not any(p.name.startswith("0") for p in out.iterdir())
 
 
+@pytest.mark.parametrize("name, content, line", [
+    ("stats.jsonl", b'{"kimg": 0.004}\n{"kimg": 0.008, "augm\n{"kimg": 0.012}\n', 2),  # a line cut short
+    ("stats.jsonl", b"garbage\n", 1),
+    ("stats.jsonl", b'{"kimg": 0.004}\n{"kimg": 0.008, "augm\n', 2),  # cut short, not the line being written
+    ("stats.jsonl", b'{"kimg": 0.004}\n[1, 2]\n', 2),  # JSON, but not a record
+    ("stats.jsonl", b'{"kimg": 0.004}\n\xff\xfe\n', 2),  # not UTF-8
+    ("stats.jsonl", b'{"step": 1}\n', 1),  # no kimg
+    ("metric-swd.jsonl", b'{"kimg": 0.004, "results": {"swd": 1.0}}\n{"kimg": 0.008, "results": [1]}\n', 2),
+])
+def test_diagnose_names_a_damaged_log_line(tmp_path, capsys, name, content, line):
+    """A damaged stats.jsonl or metric-*.jsonl is one line naming the file and the line, before anything is written
+    (a cut-off line was skipped without a word, other damage was a traceback)."""
+    run = tmp_path / "00000-run"
+    run.mkdir()
+    (run / "stats.jsonl").write_bytes(b'{"kimg": 0.004, "augment/p": 0.1}\n')
+    (run / name).write_bytes(content)
+    assert invoke(APA, ["diagnose", run, "--out", tmp_path / "diag"], "pixforge-apa") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{run / name} line {line} is not a log record" in err[0], err
+    assert not (tmp_path / "diag").exists() and {p.name for p in run.iterdir()} <= {"stats.jsonl", name}
+
+
+def test_a_run_of_another_tool_is_named(tmp_path, capsys):
+    """generate / export name the tool a run's config.json records (here pixforge-tsit's `arch.tool`)."""
+    run = tmp_path / "tsit-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"arch": {"tool": "pixforge-tsit", "format": 1}}))
+    for args in (["generate", run, "--out", tmp_path / "g"], ["export", run, "--out", tmp_path / "g.onnx"]):
+        assert invoke(APA, args, "pixforge-apa") == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"pixforge-apa: error: {run} is a pixforge-tsit run, not a StyleGAN2 run"
+    assert [p.name for p in tmp_path.iterdir()] == ["tsit-run"]
+
+
 def test_dataset_verb_and_init_of_another_resolution(images16, run, tmp_path, capsys):
     """`dataset` makes a 32-px NVlabs zip; training on it from the 16-px run's weights is refused in one line."""
     from pixforge.core.stylegan2.dataset import TrainingSet

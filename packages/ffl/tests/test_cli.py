@@ -140,6 +140,16 @@ def test_compare_bad_options_write_nothing(tmp_path, _cli):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", [0, -2])
+def test_compare_patch_factor_below_one(tmp_path, _cli, value):
+    """--patch-factor 0 or below names the flag and its range (it said the size was not divisible by it)."""
+    out = tmp_path / "cmp"
+    _assert_user_error(_cli("compare", "--out", str(out), "--size", "16", "--patch-factor", value),
+                       f"--patch-factor must be a whole number from 1 (the whole image) to --size 16, got {value}")
+    _assert_user_error(_cli("compare", "--out", str(out), "--seed", -1), "--seed must be at least 0, got -1")
+    assert not out.exists()
+
+
 def test_compare_resume_refuses_a_damaged_run_in_one_line(tmp_path, _cli):
     out = tmp_path / "cmp"
     for name in ("without_ffl", "with_ffl"):

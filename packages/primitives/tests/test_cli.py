@@ -1,4 +1,4 @@
-"""pixforge-primitives CLI: generate (workers, shards, formats), preview, spectrum-ssim, demo, bad input."""
+"""pixforge-primitives CLI: generate (workers, shards, formats), preview, spectrum-ssim, demo, dataset, bad input."""
 
 import json
 import subprocess
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from pixforge.core.datagen import read_images
+from pixforge.core.stylegan2.dataset import TrainingSet
 from pixforge.export.command import invoke
+from pixforge.export.images import write_image
 from pixforge.primitives.cli import Primitives
 
 
@@ -146,3 +148,27 @@ def test_spectrum_ssim_reads_grey_shards_as_their_luma(tmp_path):
     same = json.loads(cli.spectrum_ssim(str(tmp_path / "grey"), str(tmp_path / "grey-rgb"), size=16))
     other = json.loads(cli.spectrum_ssim(str(tmp_path / "grey"), str(tmp_path / "rgb"), size=16))
     assert same["real_images"] == 2 and same["spectrum_ssim"] == 1.0 and other["spectrum_ssim"] < 0.99
+
+
+def test_dataset_takes_tiff_images(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    for i, suffix in enumerate((".png", ".tif", ".tiff")):
+        write_image(photos / f"{i}{suffix}", np.full((20, 24, 3), 80 * i, np.uint8))
+    assert _in_process(capsys, "dataset", photos, tmp_path / "set.zip", "--res", 16)[0] == 0
+    written = TrainingSet(tmp_path / "set.zip")
+    assert [int(written.item(k)[0].float().mean()) for k in range(len(written))] == [0, 80, 160]
+
+
+@pytest.mark.parametrize("damage", ["not an image", "truncated"])
+def test_dataset_checks_every_image_before_writing(tmp_path, capsys, damage):
+    photos = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        write_image(photos / f"{i:02d}.png", rng.integers(0, 256, (20, 24, 3), dtype=np.uint8))
+    bad = photos / "05.png"
+    bad.write_bytes(b"not a png" if damage == "not an image" else bad.read_bytes()[:200])
+    for dest in ("set.zip", "set"):
+        code, err = _in_process(capsys, "dataset", photos, tmp_path / dest, "--res", 16)
+        lines = err.strip().splitlines()  # one line: no progress bar, the images were not started
+        assert code == 2 and len(lines) == 1 and f"{bad} is not a readable image" in lines[0], err
+    assert [p.name for p in tmp_path.iterdir()] == ["photos"]

@@ -81,11 +81,11 @@ def pretrained(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory) -> Path:
-    """8 random 16 x 16 images."""
+    """8 random 16 x 16 images (.png, .tif and .tiff files)."""
     folder = tmp_path_factory.mktemp("target")
     rng = np.random.default_rng(0)
     for i in range(8):
-        write_image(folder / f"{i}.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+        write_image(folder / f"{i}{('.png', '.tif', '.tiff')[i % 3]}", rng.integers(0, 256, (16, 16, 3), np.uint8))
     return folder
 
 
@@ -124,6 +124,7 @@ def test_pretrain_runs_end_to_end_on_generated_data(pretrained):
 def test_finetune_starts_from_the_pretrained_weights(pretrained, finetuned):
     options = json.loads((finetuned / "training_options.json").read_text())
     assert options["init"] == str(Checkpoints(pretrained / "checkpoints").latest())
+    assert options["num_images"] == 8  # the .tif and .tiff files too
     assert (options["cbase"], options["cmax"], options["map"], options["res"]) == (256, 32, 2, 16)
     assert options["freeze_d"] == 2 and options["cfg"] == "low_shot" and options["aug"] == "diffaug"
     before, after = latest(pretrained)["models"], latest(finetuned)["models"]
@@ -234,3 +235,15 @@ def test_bad_input_is_one_line_and_nothing_written(pretrained, target, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
     assert not any(out.iterdir())
+
+
+@pytest.mark.parametrize("given, inside", [("run", ""), ("run", "ft"), ("checkpoint", "")])
+def test_finetune_out_in_the_pretraining_run_is_refused(pretrained, target, capsys, given, inside):
+    before = sorted(pretrained.rglob("*"))
+    run = pretrained if given == "run" else max((pretrained / "checkpoints").glob("step-*.pt"))
+    out = pretrained / inside
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k not in ("cbase", "cmax", "map")]
+    assert invoke(Primitives, ["finetune", run, target, out, *options], TOOL) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--out {out} " in err[0] and f" {pretrained}" in err[0], err
+    assert sorted(pretrained.rglob("*")) == before

@@ -8,6 +8,7 @@ import pytest
 
 from pixforge.core.io import write_image
 from pixforge.export.command import invoke
+from pixforge.export.errors import PixforgeError
 from pixforge.singleimage.cli import SingleImage
 
 
@@ -59,6 +60,58 @@ def test_size_below_minimum_writes_nothing(cli, singan_run):
     _one_error_line(cli("sample", "--run", singan_run, "--size", "8x8"), "minimum 10x10")
     _one_error_line(cli("sample", "--run", singan_run, "--size", "axb"), "--size")
     assert {p.name for p in singan_run.iterdir()} == before
+
+
+def test_size_over_the_pixel_limit_writes_nothing(cli, tmp_path, singan_run):
+    """`sample` / `export` --size and `upscale`'s result are bounded by pixforge.export.sizing.MAX_PIXELS (4096 x 4096
+    in area): one line before anything is allocated or written (100000x100000 started allocating 40 GB)."""
+    from pixforge.singleimage.data import parse_size
+
+    before = {p.name for p in singan_run.iterdir()}
+    for verb, out in (("sample", tmp_path / "s"), ("export", tmp_path / "m.onnx")):
+        _one_error_line(cli(verb, "--run", singan_run, "--size", "100000x100000", "--out", out),
+                        "--size 100000x100000: too large", "at most 16,777,216 pixels (4096x4096)")
+    _one_error_line(cli("upscale", "--run", singan_run, "--factor", 1000, "--out", tmp_path / "u.png"),
+                    "enlarged x1000 gives 30000x40000: too large")
+    assert not any(tmp_path.iterdir()) and {p.name for p in singan_run.iterdir()} == before
+    assert parse_size("4096x4096") == (4096, 4096) and parse_size("1x16777216") == (1, 16777216)
+    with pytest.raises(PixforgeError, match="--size 4097x4096: too large"):
+        parse_size("4097x4096")
+
+
+@pytest.mark.parametrize("record, tool", [({"tool": "pixforge-dfvae"}, "pixforge-dfvae"),
+                                          ({"arch": {"tool": "pixforge-tsit", "format": 1}}, "pixforge-tsit")])
+def test_a_run_of_another_tool_is_named(cli, tmp_path, image_file, record, tool):
+    """Every verb that reads a run refuses one whose config.json names another tool (as dfvae and tsit record
+    themselves) in those words; it said the run was unfinished, or named an unknown method None."""
+    run = tmp_path / "other"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(record))
+    for args in (["sample"], ["metrics"], ["harmonize", image_file, image_file], ["edit", image_file, image_file],
+                 ["paint2image", image_file], ["upscale"], ["export", "--out", tmp_path / "m.onnx"]):
+        _one_error_line(cli(args[0], "--run", run, *args[1:]), f"{run} is a {tool} run, not a pixforge-singleimage run")
+    assert [p.name for p in tmp_path.iterdir()] == ["other"] and [p.name for p in run.iterdir()] == ["config.json"]
+
+
+def test_sample_draws_in_chunks(cli, tmp_path, singan_run, monkeypatch):
+    """Samples are drawn CHUNK at a time (memory bounded whatever --n): the same images as one batch, within one
+    grey level (batch size may change the float kernels), and grid.png holds the first GRID."""
+    import importlib
+
+    from PIL import Image
+
+    sample = importlib.import_module("pixforge.singleimage.sample")
+    assert cli("sample", "--run", singan_run, "--n", 5, "--out", tmp_path / "one").returncode == 0
+    monkeypatch.setattr(sample, "CHUNK", 2)
+    monkeypatch.setattr(sample, "GRID", 3)
+    assert cli("sample", "--run", singan_run, "--n", 5, "--out", tmp_path / "chunks").returncode == 0
+    for i in range(5):
+        one, chunked = (np.asarray(Image.open(tmp_path / d / f"sample-{i:04d}.png"), np.int16)
+                        for d in ("one", "chunks"))
+        assert np.abs(one - chunked).max() <= 1
+    h, w = np.asarray(Image.open(tmp_path / "one" / "sample-0000.png")).shape[:2]
+    grid = Image.open(tmp_path / "chunks" / "grid.png")
+    assert grid.size[0] < 4 * w and grid.size[1] < 2 * h  # 3 images in one row, not 5
 
 
 def test_sample_and_metrics(cli, tmp_path, singan_run):

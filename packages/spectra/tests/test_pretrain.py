@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from pixforge.core.nets.resnet import resnet
 from pixforge.export.command import invoke
+from pixforge.export.images import write_image
 from pixforge.spectra.cli import Spectra
 from pixforge.spectra.contrastive import MoCo, TwoViews, align_loss, info_nce_logits, uniform_loss
 from pixforge.spectra.pretrain import ContrastiveLoss, build_model, train
@@ -214,6 +215,19 @@ def test_bad_input_is_one_line_exit_2(tmp_path, labelled):
                         "--size", 32, "--gen-size", 32, "--steps", 2, "--batch", 4, "--queue", 16, "--device", "cpu",
                         "--quiet")
     assert code == 2 and "does not match this network" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("damage", ["not an image", "truncated"])
+def test_pretrain_checks_every_image_before_the_run_folder_exists(tmp_path, damage):
+    data = tmp_path / "data"
+    for i in range(4):
+        write_image(data / f"{i}.png", np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    bad = data / "2.png"
+    bad.write_bytes(b"not a png" if damage == "not an image" else bad.read_bytes()[:200])
+    code, err = run_cli("pretrain", "--data", data, "--out", tmp_path / "run", "--arch", "resnet18", "--size", 32,
+                        "--gen-size", 32, "--batch", 4, "--queue", 16, "--steps", 1, "--device", "cpu", "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"{bad} is not a readable image" in err, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_linear_eval_digits_end_to_end_beats_chance_and_writes_the_report(tmp_path):

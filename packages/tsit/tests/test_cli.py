@@ -101,6 +101,11 @@ def test_bad_translate_and_export_inputs(tmp_path, bad, ast_run, folders, cli):
     _one_error_line(cli("translate", tmp_path / "missing.png", "--run", ast_run, "--style", style, "--out",
                         tmp_path / "o"), "missing.png", "does not exist")
     _one_error_line(cli("export", bad / "other.pt", "--out", tmp_path / "m.onnx"), "not written by pixforge-tsit")
+    dfvae_run = tmp_path / "dfvae-run"
+    dfvae_run.mkdir()
+    (dfvae_run / "config.json").write_text('{"tool": "pixforge-dfvae"}')
+    _one_error_line(cli("export", dfvae_run, "--out", tmp_path / "m.onnx"),
+                    f"{dfvae_run} is a pixforge-dfvae run, not a pixforge-tsit run")
     _one_error_line(cli("export", ast_run, "--out", tmp_path / "m.onnx", "--code", "random"),
                     "--code random is for semantic-synthesis models with a VAE encoder")
     _one_error_line(cli("export", ast_run, "--out", tmp_path / "m.onnx", "--code", "zero"), "--code must be one of")

@@ -18,13 +18,15 @@ from pixforge.tsit.train import TASK_WEIGHTS, check_size, parse_size, train
 
 def test_short_training_lowers_the_generator_losses(tmp_path, folders, vgg_file, tiny):
     run = train(str(tmp_path / "run"), content=str(folders / "content"), style=str(folders / "style"), batch=2,
-                steps=24, vgg_weights=str(vgg_file), sample_every=100, ckpt_every=100, **tiny)
+                steps=48, vgg_weights=str(vgg_file), sample_every=100, ckpt_every=100, **tiny)
     records = read_metrics(run / "metrics.jsonl")
-    assert len(records) == 24 and all(r["g_vgg"] > 0 for r in records)
+    assert len(records) == 48 and all(r["g_vgg"] > 0 for r in records)
+    # feature matching + perceptual, over a quarter of the run at each end: 24 steps were too few (the last 6
+    # steps' mean 0.87 vs the first 6's 0.85 with AVX2 / AVX-512 kernels); here 0.97 -> 0.73 on all three
     g = [r["g_feat"] + r["g_vgg"] for r in records]
-    assert np.mean(g[-6:]) < np.mean(g[:6])  # feature matching + perceptual
+    assert np.mean(g[-12:]) < np.mean(g[:12])
     d = [r["d_real"] + r["d_fake"] for r in records]
-    assert abs(d[0] - 2.0) < 0.1 and np.mean(d[-6:]) < 2.0  # hinge starts at ~2 and D learns
+    assert abs(d[0] - 2.0) < 0.1 and np.mean(d[-12:]) < 2.0  # hinge starts at ~2 and D learns
     assert all(np.isfinite(list(r.values())[2:]).all() for r in records)
 
 

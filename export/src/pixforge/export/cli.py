@@ -26,6 +26,7 @@ from pixforge.export.jobs import execute, plan
 from pixforge.export.metadata import TensorSpec
 from pixforge.export.pipeline import Pipeline, image_channels
 from pixforge.export.session import PROG, Session, open_session
+from pixforge.export.sizing import check_pixels
 
 
 class Runtime:
@@ -133,7 +134,9 @@ class Runtime:
             model: the exported .onnx file.
             device: auto, cpu, cuda or cuda:N.
             batch_sizes: batch sizes to measure, e.g. 1,4,16.
-            size: image size, an int or HxW (default: the model's fixed size, else 256).
+            size: an int or HxW: the image size (default: the model's fixed input size, which --size may not
+                change, else 256), or a generator's sample size, by its size rule as `run --size` (default: its
+                export-time size); at most 4096x4096 pixels.
             warmup: untimed calls before timing.
             iters: timed calls per batch size.
             threads: CPU threads per operator (default: all cores).
@@ -150,7 +153,7 @@ class Runtime:
         extra = {s.name: rng.integers(0, 256, (*(s.size or hw), image_channels(s)), dtype=np.uint8)
                  for s in session.meta.image_inputs[1:] if not s.paired}
         paired = [s for s in session.meta.image_inputs[1:] if s.paired]  # random arrays per batch, below
-        pipe = Pipeline(session, images=extra)
+        pipe = Pipeline(session, images=extra, size=None if session.meta.image_inputs else hw)
         if pipe.primary is not None:
             hw = pipe.network_size(hw)
         if not json:
@@ -171,12 +174,12 @@ class Runtime:
                 times.append(time.perf_counter() - start)
             median, p90 = float(np.median(times)), float(np.percentile(times, 90))
             row = {"name": session.path.stem, "device": session.provider, "batch": n,
-                   "size": list(hw) if pipe.primary else None, "median_ms": round(median * 1e3, 3),
+                   "size": list(hw) if hw else None, "median_ms": round(median * 1e3, 3),
                    "p90_ms": round(p90 * 1e3, 3), "items_per_s": round(n / median, 2)}
             if json:
                 print(jsonlib.dumps(row), flush=True)
             else:
-                size_text = f"{hw[0]}x{hw[1]}" if pipe.primary else "-"
+                size_text = f"{hw[0]}x{hw[1]}" if hw else "-"
                 print(f"{session.provider:<24} {n:>5} {size_text:>9} {row['median_ms']:>10.2f} "
                       f"{row['p90_ms']:>9.2f} {row['items_per_s']:>10.1f}", flush=True)
 
@@ -217,18 +220,22 @@ def _number(value: Any, name: str) -> float:
     return number
 
 
-def _bench_size(session: Session, size: Any) -> tuple[int, int]:
-    """--size as (H, W): an int, "HxW" or a pair; default the model's fixed size, its graph's dims, else 256."""
-    if size is None:
-        primary = session.meta.image_inputs[0] if session.meta.image_inputs else None
-        if primary is None:
-            return 0, 0
-        shape = session.inputs[primary.name].shape
-        dims = shape[2:4] if primary.layout == "NCHW" else shape[1:3]
-        if primary.size is None and len(shape) == 4 and all(isinstance(d, int) for d in dims):
-            return int(dims[0]), int(dims[1])
-        return primary.size or (256, 256)
-    return parse_size(size)
+def _bench_size(session: Session, size: Any) -> tuple[int, int] | None:
+    """--size as (H, W): an int, "HxW" or a pair, at most MAX_PIXELS. A model with image inputs: default its fixed
+    input size (its metadata's, else its graph's dims), which --size may not change, else 256. A generator: None
+    (its export-time size) unless given; its size rule is applied by `Pipeline`."""
+    asked = None if size is None else check_pixels(parse_size(size))
+    primary = session.meta.image_inputs[0] if session.meta.image_inputs else None
+    if primary is None:
+        return asked
+    shape = session.inputs[primary.name].shape
+    dims = shape[2:4] if primary.layout == "NCHW" else shape[1:3]
+    graph = tuple(dims) if len(shape) == 4 and all(isinstance(d, int) for d in dims) else None
+    fixed = primary.size or graph
+    if asked and fixed and asked != tuple(fixed):
+        raise PixforgeError(f"--size {asked[0]}x{asked[1]}: the input size of {session.path} is fixed at "
+                            f"{fixed[0]}x{fixed[1]}; drop --size")
+    return asked or fixed or (256, 256)
 
 
 def _describe(spec: TensorSpec) -> str:

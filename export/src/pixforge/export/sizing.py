@@ -15,7 +15,9 @@ that can draw other sizes also stores the rule that maps an output size (H, W) t
 * `min`: `[H, W]`, the smallest output size the model accepts;
 * `default`: `[H, W]`, the export-time size (the one the fixed noise shapes give).
 
-Only the spatial dimensions (the last two) of each noise shape change; the channel and batch entries stay.
+Only the spatial dimensions (the last two) of each noise shape change; the channel and batch entries stay. An
+output size over `MAX_PIXELS` (4096 x 4096) is refused whatever the rule: `check_pixels`, also what the tools' own
+`--size` flags use.
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ from pixforge.export.errors import PixforgeError
 
 RULES = ("divide", "pyramid")
 ROUNDINGS = ("half-even",)
+MAX_SIDE = 4096
+MAX_PIXELS = MAX_SIDE * MAX_SIDE  # the largest image a --size may ask for: 16.8 megapixels, 200 MB as float32 RGB
+
+
+def check_pixels(size: tuple[int, int], flag: str = "--size") -> tuple[int, int]:
+    """`size` (H, W) unless its area is over MAX_PIXELS: then a PixforgeError naming `flag`, before anything is
+    allocated (a typo such as 100000x100000 would ask for tens of gigabytes per tensor)."""
+    h, w = size
+    if h * w > MAX_PIXELS:
+        raise PixforgeError(f"{flag} {h}x{w}: too large, an image may have at most {MAX_PIXELS:,} pixels "
+                            f"({MAX_SIDE}x{MAX_SIDE})")
+    return size
 
 
 def divide_sizes(factor: int, size: tuple[int, int], count: int = 1) -> list[tuple[int, int]]:
@@ -71,9 +85,9 @@ def check_rule(rule: Any, noise_inputs: int, where: str) -> dict[str, Any]:
 def noise_sizes(rule: dict[str, Any], size: tuple[int, int], noise_inputs: int, where: str = "the model",
                 flag: str = "--size") -> list[tuple[int, int]]:
     """The (h, w) of each of the `noise_inputs` noise inputs for an output of `size` (H, W), by the stored rule;
-    a size below the rule's minimum, or not a multiple of its factor, is a PixforgeError."""
+    a size below the rule's minimum, over MAX_PIXELS, or not a multiple of its factor, is a PixforgeError."""
     rule = check_rule(rule, noise_inputs, where)
-    h, w = int(size[0]), int(size[1])
+    h, w = check_pixels((int(size[0]), int(size[1])), flag)
     low = rule["min"]
     if h < low[0] or w < low[1]:
         raise PixforgeError(f"{flag} {h}x{w} is below the minimum {low[0]}x{low[1]} of {where}")

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pixforge.core.distributed import is_main, unwrap
+from pixforge.export.errors import PixforgeError
 
 
 class EMA(torch.nn.Module):
@@ -105,14 +106,27 @@ def _tensorboard_writer(directory: str | Path):
     return SummaryWriter(str(directory))
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Read `metrics.jsonl` back (a line cut off by a kill is skipped)."""
+def read_metrics(path: str | Path, fields: dict[str, type | tuple[type, ...]] | None = None) -> list[dict[str, Any]]:
+    """Read a JSON-lines log (`metrics.jsonl`, `stats.jsonl`) back: one JSON object per line, each holding `fields`
+    (name -> type). A last line without its newline (still being written, or cut off by a kill) is skipped; any
+    other line that is not such a record is a PixforgeError naming the file and the line."""
     records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+    data = Path(path).read_bytes()
+    lines = data.splitlines()
+    if lines and not data.endswith(b"\n"):
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
+        try:
+            record = json.loads(line)
+        except ValueError:  # not JSON, or not UTF-8
+            record = None
+        if not isinstance(record, dict) or not all(isinstance(record.get(k), t) for k, t in (fields or {}).items()):
+            needs = f" with {' and '.join(fields)}" if fields else ""
+            raise PixforgeError(f"{path} line {number} is not a log record (a JSON object{needs}): the file is "
+                                "damaged; repair or delete that line")
+        records.append(record)
     return records
 
 

@@ -55,6 +55,13 @@ class RunDir:
             raise PixforgeError(f"{self.config} does not hold a run's options (a JSON object)")
         return saved
 
+    def check_tool(self, tool: str) -> None:
+        """Refuse, before any work, a run whose config.json names another tool than `tool` (`recorded_tool`); a run
+        that names none passes (not every tool records itself): the caller's own checks follow."""
+        other = recorded_tool(self.saved_config()) if self.has_run() else None
+        if other not in (None, tool):
+            raise PixforgeError(f"{self.path} is a {other} run, not a {tool} run")
+
     def start(self, config: dict[str, Any], resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Create (or re-open with `resume`) the run; returns the config in force.
 
@@ -80,9 +87,9 @@ class RunDir:
             if not self.has_run():
                 raise PixforgeError(f"--resume: {self.path} is not a run directory (no config.json)")
             saved = self.saved_config()
-            if "tool" in config and saved.get("tool") != config["tool"]:
-                raise PixforgeError(f"--resume: {self.path} is a run of {saved.get('tool') or 'another tool'}, not "
-                                    f"of {config['tool']}")
+            if "tool" in config and (other := recorded_tool(saved)) != config["tool"]:
+                what = f"a {other} run" if other else "a run of another tool"
+                raise PixforgeError(f"--resume: {self.path} is {what}, not a {config['tool']} run")
             if moved := [k for k in self.fixed if k in config and saved.get(k) != config[k]]:
                 was = ", ".join(f"{k} {saved.get(k)!r} (now {config[k]!r})" for k in moved)
                 raise PixforgeError(f"--resume: {self.path} was started with {was}; these cannot change when a run "
@@ -103,6 +110,13 @@ class RunDir:
             folder.mkdir(parents=True, exist_ok=True)
         write_text(self.config, json.dumps(config, indent=2, sort_keys=True, default=str))
         return config
+
+
+def recorded_tool(config: dict[str, Any]) -> str | None:
+    """The tool a run's options name: their `tool` (as pixforge-dfvae records it), else their architecture record's
+    (`arch.tool`, pixforge-tsit); None when they name none."""
+    arch = config.get("arch")
+    return config.get("tool") or (arch.get("tool") if isinstance(arch, dict) else None)
 
 
 def setup_logging(log_file: Path | None = None, level: int = logging.INFO) -> logging.Logger:

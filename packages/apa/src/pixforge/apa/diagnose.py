@@ -24,16 +24,16 @@ SERIES = {"p": "augment/p", "lambda_r": "signs/real", "D(real)": "scores/real", 
 def read_run(run: str | Path) -> dict[str, Any]:
     """The series of a run: kimg and each of SERIES per tick, and each metric's (kimg, value) points."""
     run = Path(run)
-    records = read_metrics(require_file(run / "stats.jsonl", "run log"))
+    records = read_metrics(require_file(run / "stats.jsonl", "run log"), {"kimg": (int, float)})
     if not records:
         raise PixforgeError(f"{run / 'stats.jsonl'} holds no tick yet: let the run reach its first tick")
-    series: dict[str, Any] = {"kimg": [r.get("kimg") for r in records]}
+    series: dict[str, Any] = {"kimg": [r["kimg"] for r in records]}
     for name, key in SERIES.items():
         series[name] = [_number(r.get(key)) for r in records]
     series["metrics"] = {}
     for path in sorted(run.glob("metric-*.jsonl")):
-        for record in read_metrics(path):
-            for key, value in record.get("results", {}).items():
+        for record in read_metrics(path, {"kimg": (int, float), "results": dict}):
+            for key, value in record["results"].items():
                 if key.startswith("num_"):
                     continue
                 series["metrics"].setdefault(key, []).append((record["kimg"], _number(value)))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from pixforge.core.checkpoint import Checkpoints, load_release, read_checkpoint
+from pixforge.core.rundir import recorded_tool
 from pixforge.dfvae.nets import DFVAE, DFVAEConfig
 from pixforge.export.errors import PixforgeError
 
@@ -55,8 +56,7 @@ def check_record(record, source: str | Path) -> None:
     """Refuse a record of another tool (or none)."""
     if not isinstance(record, dict):
         raise PixforgeError(f"{source} is not a pixforge-dfvae model (no config)")
-    arch = record.get("arch", record)
-    tool = record.get("tool") or (arch.get("tool") if isinstance(arch, dict) else None)
+    arch, tool = record.get("arch", record), recorded_tool(record)
     if tool is not None and tool != TOOL:
         raise PixforgeError(f"{source} was written by {tool}, not {TOOL}: give a pixforge-dfvae run")
     if tool is None and not (isinstance(arch, dict) and {"resolution", "appearance_dim"} <= set(arch)):

@@ -173,7 +173,10 @@ def _check(config: dict[str, Any], threads: int | None) -> None:
         check_size(size)
     except ValueError as err:
         raise PixforgeError(f"--size {size}: {err}") from None
-    if patch_factor < 1 or size % patch_factor:
+    if patch_factor < 1:
+        raise PixforgeError(f"--patch-factor must be a whole number from 1 (the whole image) to --size {size}, got "
+                            f"{patch_factor}")
+    if size % patch_factor:
         raise PixforgeError(f"--size {size} is not divisible by --patch-factor {patch_factor}")
     if transform not in TRANSFORMS:
         raise PixforgeError(f"--transform {transform!r}: choose one of {', '.join(TRANSFORMS)}")
@@ -181,7 +184,7 @@ def _check(config: dict[str, Any], threads: int | None) -> None:
         raise PixforgeError(f"--ffl-weight must be positive (the run without FFL uses 0), got {config['ffl_weight']}")
     if config["lr"] <= 0:
         raise PixforgeError(f"--lr must be positive, got {config['lr']}")
-    for name in ("kl_weight", "alpha", "workers"):
+    for name in ("kl_weight", "alpha", "workers", "seed"):
         if config[name] < 0:
             raise PixforgeError(f"--{name.replace('_', '-')} must be at least 0, got {config[name]}")
     for name in ("steps", "batch", "eval_images", "width", "latent", "ckpt_every", "sample_every", "keep_last"):

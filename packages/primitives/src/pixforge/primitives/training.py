@@ -22,6 +22,7 @@ import torch
 
 from pixforge.core.stylegan2.train import init_file, train_verb
 from pixforge.export.errors import PixforgeError
+from pixforge.export.options import check_outside
 from pixforge.primitives.models import NAMES, Synthesizer, get
 
 LENGTH = 2**31 - 1  # nominal size: sample i is image i, so a run never repeats an image
@@ -147,7 +148,9 @@ def finetune(*args: Any, **kwargs: Any) -> Path:
     bound = finetune.__signature__.bind(*args, **kwargs)
     bound.apply_defaults()
     options = dict(bound.arguments)
-    init = init_file(options.pop("run"), "--run")
+    run = options.pop("run")
+    init = init_file(run, "--run")
+    check_outside(options["out"], [run, init], "--out", holding=True)  # nor a run nested in the pretraining run
     g = pretrained_generator(init)
     synthesis = g.get("synthesis_kwargs", {})
     inherited = {"res": g["img_resolution"], "cbase": synthesis.get("channel_base", 32768),

@@ -25,6 +25,7 @@ import torch
 from pixforge.core.cli import output_file
 from pixforge.core.io import image_to_tensor, read_image, tensor_to_image, write_image
 from pixforge.export.errors import PixforgeError
+from pixforge.export.sizing import check_pixels
 from pixforge.singleimage.data import load_image, resize
 from pixforge.singleimage.sample import load_model
 
@@ -167,7 +168,8 @@ def upscale(run: str, image: str | None = None, factor: float | None = None, out
             overwrite: bool = False) -> Path:
     """Enlarge IMAGE (default: the run's training image at its training size) by --factor -> --out (default
     RUN/upscale.png). SinGAN: the finest generator applied repeatedly (factor default 4, as the SinGAN paper);
-    PetsGAN: DIPNet's x downscale restoration (the only factor it has)."""
+    PetsGAN: DIPNet's x downscale restoration (the only factor it has). The result may have at most 4096x4096 pixels
+    in area."""
     model = load_model(run)
     if image is None:
         image = json.loads((Path(run) / "config.json").read_text()).get("image", "")
@@ -178,8 +180,11 @@ def upscale(run: str, image: str | None = None, factor: float | None = None, out
         factor = 4.0 if factor is None else factor
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 1:
             raise PixforgeError(f"--factor must be a number > 1, got {factor!r}")
-        target = _out(run, out, "upscale", overwrite, image)
-        return _write(target, singan_upscale(model, picture, float(factor)))
-    if factor not in (None, model.factor):
+    elif factor in (None, model.factor):
+        factor = model.factor
+    else:
         raise PixforgeError(f"--factor must be {model.factor} for this PetsGAN run (DIPNet's factor), got {factor!r}")
-    return _write(_out(run, out, "upscale", overwrite, image), petsgan_dipnet(model, picture))
+    check_pixels(tuple(round(d * factor) for d in picture.shape[-2:]), f"{image} enlarged x{factor:g} gives")
+    target = _out(run, out, "upscale", overwrite, image)
+    enlarged = singan_upscale(model, picture, float(factor)) if _is_singan(model) else petsgan_dipnet(model, picture)
+    return _write(target, enlarged)

@@ -10,7 +10,7 @@ from pixforge.singleimage.compare import compare
 from pixforge.singleimage.demo import demo
 from pixforge.singleimage.export import export
 from pixforge.singleimage.metrics import metrics
-from pixforge.singleimage.sample import sample
+from pixforge.singleimage.sample import TOOL, sample
 from pixforge.singleimage.train import train
 
 
@@ -30,7 +30,7 @@ class SingleImage:
 
 
 def main() -> None:
-    run(SingleImage, name="pixforge-singleimage")
+    run(SingleImage, name=TOOL)
 
 
 if __name__ == "__main__":

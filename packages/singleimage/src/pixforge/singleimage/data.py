@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from pixforge.core.io import image_to_tensor, read_image
 from pixforge.export.errors import PixforgeError
+from pixforge.export.sizing import check_pixels
 
 
 def load_image(path: str | Path) -> torch.Tensor:
@@ -31,7 +32,8 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def parse_size(size: str | int | tuple | list | None, what: str = "--size") -> tuple[int, int] | None:
-    """'HxW', 'H,W', an int (square) or a pair -> (H, W); None stays None."""
+    """'HxW', 'H,W', an int (square) or a pair -> (H, W), at most `pixforge.export.sizing.MAX_PIXELS` in area;
+    None stays None."""
     if size is None:
         return None
     try:
@@ -47,7 +49,7 @@ def parse_size(size: str | int | tuple | list | None, what: str = "--size") -> t
         raise PixforgeError(f"{what} must be HxW (e.g. 64x96) or one integer, got {size!r}") from None
     if h < 1 or w < 1:
         raise PixforgeError(f"{what} must be positive, got {size!r}")
-    return h, w
+    return check_pixels((h, w), what)
 
 
 def ceil_scale(size: int, scale: float) -> int:

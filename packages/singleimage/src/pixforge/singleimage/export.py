@@ -182,7 +182,8 @@ def export(run: str, out: str = "model.onnx", size: str | None = None, check: bo
            quiet: bool = False, fp16: bool = False) -> Path:
     """Export the sampler of the finished run --run to the ONNX file --out: noise inputs only (PetsGAN: one layout
     noise; SinGAN: one per scale), dynamic batch and spatial size, pixforge metadata whose noise shapes give --size
-    HxW (default: the training size; PetsGAN: multiples of its --downscale) and the rule for any other size.
+    HxW (default: the training size; PetsGAN: multiples of its --downscale; at most 4096x4096 pixels in area) and the
+    rule for any other size.
     Checked against PyTorch with onnxruntime at --size and at a 1.5x wider size (--nocheck: skip); tolerance 1e-3,
     PetsGAN 1e-2 (its patch matching is ill-conditioned). --fp16: a half-precision graph (float16 weights;
     PetsGAN's patch matching stays float32), checked against the float32 sampler at tolerance 5e-2. Draw samples

@@ -5,16 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from pixforge.core.checkpoint import load_release
 from pixforge.core.cli import output_dir, require_dir
 from pixforge.core.io import save_grid, tensor_to_image, write_image
+from pixforge.core.rundir import RunDir
 from pixforge.export.errors import PixforgeError
 from pixforge.singleimage.data import parse_size
 
+TOOL = "pixforge-singleimage"
+CHUNK = 16  # samples drawn (and refined) at a time
+GRID = 36  # samples shown in grid.png
+
 
 def load_model(run: str | Path):
-    """The trained generator of a finished run (its release weights), whatever its method."""
-    require_dir(run, "--run")
+    """The trained generator of a finished run (its release weights), whatever its method; a run of another tool is
+    refused naming that tool."""
+    RunDir(require_dir(run, "--run")).check_tool(TOOL)
     if not (Path(run) / "model.json").is_file():
         raise PixforgeError(f"{run} is not a finished run (no model.json yet): continue it with "
                             "`pixforge-singleimage train ... --resume`")
@@ -57,12 +65,13 @@ def _post_processing(run: str | Path, model, refine: bool, hr: bool, vgg: str | 
 def sample(run: str, n: int = 36, size: str | None = None, out: str | None = None, seed: int = 0,
            grid: bool = True, refine: bool = False, hr: bool = False, vgg: str | None = None,
            overwrite: bool = False) -> Path:
-    """Write N samples of the finished run RUN as sample-0000.png ... (and grid.png) into --out (default
-    RUN/generated-HxW). --size HxW (default: the training size) may have another aspect; sample i is a function of
-    (--seed, i) alone. PetsGAN only, the official post-processing (not in the paper): --refine, TTSR refinement of
-    each sample against the training image (11 x 11 windows; needs --vgg FILE, torchvision VGG19 weights, else the
-    run's own --vgg); --hr, the run's hrnet stage (trained with --hr-factor: the output is that factor larger),
-    after a refinement against the image and its mirror (31 x 31 windows) when --refine is given too (official)."""
+    """Write N samples of the finished run RUN as sample-0000.png ... (and grid.png, the first 36) into --out (default
+    RUN/generated-HxW). --size HxW (default: the training size; at most 4096x4096 pixels in area) may have another
+    aspect; sample i is a function of (--seed, i) alone. PetsGAN only, the official post-processing (not in the
+    paper): --refine, TTSR refinement of each sample against the training image (11 x 11 windows; needs --vgg FILE,
+    torchvision VGG19 weights, else the run's own --vgg); --hr, the run's hrnet stage (trained with --hr-factor: the
+    output is that factor larger), after a refinement against the image and its mirror (31 x 31 windows) when
+    --refine is given too (official)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise PixforgeError(f"--n must be a positive integer, got {n!r}")
     hw = parse_size(size)
@@ -76,13 +85,17 @@ def sample(run: str, n: int = 36, size: str | None = None, out: str | None = Non
     up = model.hr_factor if hr else 1
     name = f"generated-{final[0] * up}x{final[1] * up}" + ("-refined" if refine else "")
     folder = output_dir(out or Path(run) / name, overwrite=overwrite)
-    images = model.sample(n, hw, seed=seed)
-    if refine or hr:
-        from pixforge.singleimage.highres import refine_and_upscale
+    shown = []
+    for first in range(0, n, CHUNK):  # memory bounded by CHUNK samples whatever --n
+        images = model.sample(min(CHUNK, n - first), hw, seed=seed, first=first)
+        if refine or hr:
+            from pixforge.singleimage.highres import refine_and_upscale
 
-        images = refine_and_upscale(model, images, refiner, hr)
-    for i, image in enumerate(tensor_to_image(images)):
-        write_image(folder / f"sample-{i:04d}.png", image)
+            images = refine_and_upscale(model, images, refiner, hr)
+        for i, image in enumerate(tensor_to_image(images), start=first):
+            write_image(folder / f"sample-{i:04d}.png", image)
+        shown += [images[:GRID - first]] if first < GRID else []
     if grid:
-        save_grid(images, folder / "grid.png", nrow=min(n, 6))
+        shown = torch.cat(shown)
+        save_grid(shown, folder / "grid.png", nrow=min(len(shown), 6))
     return folder

@@ -300,14 +300,14 @@ class ModelImages(torch.utils.data.Dataset):
 
 
 class FolderImages(torch.utils.data.Dataset):
-    """The images of a folder (files read per item) or of npz / tar shards (held in memory), each resized to cover
-    `gen_size` x `gen_size` and centre-cropped."""
+    """The images of a folder (headers checked here, files read per item) or of npz / tar shards (held in memory),
+    each resized to cover `gen_size` x `gen_size` and centre-cropped."""
 
     kind = "folder"
 
     def __init__(self, path: Path, gen_size: int, seed: int):
         from pixforge.core.datagen import read_images
-        from pixforge.export.images import list_images
+        from pixforge.export.images import list_images, probe_image
 
         self.gen_size = gen_size
         shards = sorted(path.glob("shard-*.npz")) + sorted(path.glob("shard-*.tar"))
@@ -316,6 +316,8 @@ class FolderImages(torch.utils.data.Dataset):
             count = len(self.images)
         else:
             self.files, self.images = list_images(path), None
+            for file in self.files:  # headers (PNGs: checksums): an unreadable image fails before the run exists
+                probe_image(file)
             count = len(self.files)
         if count == 0:
             raise PixforgeError(f"--data {path} holds no images")

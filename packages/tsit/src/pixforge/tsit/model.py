@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from pixforge.core.checkpoint import Checkpoints, load_release, read_checkpoint
+from pixforge.core.rundir import RunDir
 from pixforge.export.errors import PixforgeError
 from pixforge.tsit.nets import INFERENCE, ConvEncoder, TSITGenerator
 
@@ -98,6 +99,8 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> Trained:
     path = Path(path)
     if not path.exists():
         raise PixforgeError(f"--run {path} does not exist")
+    if path.is_dir():
+        RunDir(path).check_tool(TOOL)  # a run of another tool is named as one
     if path.is_dir() and (path / "generator.safetensors").is_file():
         state, arch = load_release(path, "generator")
         arch = check_arch(arch, path / "generator.json")

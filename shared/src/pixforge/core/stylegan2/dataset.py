@@ -29,11 +29,10 @@ from PIL import Image
 
 from pixforge.export.atomic import atomic_path, umask
 from pixforge.export.errors import PixforgeError
-from pixforge.export.images import DECODE_ERRORS
+from pixforge.export.images import DECODE_ERRORS, IMAGE_SUFFIXES
 
-__all__ = ["TrainingSet", "make_dataset", "IMAGE_EXTENSIONS", "TRANSFORMS"]
+__all__ = ["TrainingSet", "make_dataset", "TRANSFORMS"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TRANSFORMS = ("center-crop", "center-crop-wide", "resize", "pad")
 LABELS_FILE = "dataset.json"
 GREY_MODES = ("L", "1", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # what make_dataset keeps as 1 channel
@@ -64,9 +63,9 @@ class _Source:
             raise PixforgeError(f"{what} {path} is neither a folder nor a .zip file")
         names = [n for n in names if not any(part.startswith(".") for part in PurePosixPath(n).parts)]
         self.has_labels_file = LABELS_FILE in names
-        self.names = sorted(n for n in names if PurePosixPath(n).suffix.lower() in IMAGE_EXTENSIONS)
+        self.names = sorted(n for n in names if PurePosixPath(n).suffix.lower() in IMAGE_SUFFIXES)
         if not self.names:
-            raise PixforgeError(f"{what} {path} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+            raise PixforgeError(f"{what} {path} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
 
     def zip(self) -> zipfile.ZipFile:
         # one handle per process: DataLoader workers forked from a parent must not share its file offset
@@ -101,12 +100,15 @@ class _Source:
         with fh:
             yield fh
 
-    def probe(self, name: str) -> tuple[int, int, str]:
-        """(width, height, PIL mode) from the image header."""
+    def probe(self, name: str, verify: bool = False) -> tuple[int, int, str]:
+        """(width, height, PIL mode) from the image header; `verify`: PNG checksums checked too (reads the file)."""
         with self.open(name) as fh:
             try:
                 with Image.open(fh) as img:
-                    return img.width, img.height, _mode(img)
+                    found = img.width, img.height, _mode(img)
+                    if verify:
+                        img.verify()
+                    return found
             except READ_ERRORS as err:
                 raise _unreadable(self.where(name), err) from None
 
@@ -445,7 +447,8 @@ def make_dataset(source: str | os.PathLike, dest: str | os.PathLike, resolution:
         if missing:
             raise PixforgeError(f"the labels of {source} have no entry for {src.where(missing[0])}"
                                 + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
-    grey = all(src.probe(n)[2] in GREY_MODES for n in names)
+    modes = [src.probe(n, verify=True)[2] for n in names]  # every image checked before anything is written
+    grey = all(mode in GREY_MODES for mode in modes)
 
     def images() -> Iterator[tuple[str, bytes]]:
         from tqdm.auto import tqdm

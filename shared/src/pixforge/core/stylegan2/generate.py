@@ -16,6 +16,7 @@ import torch
 
 from pixforge.core.checkpoint import Checkpoints, load_release, read_checkpoint
 from pixforge.core.nets.stylegan2 import Generator
+from pixforge.core.rundir import RunDir
 from pixforge.export.errors import PixforgeError
 
 
@@ -23,6 +24,8 @@ def load_generator(run: str | Path, device: torch.device | str = "cpu") -> tuple
     """G_ema of a run directory (release weights, else the newest checkpoint) or of a checkpoint file, and the
     generator's constructor arguments."""
     run = Path(run)
+    if run.is_dir():
+        RunDir(run).check_tool("StyleGAN2")  # a run of pixforge-tsit or -dfvae is named as one
     if run.is_file():
         state = read_checkpoint(run)
         kwargs, weights = _checkpoint_kwargs(state, run), state["models"]["G_ema"]
