@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-g", type=int, default=8)
     parser.add_argument("--downscale", type=int, default=4)
     parser.add_argument("--prior-model", help="a pixforge-core StyleGAN2 run or checkpoint (form petsgan-sg2)")
-    parser.add_argument("--inception", help="InceptionV3 FID weights: adds SIFID")
+    parser.add_argument("--inception", help="InceptionV3 weights (torchvision's as official SIFID, or FID's): SIFID")
     parser.add_argument("--n", type=int, default=16, help="samples scored per run")
     parser.add_argument("--grid-samples", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
