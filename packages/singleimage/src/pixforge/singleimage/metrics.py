@@ -91,8 +91,8 @@ def metrics(run: str, n: int = 16, seed: int = 0, inception: str | None = None, 
             overwrite: bool = False) -> dict:
     """Score N samples (seed --seed) of the finished run RUN at the training size against its training image:
     pixel diversity, patch SWD, and SIFID with --inception WEIGHTS (InceptionV3: torchvision's ImageNet file, as
-    official SIFID, or the FID file); writes
-    RUN/metrics.json (or --out FILE.json; an existing one with --overwrite) and returns the scores."""
+    official SIFID, or the FID file); writes RUN/metrics.json (or --out FILE.json; an existing one with --overwrite)
+    and returns the scores."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise PixforgeError(f"--n must be an integer >= 2, got {n!r}")
     if inception is not None and not Path(inception).is_file():
