@@ -222,9 +222,9 @@ def _annotation(p: inspect.Parameter) -> str:
 
 
 def _is_switch(p: inspect.Parameter) -> bool:
-    annotation = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+    annotation = _annotation(p)
     if annotation:
-        return annotation.replace(" ", "") in ("bool", "bool|None")
+        return annotation in ("bool", "bool|None")
     return isinstance(p.default, bool)
 
 

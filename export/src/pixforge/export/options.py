@@ -10,6 +10,8 @@ from typing import Any
 
 from pixforge.export.errors import PixforgeError
 
+RECORDS = (".safetensors", ".pt", ".pth", ".pkl", ".json", ".jsonl", ".npy", ".npz")  # a run's records: never replaced
+
 
 def whole_number(flag: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
     """`value` of `flag` if it is a whole number in [minimum, maximum], else a PixforgeError naming the flag."""
@@ -76,5 +78,3 @@ def check_not_replacing(out: str | os.PathLike, inputs: Iterable[str | os.PathLi
             raise PixforgeError(f"{flag} {out} would replace {target.name}, a record of the input folder {given}: "
                                 "choose another path")
 
-
-RECORDS = (".safetensors", ".pt", ".pth", ".pkl", ".json", ".jsonl", ".npy", ".npz")

@@ -28,14 +28,15 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpe
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
 
+CRF_CODECS = ("libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1")
+PRESET_CODECS = ("libx264", "libx264rgb", "libx265")
+
 
 def check_preset(preset: str) -> str:
     """A tool's `--preset` (libx264's), checked before any work: a PixforgeError listing the presets."""
     if preset not in X264_PRESETS:
         raise PixforgeError(f"--preset {preset!r} is not a libx264 preset: choose one of {', '.join(X264_PRESETS)}")
     return preset
-CRF_CODECS = ("libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1")
-PRESET_CODECS = ("libx264", "libx264rgb", "libx265")
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
