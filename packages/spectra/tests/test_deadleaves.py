@@ -15,7 +15,8 @@ def direct_leaves(r: np.random.Generator, size: int, kinds: tuple[int, ...], cou
     radius = np.maximum((dl.R_LIST[r_i] * size).astype(np.int64), 1).astype(np.float64)
     centre = r.uniform(0, size, (count, 2)).astype(np.int32).astype(np.float64)
     theta, corner = r.uniform(0, 2 * np.pi, count), r.uniform(0, 0.5 * np.pi, count)
-    angles = np.sort(r.uniform(0, 2 * np.pi, (count, 4)), axis=1)
+    draws = r.uniform(0, 2 * np.pi, (count, 4))
+    angles = np.sort(draws, axis=1)
     texture = r.integers(0, max(textures, 1), count)
     h = np.trunc(radius * np.sqrt(2) / 2)
     square = np.stack([-h, -h, h, -h, h, h, -h, h], 1).reshape(count, 4, 2)
@@ -24,7 +25,8 @@ def direct_leaves(r: np.random.Generator, size: int, kinds: tuple[int, ...], cou
     rx, ry = np.trunc(radius * np.cos(corner)), np.trunc(radius * np.sin(corner))
     rect = np.stack([rx, ry, rx, -ry, -rx, -ry, -rx, ry], 1).reshape(count, 4, 2)
     circle = lambda a: np.stack([radius[:, None] * np.cos(a), radius[:, None] * np.sin(a)], -1)  # noqa: E731
-    triangle = circle(np.concatenate([angles[:, :3], angles[:, 2:3]], 1))
+    three = np.sort(draws[:, :3], axis=1)  # official: sorted(uniform(0, 2 pi, 3)) for a triangle
+    triangle = circle(np.concatenate([three, three[:, 2:3]], 1))
     poly = np.select([kind[:, None, None] == k for k in (dl.SQUARE, dl.ORIENTED, dl.RECTANGLE, dl.TRIANGLE, dl.QUAD)],
                      [square, oriented, rect, triangle, circle(angles)], np.zeros_like(square))
     poly = np.trunc(centre[:, None, :] + poly)
@@ -42,6 +44,22 @@ def test_sampled_leaves_equal_the_direct_formulas(kinds, size, textures):
         for key in want:
             assert got[key].dtype == want[key].dtype, key
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_triangle_vertices_are_three_uniform_angles():
+    """Official: a triangle's vertices at sorted(U(0, 2 pi), 3 draws). Three uniform points on the circle have
+    their centroid at the centre on average and a mean area 3 / (2 pi) r^2 = 0.477 r^2; the 3 smallest of 4 draws
+    (a former bug) put it 0.2 r off centre and made the area 0.40 r^2."""
+    leaves = dl.sample_leaves(rng(5, 0), 4096, (dl.TRIANGLE,), 20000)
+    r = leaves["radius"][:, None]
+    v = (leaves["poly"][:, :3] - leaves["centre"][:, None]) / r[..., None]  # unit-circle vertices (truncated)
+    big = r[:, 0] >= 400  # truncation to integers is under 0.25 % of these radii
+    centroid = v[big].mean(1).mean(0)
+    x, y = v[big, :, 0], v[big, :, 1]
+    area = 0.5 * np.abs(x[:, 0] * (y[:, 1] - y[:, 2]) + x[:, 1] * (y[:, 2] - y[:, 0]) + x[:, 2] * (y[:, 0] - y[:, 1]))
+    assert big.sum() > 1000
+    assert np.abs(centroid).max() < 0.05, centroid  # the standard error is about 0.41 / sqrt(n) < 0.013
+    assert abs(area.mean() - 3 / (2 * np.pi)) < 0.02, area.mean()
 
 
 def test_circle_leaves_carry_their_centre_as_polygon():

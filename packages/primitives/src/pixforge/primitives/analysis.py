@@ -5,6 +5,11 @@ log-magnitude spectrum `log(1 + |FFT(y - mean y)|)` is taken; the spectra of a s
 is min-max scaled to [0, 1], and the score is the SSIM (Gaussian window 11, sigma 1.5) between the two
 averages. 1 = identical average spectra. The paper reports the magnitude spectrum only (phase SSIM is
 meaningless, it wraps around).
+
+This is our reading of the paper's "average structural similarity (SSIM) between two datasets in the frequency
+domain": the official code (FriedRonaldo/Primitives-PS) has no implementation, and the text leaves open whether
+per-pair SSIMs are averaged, whether the magnitude is logged, and how colour is handled. So the scores are not
+comparable with Table 1's numbers.
 """
 
 from __future__ import annotations

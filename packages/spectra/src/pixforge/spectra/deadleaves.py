@@ -6,8 +6,8 @@ in [0.03, 1] x size (the paper says "exponential"; the code's sigma = 3), a colo
 a centre `int(U(0, size))`, and a shape:
 * `squares`: axis-aligned squares of side `r sqrt 2`; `oriented`: the same rotated by `U(0, 2 pi)`;
 * `shapes` (the code's "mixed"): one of circle, square, oriented square, rectangle (corner at angle
-  `U(0, pi/2)` on the circle), triangle, quadrilateral (3 / 4 sorted angles on the circle) — the paper names
-  three shapes (`paper_shapes=True`: circle, triangle, rectangle);
+  `U(0, pi/2)` on the circle), triangle, quadrilateral (3 / 4 sorted uniform angles on the circle) — the paper
+  names three shapes (`paper_shapes=True`: circle, triangle, rectangle);
 * `textured`: `shapes` whose leaves show a texture of the statistical model (official: Spectrum + Color +
   WMM images, 128 px, nearest-resized) instead of a flat colour.
 Leaves are painted until no pixel is uncovered (the official loop stops at 5,000 leaves and tests coverage
@@ -82,10 +82,11 @@ def _outline(kind: int, out: np.ndarray, radius, half, theta, corner, angles) ->
     elif kind == RECTANGLE:
         out[:] = np.trunc(radius * np.cos(corner))[:, None, None] * _RECTANGLE
         out[..., 1] = np.trunc(radius * np.sin(corner))[:, None] * _RECTANGLE[:, 1]
-    else:  # on the circle at sorted angles; a triangle's last vertex is repeated
-        angles = _sorted4(angles)
+    else:  # on the circle at sorted angles: a quadrilateral's 4, a triangle's first 3 (its last vertex repeated)
         if kind == TRIANGLE:
-            angles[:, 3] = angles[:, 2]
+            angles = np.sort(angles[:, :3], axis=1)[:, [0, 1, 2, 2]]
+        else:
+            angles = _sorted4(angles)
         out[..., 0] = radius[:, None] * np.cos(angles)
         out[..., 1] = radius[:, None] * np.sin(angles)
 

@@ -7,7 +7,8 @@ defaults here:
 * a fresh network every `images_per_network` = 400 images (network `i // 400` of dataset `seed`), its parameters
   drawn with NVlabs' initialisation; the mapping network is not used: `ws = lrelu_0.2(N(0, 1))`, independent per
   image and layer;
-* the images are made two per forward pass (the script's batch size), and every forward pass draws new random
+* the images are made two per forward pass (the script's batch size `BS` of June 2024; the 2022 release that made
+  the published sets used 4, HEAD uses 1), and every forward pass draws new random
   layer weights for High-freq / Sparse / Oriented (pair `i // 2` of the dataset);
 * Random: NVlabs' init as is (`noise_strength` = 0, so no noise);
 * High-freq: each 3 x 3 filter is a wavelet from a 40-filter bank (16 oriented edges, 8 lines of both signs,
@@ -43,7 +44,7 @@ from pixforge.export.errors import PixforgeError
 
 VARIANTS = {"stylegan-random": "random", "stylegan-highfreq": "highfreq", "stylegan-sparse": "sparse",
             "stylegan-oriented": "oriented"}
-PER_FORWARD = 2  # images per forward pass in the official script (BS = 2)
+PER_FORWARD = 2  # images per forward pass: the official script's BS in June 2024 (the 2022 release: 4; HEAD: 1)
 W_DIM = 512
 NOISE_POOL = 100
 COLOR_MEAN = ((0.483, 0.145), (0.455, 0.142), (0.401, 0.161))  # (mean, std) of each channel's target mean
