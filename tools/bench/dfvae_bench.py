@@ -19,9 +19,9 @@ the wall time): decode (waiting on ffmpeg's pipe), detect (dlib HOG on every `--
 batch's inputs stacked, the network, colour match), paste (inverse warp and blend), encode (writing to ffmpeg's
 pipe, and the final mux).
 
-    OMP_NUM_THREADS=1 python tools/bench/dfvae_bench.py [--sizes 720p 1080p] [--seconds 4] [--batch 16]
-        [--detect-every 5] [--resolution 128] [--threads N] [--preset medium] [--paths torch plain onnx]
-        [--rounds 3] [--onnx] [--no-overlap] [--device auto|cpu|cuda] [--amp bf16|fp16]
+    OMP_NUM_THREADS=1 python tools/bench/dfvae_bench.py [--sizes 720p [1080p]] [--seconds 4] [--batch 16]
+        [--detect-every 5] [--resolution 128] [--threads N] [--preset medium] [--paths torch [plain] [onnx]]
+        [--rounds 1] [--onnx] [--no-overlap] [--device auto|cpu|cuda] [--amp bf16|fp16]
 
 `--device` runs the network there (default auto: the GPU when there is one; the other stages stay on the CPU, as
 in `swap`), `--amp` under autocast (the torch and plain paths; `swap --amp`). The issue's GPU goal (>= 30 frames/s

@@ -14,7 +14,7 @@ and each side's median step time of the round is kept. Reported per size: images
 those medians, their spread (min-max over rounds), the median of the per-round ratios (folder / on-the-fly step time:
 > 1 means on-the-fly is faster), and the 1-minute load average before and after. One JSON line per size.
 
-    python tools/bench/pretrain_bench.py [--sizes 64,224] [--arch resnet18] [--batch 32] [--workers 2]
+    python tools/bench/pretrain_bench.py [--sizes 64[,224]] [--arch resnet18] [--batch 32] [--workers 2]
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ pixforge is faster), and the 1-minute load average before and after. Also pixfor
 processes writing PNG files (one run, not alternated) and CUDA batches when a GPU is present. One JSON line per
 case.
 
-    python tools/bench/primitives_bench.py --official ~/Primitives-PS [--sizes 256] [--rounds 7] [--images 20]
+    python tools/bench/primitives_bench.py --official ~/Primitives-PS [--sizes 128 256] [--rounds 7] [--images 20]
 """
 
 from __future__ import annotations

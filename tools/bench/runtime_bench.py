@@ -6,7 +6,7 @@ network call alone on the same inputs in the same process, and prints one JSON l
 name, device, size, batch, median_s, throughput (images/s), reference (torch eager) median_s, ratio
 (torch time / runtime time: > 1 means pixforge-run is faster).
 
-    python tools/bench/runtime_bench.py [--size 256] [--width 64] [--iters 20]
+    python tools/bench/runtime_bench.py [--size 256] [--width 64] [--iters 15]
 """
 
 from __future__ import annotations

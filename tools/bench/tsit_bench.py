@@ -15,7 +15,8 @@ measured before pfr18 existed), one JSON line per width (median step time, gener
 steps' losses) and the last sample grids side by side, widths left to right, in `--quality-out` (each row one sample,
 columns: content | style | output).
 
-    python tools/bench/tsit_bench.py [--sizes 256 512] [--ngf 64] [--steps 30] [--iters 10]
+    python tools/bench/tsit_bench.py [--sizes 256 512] [--ngf 64] [--steps 30] [--iters 10]   # defaults on a GPU
+    python tools/bench/tsit_bench.py [--sizes 256] [--ngf 8] [--steps 8] [--iters 3]          # defaults on a CPU
     OMP_NUM_THREADS=1 python tools/bench/tsit_bench.py --widths 64 32 16 --sizes 256 --iters 5
     OMP_NUM_THREADS=1 python tools/bench/tsit_bench.py --widths 16 32 --quality-steps 300 \
         --quality-out packages/tsit/docs/widths.png

@@ -88,7 +88,10 @@ def check_command(component: Any, args: list[str], prog: str) -> list[str] | Non
 def check_flags(fn: Any, args: list[str], verb: str) -> list[str]:
     """Check one verb's arguments; switches are rewritten to `--name=True/False` so Fire never reads on.
 
-    Positional arguments fill the parameters not given as flags, in order (as Fire does), then `*args`.
+    A `bool | str` option (`--amp`, `--amp bf16`) takes the next argument as its value unless that is a flag or there
+    is none, when it stands alone as True; `--no-NAME` is False. A flag that only `**options` takes carries its value
+    with it (the next argument, unless that is a flag), as Fire reads it. Positional arguments fill the parameters not
+    given as flags, in order (as Fire does), then `*args`.
     """
     params = inspect.signature(fn).parameters
     named = {n: p for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
@@ -111,14 +114,15 @@ def check_flags(fn: Any, args: list[str], verb: str) -> list[str]:
         param, negated = _param_for(key, named)
         if param is None:
             if takes_any:
-                out.append(arg)
-                i += 1
+                step = 2 if not eq and i + 1 < len(args) and not _is_flag(args[i + 1]) else 1
+                out.extend(args[i:i + step])
+                i += step
                 continue
             flags = [f"--{n.replace('_', '-')}" for n in named]
             raise PixforgeError(f"unknown option {arg.split('=')[0]} for {verb}"
                                 f"{_suggest('--' + key.replace('_', '-'), flags)} (see {verb} --help)")
         given.add(param)
-        if _is_switch(named[param]):
+        if negated or _is_switch(named[param]):
             if eq and negated:
                 raise PixforgeError(f"{arg.split('=')[0]} takes no value")
             out.append(f"--{param}={value}" if eq else f"--{param}={not negated}")
@@ -131,6 +135,9 @@ def check_flags(fn: Any, args: list[str], verb: str) -> list[str]:
             _check_number(named[param], args[i + 1])
             out.extend([f"--{param}", args[i + 1]])
             i += 2
+        elif _is_optional_switch(named[param]):
+            out.append(f"--{param}=True")
+            i += 1
         else:
             raise PixforgeError(f"--{param.replace('_', '-')} needs a value")
     room = [n for n in positional if n not in given]
@@ -167,6 +174,8 @@ def verb_help(fn: Any, prog: str) -> str:
             usage.append(name.upper())
         elif _is_switch(p):
             flags.append((f"--{dashed}" + (f" / --no-{dashed}" if p.default is True else ""), p.default))
+        elif _is_optional_switch(p):
+            flags.append((f"--{dashed} [{name.upper()}]", p.default))
         else:
             flags.append((f"--{dashed} {name.upper()}", p.default))
     lines = ["usage: " + " ".join(usage) + (" [FLAGS]" if flags else ""), "", _doc(fn)]
@@ -185,7 +194,7 @@ def _param_for(key: str, named: dict[str, inspect.Parameter]) -> tuple[str | Non
         return key, False
     for prefix in ("no_", "no"):
         rest = key[len(prefix):]
-        if key.startswith(prefix) and rest in named and _is_switch(named[rest]):
+        if key.startswith(prefix) and rest in named and (_is_switch(named[rest]) or _is_optional_switch(named[rest])):
             return rest, True
     if len(key) == 1:  # Fire's shortcut: the one flag starting with that letter
         matches = [n for n in named if n[0] == key]
@@ -226,6 +235,11 @@ def _is_switch(p: inspect.Parameter) -> bool:
     if annotation:
         return annotation in ("bool", "bool|None")
     return isinstance(p.default, bool)
+
+
+def _is_optional_switch(p: inspect.Parameter) -> bool:
+    """`bool | str`: a switch that may also take a value (`--amp`, `--amp bf16`)."""
+    return _annotation(p) in ("bool|str", "str|bool")
 
 
 def _is_flag(arg: str) -> bool:

@@ -53,7 +53,9 @@ def autocast_dtype(device: torch.device, amp: bool | str = True) -> torch.dtype 
 
     `amp` may also name the dtype (`"bf16"`, `"fp16"`). On the CPU AMP is off unless bf16 is named.
     """
-    if amp is False or amp in ("off", "none", "no", None):
+    if isinstance(amp, str):
+        amp = amp.lower()
+    if amp is False or amp in ("off", "none", "no", "false", None):
         return None
     if amp in ("bf16", "bfloat16"):
         return torch.bfloat16
@@ -61,8 +63,8 @@ def autocast_dtype(device: torch.device, amp: bool | str = True) -> torch.dtype 
         if device.type != "cuda":
             raise PixforgeError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
         return torch.float16
-    if amp not in (True, "on", "auto", "yes"):
-        raise PixforgeError(f"--amp {amp!r}: use true/false, bf16 or fp16")
+    if amp not in (True, "on", "auto", "yes", "true"):
+        raise PixforgeError(f"--amp {amp!r}: use --amp alone (or true / false), bf16 or fp16")
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
