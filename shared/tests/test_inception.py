@@ -144,13 +144,25 @@ def test_fid_variant_pools_ignore_padding_and_last_block_max_pools():
     assert {tv.Mixed_5b.pool, tv.Mixed_6e.pool, tv.Mixed_7b.pool, tv.Mixed_7c.pool} == {"avg"}
 
 
-def test_torchvision_normalisation_with_transform_input_is_2x_minus_1():
-    # torchvision's pretrained inception_v3: ImageNet mean/std normalisation, then transform_input=True
-    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
-    mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)
-    transformed = (x - mean) / std * (std / 0.5) + (mean - 0.5) / 0.5
-    torch.testing.assert_close(transformed, 2 * x - 1)
+def test_torchvision_variant_equals_torchvisions_own_preprocessing(weight_files):
+    """torchvision's pretrained inception_v3 pipeline written out: ImageNet mean / std normalisation, then its
+    `transform_input=True` (`_transform_input`, per channel x * std / 0.5 + (mean - 0.5) / 0.5), then the trunk.
+    InceptionFeatures feeds 2x - 1 instead: the same numbers."""
+    state, pth, _ = weight_files["torchvision"]
+    images = torch.randint(0, 256, (2, 3, 31, 45), dtype=torch.uint8)
+    x = F.interpolate(images.float() / 255, size=(299, 299), mode="bilinear", align_corners=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    normalised = (x - mean) / std
+    transformed = torch.cat([normalised[:, c:c + 1] * (std[0, c] / 0.5) + (mean[0, c] - 0.5) / 0.5
+                             for c in range(3)], 1)
+    net = InceptionV3("torchvision").eval()
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith("AuxLogits.")}, strict=False)
+    with torch.no_grad():
+        want = torch.cat([net(transformed[i:i + 1]) for i in range(2)])  # one image per call, as below
+        got = torch.cat([InceptionFeatures("torchvision", weights=pth)(images[i:i + 1]) for i in range(2)])
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert got.std() > 1e-2
 
 
 def test_weights_from_environment_and_torch_hub_cache(weight_files, monkeypatch, tmp_path):

@@ -49,6 +49,42 @@ def test_read_metrics_skips_only_the_line_being_written(tmp_path):
         read_metrics(log, {"kimg": int})
 
 
+def test_a_resumed_logger_drops_the_records_after_its_step(tmp_path):
+    """A run killed after checkpoint 2 had logged steps 3 and 4 (and half of 5): resuming from 2 logs them again, so
+    they go first and each step ends up logged once; the records up to 2 keep their bytes."""
+    path = tmp_path / "metrics.jsonl"
+    with MetricLogger(path) as log:
+        for step in (1, 2, 3, 4):
+            log.log(step, loss=step / 10)
+    kept = b"".join(path.read_bytes().splitlines(keepends=True)[:2])
+    with path.open("ab") as fh:
+        fh.write(b'{"step": 5, "lo')
+    with MetricLogger(path, start=2) as log:
+        assert path.read_bytes() == kept
+        log.log(3, loss=0.3)
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]
+    with MetricLogger(path, start=0) as log:  # a new run's logger (start 0) leaves the file alone
+        pass
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]
+    path.write_bytes(kept + b"not json\n")
+    with pytest.raises(PixforgeError, match="line 3 is not a log record"):
+        MetricLogger(path, start=2)
+
+
+def test_a_resumed_logger_purges_tensorboard_after_its_step(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is an extra (pixforge-core[tensorboard])")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with MetricLogger(tmp_path / "metrics.jsonl", tmp_path / "tb") as log:
+        for step in (1, 2, 3, 4):
+            log.log(step, loss=float(step))
+    with MetricLogger(tmp_path / "metrics.jsonl", tmp_path / "tb", start=2) as log:
+        log.log(3, loss=30.0)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 1.0), (2, 2.0), (3, 30.0)]
+
+
 def test_metric_logger_tensorboard(tmp_path):
     pytest.importorskip("tensorboard", reason="tensorboard is an extra (pixforge-core[tensorboard])")
     with MetricLogger(tmp_path / "metrics.jsonl", tmp_path / "tb") as log:

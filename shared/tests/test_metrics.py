@@ -234,11 +234,14 @@ def test_folder_scores_match_the_closed_form(tmp_path):
     from pixforge.core.metrics import feature_stats, folder_batches, folder_scores, frechet_distance
 
     rng = np.random.default_rng(0)
+    kept = {}
     for name, shift in (("real", 0), ("fake", 60)):
+        kept[name] = []
         for i in range(6):
-            size = (16, 16) if i % 2 else (16, 20)  # mixed sizes: batches split at size changes
+            size = (16, 20) if i < 3 else (16, 16)  # mixed sizes: a batch ends at a size change
             img = np.clip(rng.normal(100 + shift, 30, (*size, 3)), 0, 255).astype(np.uint8)
             write_image(tmp_path / name / f"{i}.png", img)
+            kept[name].append(img)
 
     class MeanStd(torch.nn.Module):
         num_features = 6
@@ -248,8 +251,13 @@ def test_folder_scores_match_the_closed_form(tmp_path):
             return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
 
     net = MeanStd()
-    result = folder_scores(tmp_path / "real", tmp_path / "fake", net, kid=True, kid_subset_size=4, batch_size=4)
-    feats = {k: torch.cat([net(b) for b in folder_batches(tmp_path / k, 4)]) for k in ("real", "fake")}
+    batches = list(folder_batches(tmp_path / "real", 2))
+    assert [tuple(b.shape) for b in batches] == [(2, 3, 16, 20), (1, 3, 16, 20), (2, 3, 16, 16), (1, 3, 16, 16)]
+    np.testing.assert_array_equal(torch.cat([b.flatten(1) for b in batches[:2]]).numpy(),
+                                  np.stack([i.transpose(2, 0, 1).ravel() for i in kept["real"][:3]]))
+    result = folder_scores(tmp_path / "real", tmp_path / "fake", net, kid=True, kid_subset_size=4, batch_size=2)
+    # the expected features from the images the test wrote (PNG is lossless), one image at a time
+    feats = {k: torch.cat([net(torch.from_numpy(i).permute(2, 0, 1)[None]) for i in v]) for k, v in kept.items()}
     expected = frechet_distance(*feature_stats(feats["real"]), *feature_stats(feats["fake"]))
     assert result["fd"] == pytest.approx(expected, rel=1e-3)
     assert result["num_real"] == result["num_fake"] == 6 and "kd_mean" in result

@@ -33,11 +33,22 @@ def test_run_directory_as_nvlabs(run):
     assert options["aug"] == "apa" and options["spec"]["batch"] == 4
 
 
+def ticks(run: Path) -> list[dict]:
+    """A run's stats.jsonl records without their timings."""
+    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "sec_per_kimg")}
+            for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
 def test_resume_continues_exactly(images16, tmp_path, train_tiny):
-    """4 steps, stop, resume to 8 == 8 steps at once: weights, p and the controller's state."""
+    """4 steps, stop, resume to 8 == 8 steps at once: weights, p and the controller's state; the resumed run trains
+    (and logs) steps 5-8 only (training from step 0 again would end on the same weights)."""
     whole = train_tiny(images16, tmp_path / "a", kimg=0.032, aug="apa", p=0.3, target=0.0)
-    train_tiny(images16, tmp_path / "b", kimg=0.016, aug="apa", p=0.3, target=0.0)
+    first = train_tiny(images16, tmp_path / "b", kimg=0.016, aug="apa", p=0.3, target=0.0)
+    assert [t["step"] for t in ticks(first)] == [2, 4]
     resumed = train_tiny(images16, tmp_path / "b", kimg=0.032, aug="apa", p=0.3, target=0.0, resume=True)
+    assert resumed == first and [p.name for p in (tmp_path / "b").iterdir()] == [first.name]
+    assert [t["step"] for t in ticks(whole)] == [2, 4, 6, 8]
+    assert ticks(resumed) == ticks(whole)  # each tick logged once, with the uninterrupted run's losses and p
     a, b = (read_checkpoint(Checkpoints(r / "checkpoints").latest()) for r in (whole, resumed))
     assert a["step"] == b["step"] == 8
     assert a["extra"]["strategy"] == b["extra"]["strategy"]
@@ -93,7 +104,7 @@ def test_bad_input_is_one_line_and_nothing_written(images16, tmp_path, capsys, a
     assert invoke(APA, args, "pixforge-apa") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
-    assert not any(p.name.startswith("0") for p in out.iterdir())
+    assert list(out.iterdir()) == []  # no run folder, no g/, d/ or g.onnx
 
 
 @pytest.mark.parametrize("name, content, line", [

@@ -12,6 +12,8 @@ import torch
 from integration_helpers import launcher
 
 from pixforge.core.checkpoint import read_checkpoint
+from pixforge.core.runtime import seed_everything
+from pixforge.dfvae.nets import DFVAE, DFVAEConfig
 
 TINY = ["--size", "32", "--width", "8", "--max-width", "32", "--structure-channels", "8", "--appearance-dim", "16",
         "--fusion-width", "8", "--device", "cpu", "--quiet", "--perceptual", "off", "--threads", "1", "--steps", "2"]
@@ -32,8 +34,13 @@ def test_two_processes_train_what_one_trains_on_the_doubled_batch(tmp_path, data
     a = read_checkpoint(tmp_path / "ddp" / "checkpoints" / "step-000000002.pt")
     b = read_checkpoint(tmp_path / "one" / "checkpoints" / "step-000000002.pt")
     assert a["config"]["batch"] == 2 and b["config"]["batch"] == 4
+    seed_everything(b["config"]["seed"])  # the initial weights: `train` seeds, then builds the model
+    start = DFVAE(DFVAEConfig(**b["config"]["arch"])).state_dict()
+    assert set(a["models"]["model"]) == set(b["models"]["model"]) == set(start)
     for key, value in b["models"]["model"].items():
         torch.testing.assert_close(a["models"]["model"][key], value, atol=1e-5, rtol=1e-4, msg=key)
+        for ckpt in (a, b):  # training moved every tensor (equal runs prove nothing if neither trains)
+            assert not torch.equal(ckpt["models"]["model"][key], start[key]), key
     losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
               for run in ("ddp", "one")]
     assert losses[0] == losses[1] or max(abs(x - y) for x, y in zip(*losses, strict=True)) < 1e-5

@@ -112,7 +112,8 @@ def test_spectrum_bad_input_writes_nothing(folders, tmp_path, _cli):
     _assert_user_error(_cli("spectrum", str(mixed), "--out", str(out)), "averaging needs one size")
     assert not out.exists()
     resized = _cli("spectrum", str(mixed), "--out", str(out), "--size", "16")
-    assert resized.returncode == 0, resized.stderr and (out / "average" / "mixed.png").is_file()
+    assert resized.returncode == 0, resized.stderr
+    assert (out / "average" / "mixed.png").is_file()
     # inside an input folder, the next run would average the plots as images
     _assert_user_error(_cli("spectrum", str(mixed), "--out", str(mixed / "plots"), "--size", "16"),
                        "is inside the input folder")

@@ -96,14 +96,26 @@ def _assert_same_state(straight, resumed, step):
                 assert torch.equal(value, b["optimizers"]["opt"]["state"][index][key]), f"{run} Adam {index}.{key}"
 
 
+def _logged(out, run):
+    """The `run` of compare `out`: its metrics.jsonl records without their wall-clock times."""
+    return [{k: v for k, v in json.loads(line).items() if k != "time"}
+            for line in (out / run / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_resume_continues_exactly(tmp_path, monkeypatch):
+    """Resumed runs end on the uninterrupted runs' weights and train (and log) only the steps after their checkpoint
+    (training from step 0 again would end on the same weights)."""
     straight = tmp_path / "straight"
     compare(str(straight), **TINY)
+    logs = {run: _logged(straight, run) for run in ("without_ffl", "with_ffl")}
+    assert all([r["step"] for r in log] == [1, 2, 3, 4] for log in logs.values())
     shutil.copytree(straight, tmp_path / "resumed")
     for run in ("without_ffl", "with_ffl"):  # as if killed after the step-2 checkpoint
         (tmp_path / "resumed" / run / "checkpoints/step-000000004.pt").unlink()
     compare(str(tmp_path / "resumed"), **TINY, resume=True)
     _assert_same_state(straight, tmp_path / "resumed", 4)
+    for run in ("without_ffl", "with_ffl"):  # steps 3 and 4 trained once more, with the same losses
+        assert _logged(tmp_path / "resumed", run) == logs[run], run
 
     # SIGINT during step 3 of the first run: that step ends, is checkpointed (between the step-2 and step-4
     # checkpoints), the command stops; --resume then ends on the uninterrupted run's weights
@@ -122,8 +134,11 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     assert sorted(p.name for p in (stopped / "without_ffl" / "checkpoints").iterdir()) == [
         "step-000000002.pt", "step-000000003.pt"]
     assert not (stopped / "with_ffl").exists()
+    assert [r["step"] for r in _logged(stopped, "without_ffl")] == [1, 2, 3]
     compare(str(stopped), **TINY, resume=True)
     _assert_same_state(straight, stopped, 4)
+    for run in ("without_ffl", "with_ffl"):  # without_ffl: step 4 only; with_ffl: started now
+        assert _logged(stopped, run) == logs[run], run
     with pytest.raises(PixforgeError, match="--resume"):
         compare(str(tmp_path / "nothing-here"), **TINY, resume=True)
 

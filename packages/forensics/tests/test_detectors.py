@@ -342,7 +342,7 @@ def test_onnx_parity_and_metadata(tiny, faces, model, tmp_path):
     (["evaluate", "--run", "{missing}", "--real", "{real}", "--fake", "sbi", "--out", "{out}"], "--run"),
     (["evaluate", "--run", "{real}", "--real", "{real}", "--fake", "sbi", "--out", "{out}"], "model.safetensors"),
     (["export", "--run", "{real}", "--out", "{out}/m.txt"], "must end in .onnx"),
-    (["detect", "{missing}", "--run", "{real}", "--out", "{out}"], ""),
+    (["detect", "{missing}", "--run", "{real}", "--out", "{out}"], "input {missing} does not exist"),
 ])
 def test_bad_inputs_exit_2_one_line_nothing_written(faces, tmp_path, args, message):
     real, _ = faces
@@ -353,7 +353,7 @@ def test_bad_inputs_exit_2_one_line_nothing_written(faces, tmp_path, args, messa
                                                                     "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert len(lines) == 1 and message.format(**values) in lines[0], proc.stderr
     assert not out.exists()
 
 
@@ -702,8 +702,11 @@ def test_two_processes_train_what_one_trains_on_the_doubled_batch(faces, tmp_pat
     b = read_checkpoint(one / "checkpoints" / "step-000000003.pt")
     assert a["config"]["batch"] == 2 and b["config"]["batch"] == 4
     assert set(a["models"]["net"]) == set(b["models"]["net"]) == {"conv.weight", "conv.bias", "fc.weight", "fc.bias"}
+    start = TinyImage(generator=torch.Generator().manual_seed(b["config"]["seed"])).state_dict()  # as train builds it
     for key, value in b["models"]["net"].items():
         torch.testing.assert_close(a["models"]["net"][key], value, atol=1e-6, rtol=1e-5, msg=key)
+        for ckpt in (a, b):  # training moved every tensor (equal runs prove nothing if neither trains)
+            assert not torch.equal(ckpt["models"]["net"][key], start[key]), key
     losses = [[json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
                if "loss" in json.loads(line)] for run in (ddp, one)]
     assert len(losses[0]) == 3 and max(abs(x - y) for x, y in zip(*losses, strict=True)) < 1e-6

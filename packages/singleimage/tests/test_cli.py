@@ -140,7 +140,18 @@ def test_sifid_with_a_weights_file(tmp_path, singan_run):
     weights = tmp_path / "inception.pth"
     torch.save(InceptionV3("fid").state_dict(), weights)
     scores = metrics(str(singan_run), n=2, inception=str(weights), out=str(tmp_path / "m.json"))
-    assert scores["sifid"] is not None and scores["sifid"] >= -1e-6
+    assert json.loads((tmp_path / "m.json").read_text()) == scores
+    # the same numbers from the parts: the run's samples at its training size, its training image, that network
+    from pixforge.singleimage import metrics as m
+    from pixforge.singleimage.data import load_image, resize
+    from pixforge.singleimage.sample import load_model
+
+    model = load_model(singan_run)
+    config = json.loads((singan_run / "config.json").read_text())
+    samples, real = model.sample(2, None, seed=0), resize(load_image(config["image"]), tuple(model.sizes[-1]))
+    assert scores["sifid"] == pytest.approx(m.sifid(samples, real, m.sifid_network(str(weights))), rel=1e-6)
+    assert scores["sifid"] > 0 and scores["sifid_weights"] == "inception-v3-fid"
+    assert scores["diversity_pixel_std"] == pytest.approx(m.diversity(samples, real)["diversity_pixel_std"], rel=1e-6)
 
 
 def test_outputs_never_replace_the_inputs_or_the_runs_files(cli, tmp_path, singan_run, image_file):

@@ -1,6 +1,7 @@
 """compare: both methods on one tiny image with tiny settings -> compare.json, compare.md, compare.png."""
 
 import json
+from pathlib import Path
 
 from PIL import Image
 
@@ -19,7 +20,9 @@ def test_compare_writes_the_report_table_and_grid(tmp_path, image_file):
     singan, petsgan = report["methods"]["singan"], report["methods"]["petsgan"]
     assert singan["iterations"] == 2 * 5 and petsgan["iterations"] == 6  # 5 scales at 30x40 / min 15
     for r in (singan, petsgan):
-        assert r["train_s"] > 0 and r["sample_s"] > 0 and all(r[k] is not None for k in SCORES)
+        assert r["train_s"] > 0 and r["sample_s"] > 0
+        scored = json.loads((Path(r["run"]) / "metrics.json").read_text())  # `metrics` on that run, n 3, seed 0
+        assert scored["num_samples"] == 3 and all(r[k] == scored[k] and r[k] > 0 for k in SCORES), (r, scored)
     assert report["petsgan_over_singan_wall"] == round(petsgan["train_s"] / singan["train_s"], 4)
     table = (tmp_path / "cmp" / "compare.md").read_text()
     assert "| singan |" in table and "| petsgan |" in table and "PetsGAN / SinGAN" in table

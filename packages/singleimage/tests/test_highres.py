@@ -59,24 +59,36 @@ HR_RUN = {"method": "petsgan", "downscale": 2, "warmup_g": 1, "warmup_f": 1, "jo
           "ckpt_every": 1, "keep_last": 100, "device": "cpu", "quiet": True}
 
 
+def logged(run):
+    """A run's metrics.jsonl records without their wall-clock times."""
+    return [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run / "metrics.jsonl")]
+
+
 def test_hr_stage_trains_resumes_and_samples(tmp_path, image_file, vgg_file):
     run = train(str(image_file), str(tmp_path / "p"), **HR_RUN)
     rows = [r for r in read_metrics(run / "metrics.jsonl") if r["phase"] == 3]
     loss = [r["hr_rec"] for r in rows]
     assert len(loss) == 12 and sum(loss[-3:]) < sum(loss[:3]), loss  # hrnet's MSE falls
     assert "phase-hr.png" in {p.name for p in (run / "samples").iterdir()}
-    straight = load_file(run / "model.safetensors")  # resumed inside the hrnet stage: the same, bit for bit
+    straight, straight_log = load_file(run / "model.safetensors"), logged(run)
+    assert [r["step"] for r in straight_log] == list(range(1, 16))  # 3 PetsGAN steps, 12 hrnet steps
+    # resumed inside the hrnet stage (as if killed after checkpoint 6, the log holding later steps): the same, bit
+    # for bit, and only the steps after 6 trained again (training from step 0 would end on the same weights), each
+    # logged once
     for ckpt in (run / "checkpoints").iterdir():
         if int(ckpt.stem.split("-")[1]) > 6:
             ckpt.unlink()
     train(str(image_file), str(run), resume=True, **HR_RUN)
     resumed = load_file(run / "model.safetensors")
     assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert logged(run) == straight_log
 
     later = train(str(image_file), str(tmp_path / "q"), **{**HR_RUN, "hr_factor": 1})  # finished without the stage,
+    assert [r["step"] for r in logged(later)] == [1, 2, 3]
     train(str(image_file), str(later), resume=True, **HR_RUN)  # then continued with it: the same as straight
     resumed = load_file(later / "model.safetensors")
     assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert logged(later) == straight_log  # the continuation trained the hrnet steps 4-15 only
 
     model = load_model(run)
     assert model.hr_factor == 2 and model.image.shape == (1, 3, 30, 40)

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from pixforge.core.loop import read_metrics
 from pixforge.export.errors import PixforgeError
 from pixforge.singleimage.petsgan import (
     collapse_penalty,
@@ -192,17 +193,25 @@ def test_ema_update_is_its_formula():
 
 EMA_RUN = {"method": "petsgan", "downscale": 2, "warmup_g": 2, "warmup_f": 1, "joint": 2, "batch_g": 4,
            "augment": 6, "g_dim": 8, "ir_dim": 8, "d_dim": 8, "ema_decay": 0.9, "ckpt_every": 1, "keep_last": 100,
-           "device": "cpu", "quiet": True}
+           "log_every": 1, "device": "cpu", "quiet": True}
+
+
+def logged(run):
+    """A run's metrics.jsonl records without their wall-clock times."""
+    return [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run / "metrics.jsonl")]
 
 
 def test_ema_resume_is_exact_and_sample_uses_the_ema(tmp_path, image_file):
     """A run with --ema-decay straight through == resumed from its checkpoint at step 1 (inside Warmup_G) and at
-    step 3 (the joint phase's start, where G is loaded from the EMA), bit for bit, G_ema included; `sample` (and
-    export, metrics: the same loaded model) draws from the EMA."""
+    step 3 (the joint phase's start, where G is loaded from the EMA), bit for bit, G_ema included, training (and
+    logging) only the steps after the checkpoint; `sample` (and export, metrics: the same loaded model) draws from
+    the EMA."""
     from pixforge.singleimage.export import PetsGANSampler
 
     run = train(str(image_file), str(tmp_path / "p"), **EMA_RUN)
     straight = load_file(run / "model.safetensors")
+    straight_log = logged(run)
+    assert [r["step"] for r in straight_log] == [1, 2, 3, 4, 5]
     assert any(k.startswith("G_ema.") for k in straight)
     assert not all(torch.equal(straight[k], straight["G_ema." + k[2:]]) for k in straight if k.startswith("G."))
     for stop in (1, 3):
@@ -215,6 +224,8 @@ def test_ema_resume_is_exact_and_sample_uses_the_ema(tmp_path, image_file):
         assert straight.keys() == resumed.keys()
         for key in straight:
             assert torch.equal(straight[key], resumed[key]), (stop, key)
+        # every step logged once, the losses of the straight run's: nothing up to `stop` was trained again
+        assert logged(run) == straight_log, stop
 
     from pixforge.core.checkpoint import read_checkpoint
 

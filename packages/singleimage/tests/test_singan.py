@@ -65,23 +65,40 @@ def test_coarsest_scale_reconstruction_improves(tmp_path, image_file):
     assert sum(rec[-5:]) / 5 < 0.7 * sum(rec[:5]) / 5, rec
 
 
+def logged(run):
+    """A run's metrics.jsonl records without their wall-clock times."""
+    return [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run / "metrics.jsonl")]
+
+
+def kill_after(run, stop):
+    """Leave `run` as a kill after writing checkpoint `stop` and logging the later steps would: the later
+    checkpoints and the release gone, metrics.jsonl as it was (a resume drops the records after `stop`)."""
+    for ckpt in (run / "checkpoints").iterdir():
+        if int(ckpt.stem.split("-")[1]) > stop:
+            ckpt.unlink()
+    (run / "model.safetensors").unlink()
+
+
 def test_resume_is_exact(tmp_path, image_file, singan_run):
     """4 iterations x 5 scales straight through == the same run resumed from its checkpoint at step 10 (a scale
-    boundary) and at step 6 (inside a scale), bit for bit."""
+    boundary) and at step 6 (inside a scale), bit for bit; the resumed run trains (and logs) only the steps after
+    the checkpoint (training from step 0 again would end on the same weights)."""
     straight = load_file(singan_run / "model.safetensors")
+    straight_log = logged(singan_run)
+    assert [r["step"] for r in straight_log] == [4, 8, 10, 12, 16, 20]  # log_every 10 and every scale's end
     image = json.loads((singan_run / "config.json").read_text())["image"]
     for stop in (10, 6):
         run = tmp_path / f"r{stop}"
         train(image, str(run), iters=4, ckpt_every=1, keep_last=100, **TINY_SINGAN)
-        for ckpt in (run / "checkpoints").iterdir():  # as if killed right after writing checkpoint `stop`
-            if int(ckpt.stem.split("-")[1]) > stop:
-                ckpt.unlink()
-        (run / "model.safetensors").unlink()
+        kill_after(run, stop)
         train(image, str(run), iters=4, ckpt_every=1, keep_last=100, resume=True, **TINY_SINGAN)
         resumed = load_file(run / "model.safetensors")
         assert straight.keys() == resumed.keys()
         for key in straight:
             assert torch.equal(straight[key], resumed[key]), (stop, key)
+        # every step logged once (the records after `stop` dropped, then logged again), the losses of the straight
+        # run's: nothing up to `stop` was trained again
+        assert logged(run) == straight_log, stop
 
 
 def test_any_size_sampling(singan_run):

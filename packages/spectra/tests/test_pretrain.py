@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pixforge.core.nets.resnet import resnet
+from pixforge.core.nets.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet
 from pixforge.export.command import invoke
 from pixforge.export.images import write_image
 from pixforge.spectra.cli import Spectra
@@ -136,6 +136,11 @@ def test_pretrain_end_to_end_resume_exact_and_weights_load_both_ways(tmp_path):
 
     a, b = load_file(straight / "model.safetensors"), load_file(split / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)  # queue and key encoder too
+    # the resumed run trained (and logged) steps 3 and 4 only: each step once, with the straight run's loss and lr
+    # (training from step 0 again would end on the same weights)
+    resumed = [json.loads(line) for line in (split / "metrics.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in m.items() if k != "time"} for m in resumed] == [
+        {k: v for k, v in m.items() if k != "time"} for m in metrics]
     # the backbone loads as a torchvision-named ResNet, from the release and from the MoCo-layout state
     encoder = resnet("resnet18", weights=straight / "encoder.safetensors")
     from_moco = resnet("resnet18", weights=straight / "model.safetensors")
@@ -173,6 +178,19 @@ def test_linear_eval_beats_chance_and_export_matches(tmp_path, labelled):
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["pixforge.task"] == "features" and json.loads(meta["pixforge.extra"])["arch"] == "resnet18"
     assert session.run(None, {"image": np.zeros((2, 3, 40, 40), np.float32)})[0].shape == (2, 512)
+    # the file itself (not the exporter's own check): an RGB batch in [0, 1], normalised as the file's metadata says
+    # (ImageNet's mean and std, which the runtime applies), gives the pooled features of the run's encoder
+    (spec,) = json.loads(meta["pixforge.inputs"])
+    assert (spec["name"], spec["range"]) == ("image", [0.0, 1.0])
+    assert (tuple(spec["mean"]), tuple(spec["std"])) == (IMAGENET_MEAN, IMAGENET_STD)
+    image = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x = (image - torch.tensor(spec["mean"]).view(1, 3, 1, 1)) / torch.tensor(spec["std"]).view(1, 3, 1, 1)
+    encoder = resnet("resnet18", weights=run / "encoder.safetensors")  # eval mode
+    with torch.no_grad():
+        want = encoder.features(x)
+    got = torch.from_numpy(session.run(["features"], {"image": x.numpy()})[0])
+    assert want.shape == (3, 512) and (want[0] - want[1]).abs().max() > 0.1  # features that tell images apart
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # float32 ONNX vs PyTorch: ~3e-6 measured
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path, labelled):

@@ -59,18 +59,22 @@ def progress(total: int, initial: int = 0, desc: str = "train", unit: str = "ste
 class MetricLogger:
     """Scalars to `metrics.jsonl` (one JSON object per line, always) and to TensorBoard when installed.
 
-    Only the main rank writes. Values may be floats or 0-d tensors.
+    Only the main rank writes. Values may be floats or 0-d tensors. `start`: the step a resumed run continues from;
+    the records of later steps (logged by the stopped process after its last checkpoint, about to be logged again)
+    are dropped first, from the file and from TensorBoard (`purge_step`), so that every step is logged once.
     """
 
-    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None):
+    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None, start: int = 0):
         self.path = Path(path)
         self.enabled = is_main()
         self._tb = None
         if self.enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if start and self.path.is_file():
+                _drop_records_after(self.path, start)
             self._fh = open(self.path, "a", encoding="utf-8")
             if tensorboard_dir is not None:
-                self._tb = _tensorboard_writer(tensorboard_dir)
+                self._tb = _tensorboard_writer(tensorboard_dir, start + 1 if start else None)
 
     def log(self, step: int, **scalars: Any) -> dict[str, float]:
         values = {k: float(v.item() if isinstance(v, torch.Tensor) else v) for k, v in scalars.items()}
@@ -98,12 +102,24 @@ class MetricLogger:
         self.close()
 
 
-def _tensorboard_writer(directory: str | Path):
+def _tensorboard_writer(directory: str | Path, purge_step: int | None = None):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is an extra: pixforge-core[tensorboard]
         return None
-    return SummaryWriter(str(directory))
+    return SummaryWriter(str(directory), purge_step=purge_step)
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    """Rewrite the log `path` (atomically) without the records of steps after `step`, and without a last line cut off
+    by a kill; a damaged line is a PixforgeError (`read_metrics`)."""
+    from pixforge.export.atomic import write_bytes
+
+    records = read_metrics(path, {"step": int})
+    lines = [line for line in path.read_bytes().splitlines(keepends=True) if line.strip()][:len(records)]
+    kept = b"".join(line for line, record in zip(lines, records, strict=True) if record["step"] <= step)
+    if kept != path.read_bytes():
+        write_bytes(path, kept)
 
 
 def read_metrics(path: str | Path, fields: dict[str, type | tuple[type, ...]] | None = None) -> list[dict[str, Any]]:

@@ -99,7 +99,7 @@ def training_loop(run: RunDir, config: dict[str, Any], dataset: Dataset, dev: to
 
     # Train.
     step = start
-    with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
+    with MetricLogger(run.metrics, run.tensorboard, start) as metrics, GracefulStop() as stop, \
             progress(steps, initial=start, desc=run.path.name, disable=quiet) as bar:
         for images in loader:
             # Fetch data.

@@ -178,7 +178,7 @@ def training_loop(run: RunDir, config: dict[str, Any], det, dataset, val, dev: t
 
     # Train.
     step = start
-    with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
+    with MetricLogger(run.metrics, run.tensorboard, start) as metrics, GracefulStop() as stop, \
             progress(steps, initial=start, disable=quiet) as bar:
         for item in loader:
             # Fetch data.

@@ -316,7 +316,7 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
         return (rec if joint else rec + F.mse_loss(pt, c)), sparsity(attn)
 
     step = start
-    with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
+    with MetricLogger(run.metrics, run.tensorboard, start) as metrics, GracefulStop() as stop, \
             progress(total, initial=start, disable=quiet) as bar:
         while step < total:
             phase = "G" if step < wg else "F" if step < wg + wf else "joint" if step < joint_end else "hr"

@@ -212,7 +212,7 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, size
     G_prev: dict | None = ckpt["models"][f"G{done_scales - 1}"] if D_prev is not None else None
 
     step = start
-    with MetricLogger(run.metrics, run.tensorboard) as metrics, GracefulStop() as stop, \
+    with MetricLogger(run.metrics, run.tensorboard, start) as metrics, GracefulStop() as stop, \
             progress(total, initial=start, disable=quiet) as bar:
         for n in range(done_scales, scales):
             # Construct the scale's networks (from the scale below when the widths match, as official).

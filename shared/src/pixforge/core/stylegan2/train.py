@@ -279,7 +279,7 @@ def training_loop(run: StyleGANRun, config: dict[str, Any], training_set: Traini
 
     tick_start, tick_time, tick_terms = step, time.time(), {}
     snap = config["snap"] or spec.snap or 50
-    with MetricLogger(run.metrics, run.tensorboard) as stats, GracefulStop() as stop, \
+    with MetricLogger(run.metrics, run.tensorboard, step) as stats, GracefulStop() as stop, \
             progress(total_steps, initial=step, disable=quiet, unit="step") as bar:
         for real, real_c in loader:
             # Fetch data.
