@@ -86,9 +86,14 @@ def test_paper_options_change_the_images():
 def test_bad_sizes_and_options():
     with pytest.raises(PixforgeError, match="power-of-two sizes from 8"):
         get("stylegan-random").check_size(96)
-    with pytest.raises(PixforgeError, match="multiple of 2"):
+    with pytest.raises(PixforgeError, match="multiple of --per-forward 2"):
         get("stylegan-random", images_per_network=3).check_size(32)
+    with pytest.raises(PixforgeError, match="multiple of --per-forward 4"):
+        get("stylegan-random", images_per_network=6, per_forward=4).check_size(32)
+    with pytest.raises(PixforgeError, match="--per-forward must be one of 1, 2, 4"):
+        get("stylegan-random", per_forward=3)
     assert get("stylegan-random", batch=1).batch == 2 and get("stylegan-random", batch=5).batch == 6
+    assert get("stylegan-random", batch=5, per_forward=4).batch == 8
 
 
 @pytest.mark.parametrize("up", [1, 2])
@@ -102,6 +107,36 @@ def test_pair_modulated_conv_equals_core_modulated_conv_per_pair(up, demodulate)
         ref = modulated_conv2d(x[2 * p: 2 * p + 2], weight[p], styles[2 * p: 2 * p + 2], up=up, padding=1,
                                resample_filter=f, demodulate=demodulate)
         torch.testing.assert_close(out[2 * p: 2 * p + 2], ref, rtol=1e-5, atol=1e-5)
+    fours = pair_modulated_conv2d(x[:4], weight[:1], styles[:4], up=up, padding=1, resample_filter=f,
+                                  demodulate=demodulate)  # one pass of 4 images
+    ref = modulated_conv2d(x[:4], weight[0], styles[:4], up=up, padding=1, resample_filter=f, demodulate=demodulate)
+    torch.testing.assert_close(fours, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("per_forward", [1, 4])
+def test_images_are_made_per_forward_at_a_time(per_forward, monkeypatch):
+    """Official `generate_dataset.py`: the random layer weights, biases and noise picks are drawn per forward pass
+    of BS images (`--per-forward`): the CPU reference makes pass `i // per_forward` at once, each image a function
+    of (seed, index) whatever else is asked for, and the batched path agrees."""
+    from pixforge.spectra.stylegan import RandomStyleGAN
+
+    calls, forward = [], RandomStyleGAN.forward
+
+    def counted(self, synthesis, pools, seed, pairs, device):
+        images = forward(self, synthesis, pools, seed, pairs, device)
+        calls.append((list(pairs), len(images)))
+        return images
+
+    monkeypatch.setattr(RandomStyleGAN, "forward", counted)
+    m = get("stylegan-sparse", per_forward=per_forward, images_per_network=8, **SMALL)
+    images = m.sample(0, range(8), 16, CPU)
+    assert calls == [([k], per_forward) for k in range(8 // per_forward)]
+    assert images.shape == (8, 16, 16, 3) and len({im.tobytes() for im in images}) == 8
+    np.testing.assert_array_equal(m.sample(0, [5], 16, CPU)[0], images[5])
+    assert not np.array_equal(images, get("stylegan-sparse", images_per_network=8, **SMALL).sample(0, range(8), 16,
+                                                                                                  CPU))
+    batched = m.sample_batched(0, range(8), 16, CPU)
+    assert np.abs(batched.astype(int) - images.astype(int)).max() <= 1
 
 
 @pytest.mark.parametrize("name", VARIANTS)

@@ -43,9 +43,10 @@ class Spectra(DatasetVerbs):
     def _model(self, name: str, batch: int, options: dict):
         """statistical --iterations, --paper-spectrum, --correlate-channels (defaults = the official code);
         dead leaves --paper-shapes, --texture-model, --texture-pool, --texture-size;
-        StyleGAN --images-per-network, --paper-alpha, --paper-filters, --channel-base, --channel-max; feature
-        visualisation --encoder PATH, --arch, --layer, --units sorted|single|pair|random, --steps, --lr,
-        --init-std, --fft, --decorrelate, --transforms (a GPU job: 128 Adam steps through a ResNet50 per image)."""
+        StyleGAN --images-per-network, --per-forward 1|2|4, --paper-alpha, --paper-filters, --channel-base,
+        --channel-max; feature visualisation --encoder PATH, --arch, --layer, --units sorted|single|pair|random,
+        --steps, --lr, --init-std, --fft, --decorrelate, --transforms (a GPU job: 128 Adam steps through a ResNet50
+        per image)."""
         from pixforge.spectra.models import get
 
         return get(name, batch=batch, **options)

@@ -7,9 +7,9 @@ defaults here:
 * a fresh network every `images_per_network` = 400 images (network `i // 400` of dataset `seed`), its parameters
   drawn with NVlabs' initialisation; the mapping network is not used: `ws = lrelu_0.2(N(0, 1))`, independent per
   image and layer;
-* the images are made two per forward pass (the script's batch size `BS` of June 2024; the 2022 release that made
-  the published sets used 4, HEAD uses 1), and every forward pass draws new random
-  layer weights for High-freq / Sparse / Oriented (pair `i // 2` of the dataset);
+* the images are made `per_forward` (default 2) per forward pass (the script's batch size `BS`: 2 in June 2024; the
+  2022 release that made the published sets used 4, HEAD uses 1), and every forward pass draws new random layer
+  weights for High-freq / Sparse / Oriented (pass `i // per_forward` of the dataset);
 * Random: NVlabs' init as is (`noise_strength` = 0, so no noise);
 * High-freq: each 3 x 3 filter is a wavelet from a 40-filter bank (16 oriented edges, 8 lines of both signs,
   8 point/ring filters, signs of bilinearly rotated 11 x 11 templates) picked per input channel and scaled by
@@ -45,6 +45,7 @@ from pixforge.export.errors import PixforgeError
 VARIANTS = {"stylegan-random": "random", "stylegan-highfreq": "highfreq", "stylegan-sparse": "sparse",
             "stylegan-oriented": "oriented"}
 PER_FORWARD = 2  # images per forward pass: the official script's BS in June 2024 (the 2022 release: 4; HEAD: 1)
+FORWARD_SIZES = (1, 2, 4)  # the BS values the official script has had
 W_DIM = 512
 NOISE_POOL = 100
 COLOR_MEAN = ((0.483, 0.145), (0.455, 0.142), (0.401, 0.161))  # (mean, std) of each channel's target mean
@@ -114,7 +115,9 @@ class RandomStyleGAN:
     instead of `U(0.5, 1.5)` (code); `paper_filters`: the paper's filter sampling (a wavelet and an N(0, 1)
     amplitude per filter; Oriented: the wavelet tied per input channel, the amplitude per filter) instead of
     the code's (wavelet per input channel, amplitude per output channel, for all three); `channel_base`,
-    `channel_max`: generator width (config F: 32768, 512)."""
+    `channel_max`: generator width (config F: 32768, 512); `per_forward`: images per forward pass, which share
+    its random layer weights and noise picks (the script's `BS`: 2 in June 2024, 4 in the 2022 release that made
+    the published sets, 1 at HEAD)."""
 
     name: str = "stylegan-oriented"
     images_per_network: int = 400
@@ -122,10 +125,14 @@ class RandomStyleGAN:
     paper_filters: bool = False
     channel_base: int = 32768
     channel_max: int = 512
+    per_forward: int = PER_FORWARD
     batch: int = PER_FORWARD
 
-    def __post_init__(self) -> None:  # whole forward passes per batch: never compute a pair twice
-        object.__setattr__(self, "batch", -(-max(1, int(self.batch)) // PER_FORWARD) * PER_FORWARD)
+    def __post_init__(self) -> None:  # whole forward passes per batch: never compute a pass twice
+        if self.per_forward not in FORWARD_SIZES or isinstance(self.per_forward, bool):
+            raise PixforgeError(f"--per-forward must be one of {', '.join(map(str, FORWARD_SIZES))} (the official "
+                                f"script's batch sizes), not {self.per_forward!r}")
+        object.__setattr__(self, "batch", -(-max(1, int(self.batch)) // self.per_forward) * self.per_forward)
 
     def params(self) -> dict:
         params = asdict(self)
@@ -139,9 +146,9 @@ class RandomStyleGAN:
     def check_size(self, size: int) -> None:
         if size < 8 or size > 2048 or size & (size - 1):
             raise PixforgeError(f"{self.name} makes power-of-two sizes from 8 to 2048 pixels, not {size}")
-        if self.images_per_network < PER_FORWARD or self.images_per_network % PER_FORWARD:
-            raise PixforgeError(f"--images-per-network must be a positive multiple of {PER_FORWARD}, "
-                                f"not {self.images_per_network}")
+        if self.images_per_network < self.per_forward or self.images_per_network % self.per_forward:
+            raise PixforgeError(f"--images-per-network must be a positive multiple of --per-forward "
+                                f"{self.per_forward}, not {self.images_per_network}")
         whole_number("--channel-base", self.channel_base)
         whole_number("--channel-max", self.channel_max)
 
@@ -167,36 +174,38 @@ class RandomStyleGAN:
         return float(r.uniform(0.5, 2.0 if self.paper_alpha else 1.5))
 
     def sample(self, seed: int, indices: Sequence[int], size: int, device: torch.device) -> np.ndarray:
-        """On the CPU one forward pass per pair of images (the reference); elsewhere `sample_batched`."""
+        """On the CPU one forward pass of `per_forward` images at a time (the reference), elsewhere
+        `sample_batched`."""
         self.check_size(size)
         if device.type != "cpu":
             return self.sample_batched(seed, indices, size, device)
         out: dict[int, np.ndarray] = {}
-        for pair in sorted({int(i) // PER_FORWARD for i in indices}):
-            first = pair * PER_FORWARD
+        for pair in sorted({int(i) // self.per_forward for i in indices}):
+            first = pair * self.per_forward
             synthesis, pools = self.network(seed, first // self.images_per_network, size)
             with torch.no_grad():
                 images = self.forward(synthesis.to(device), pools, seed, [pair], device).numpy()
-            for k in range(PER_FORWARD):
+            for k in range(self.per_forward):
                 out[first + k] = normalize_colors(images[k], rng(seed, first + k, 2))
         return np.stack([out[int(i)] for i in indices])
 
     def sample_batched(self, seed: int, indices: Sequence[int], size: int, device: torch.device) -> np.ndarray:
-        """The pairs of a block (`batch` images aligned to multiples of `batch`, within one network) in one forward
-        pass on `device`, colours normalised there: image `i` depends on (seed, i, batch, device type) only, never
-        on which other indices are asked for. Equal to `sample` on the CPU up to float rounding."""
+        """The passes ("pairs" at the default `per_forward` 2) of a block (`batch` images aligned to multiples of
+        `batch`, within one network) in one forward pass on `device`, colours normalised there: image `i` depends on
+        (seed, i, batch, device type) only, never on which other indices are asked for. Equal to `sample` on the CPU
+        up to float rounding."""
         self.check_size(size)
-        per_block, per_net = self.batch // PER_FORWARD, self.images_per_network // PER_FORWARD
+        per_block, per_net = self.batch // self.per_forward, self.images_per_network // self.per_forward
         out: dict[int, np.ndarray] = {}
-        for pair in sorted({int(i) // PER_FORWARD for i in indices}):
-            if pair * PER_FORWARD in out:
+        for pair in sorted({int(i) // self.per_forward for i in indices}):
+            if pair * self.per_forward in out:
                 continue
             block, net = pair // per_block, pair // per_net
             pairs = range(max(block * per_block, net * per_net), min((block + 1) * per_block, (net + 1) * per_net))
             synthesis, pools = self.network(seed, net, size)
             with torch.no_grad():
                 images = self.forward(synthesis.to(device), pools, seed, pairs, device)
-                first = pairs[0] * PER_FORWARD
+                first = pairs[0] * self.per_forward
                 rngs = [rng(seed, first + k, 2) for k in range(len(images))]
                 for k, image in enumerate(normalize_colors_torch(images, rngs).cpu().numpy()):
                     out[first + k] = image
@@ -204,9 +213,10 @@ class RandomStyleGAN:
 
     def forward(self, synthesis: SynthesisNetwork, pools: list[np.ndarray], seed: int, pairs: Sequence[int],
                 device: torch.device) -> torch.Tensor:
-        """Images (2P x 3 x S x S on `device`) of `pairs`; each pair has its own random layer weights and noise."""
-        ws = np.stack([rng(seed, p * PER_FORWARD + k, 0).standard_normal((synthesis.num_ws, W_DIM))
-                       for p in pairs for k in range(PER_FORWARD)])
+        """Images (`per_forward` P x 3 x S x S on `device`) of the P passes `pairs`; each pass has its own random
+        layer weights and noise."""
+        ws = np.stack([rng(seed, p * self.per_forward + k, 0).standard_normal((synthesis.num_ws, W_DIM))
+                       for p in pairs for k in range(self.per_forward)])
         ws = F.leaky_relu(torch.from_numpy(ws).float().to(device), 0.2)
         if self.variant == "random":
             return synthesis(ws, noise_mode="none")
@@ -250,9 +260,9 @@ class RandomStyleGAN:
             else:
                 picks.append(subset[r.integers(len(subset), size=chin)])
                 amplitudes.append(r.standard_normal((chout, 1)))
-            strengths.append(r.uniform(0, 0.3, PER_FORWARD))
+            strengths.append(r.uniform(0, 0.3, self.per_forward))
             if shared is None:
-                maps.append(pool[r.integers(NOISE_POOL, size=PER_FORWARD)])
+                maps.append(pool[r.integers(NOISE_POOL, size=self.per_forward)])
             if self.variant != "highfreq":
                 biases.append(r.uniform(-0.2, 0.2, chout))
         wavelets = bank[torch.from_numpy(np.stack(picks)).to(dev)].double()  # P x (1 | O) x I x 3 x 3
@@ -262,7 +272,7 @@ class RandomStyleGAN:
         strength = torch.from_numpy(np.concatenate(strengths)).float().to(dev).reshape(-1, 1, 1, 1)
         if shared is not None:
             noise = F.interpolate(shared.to(dev), (layer.resolution,) * 2, mode="area")
-            noise = noise.repeat_interleave(PER_FORWARD, dim=0)
+            noise = noise.repeat_interleave(self.per_forward, dim=0)
         else:
             noise = torch.from_numpy(np.concatenate(maps)).to(dev).unsqueeze(1)
         x = pair_modulated_conv2d(x, weight.expand(-1, chout, chin, -1, -1), layer.affine(w), up=layer.up,
@@ -270,7 +280,7 @@ class RandomStyleGAN:
         x = x + noise * strength
         if self.variant == "highfreq":
             return bias_act(x, layer.bias, act="relu")
-        bias = torch.from_numpy(np.stack(biases)).float().to(dev).repeat_interleave(PER_FORWARD, dim=0)
+        bias = torch.from_numpy(np.stack(biases)).float().to(dev).repeat_interleave(self.per_forward, dim=0)
         return bias_act(x + bias[:, :, None, None], None, act="relu")
 
     def torgb(self, torgb, x: torch.Tensor, w: torch.Tensor, rs: list[np.random.Generator]) -> torch.Tensor:
@@ -282,12 +292,14 @@ class RandomStyleGAN:
 
 def pair_modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, up: int = 1, padding: int = 0,
                           resample_filter: torch.Tensor | None = None, demodulate: bool = True) -> torch.Tensor:
-    """`modulated_conv2d` (no noise) with its own weight per pair of images: x N x I x H x W (N = 2P, pair-major),
-    weight P x O x I x k x k, one grouped convolution (groups = pairs); for P = 1 the very same operations."""
+    """`modulated_conv2d` (no noise) with its own weight per forward pass of B images: x N x I x H x W (N = B P,
+    pass-major), weight P x O x I x k x k, one grouped convolution (groups = passes); for P = 1 the very same
+    operations."""
     p, o, i, k = weight.shape[:4]
     n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    b = n // p  # images per pass
     x = x * styles.reshape(n, -1, 1, 1)
-    x = x.reshape(p, PER_FORWARD, i, h, w).transpose(0, 1).reshape(PER_FORWARD, p * i, h, w)
+    x = x.reshape(p, b, i, h, w).transpose(0, 1).reshape(b, p * i, h, w)
     if up == 1:
         x = F.conv2d(x, weight.reshape(p * o, i, k, k), padding=padding, groups=p)
     else:  # core's conv2d_resample, grouped
@@ -295,9 +307,9 @@ def pair_modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.T
         p0, p1 = padding + (fw + up - 1) // 2 - (k - 1), padding + (fw - up) // 2 - (k - up)
         x = F.conv_transpose2d(x, weight.transpose(1, 2).reshape(p * i, o, k, k), stride=up, groups=p)
         x = upfirdn2d(x, resample_filter, padding=(p0, p1, p0, p1), gain=up * up)
-    x = x.reshape(PER_FORWARD, p, o, *x.shape[-2:]).transpose(0, 1).reshape(n, o, *x.shape[-2:])
+    x = x.reshape(b, p, o, *x.shape[-2:]).transpose(0, 1).reshape(n, o, *x.shape[-2:])
     if demodulate:
-        wm = (weight[:, None] * styles.reshape(p, PER_FORWARD, 1, i, 1, 1)).reshape(n, o, i, k, k)
+        wm = (weight[:, None] * styles.reshape(p, b, 1, i, 1, 1)).reshape(n, o, i, k, k)
         x = x * (wm.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, -1, 1, 1)
     return x
 
