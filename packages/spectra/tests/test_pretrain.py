@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from pixforge.core.nets.resnet import IMAGENET_MEAN, IMAGENET_STD, resnet
 from pixforge.export.command import invoke
+from pixforge.export.errors import PixforgeError
 from pixforge.export.images import write_image
 from pixforge.spectra.cli import Spectra
 from pixforge.spectra.contrastive import MoCo, TwoViews, align_loss, info_nce_logits, uniform_loss
@@ -159,6 +160,28 @@ def labelled(tmp_path_factory):
         Spectra().generate(name, n=24, size=32, out=str(root / name), quiet=True)
         (root / name / "manifest.json").unlink()
     return root
+
+
+def test_linear_eval_small_scale_probe_uses_adam_and_its_decay(labelled, monkeypatch):
+    """--optimizer adam (--momentum as beta1) and --lr-decay: align/uniform's linear_eval_imagenet100.py recipe."""
+    seen = []
+    step = torch.optim.Adam.step
+
+    def recording(self, *args, **kwargs):
+        seen.append((self.param_groups[0]["lr"], self.param_groups[0]["betas"]))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording)
+    report = json.loads(Spectra().linear_eval(data=str(labelled), arch="random-resnet18", size=32, epochs=3,
+                                              batch=32, milestones="1,2", optimizer="adam", lr=1e-3, momentum=0.5,
+                                              lr_decay=0.2, standardize=False, augment=False, quiet=True,
+                                              device="cpu"))
+    per_epoch = -(-report["train"] // 32)
+    assert len(seen) == 3 * per_epoch and all(betas == (0.5, 0.999) for _, betas in seen)
+    assert [lr for lr, _ in seen[::per_epoch]] == pytest.approx([1e-3, 2e-4, 4e-5])
+    assert (report["optimizer"], report["lr_decay"], report["momentum"]) == ("adam", 0.2, 0.5)
+    with pytest.raises(PixforgeError, match="--optimizer must be sgd or adam"):
+        Spectra().linear_eval(data=str(labelled), arch="random-resnet18", optimizer="lbfgs")
 
 
 def test_linear_eval_beats_chance_and_export_matches(tmp_path, labelled):

@@ -5,6 +5,8 @@ eval mode (BatchNorm statistics fixed), a linear classifier on the pooled featur
 bias 0), cross entropy, SGD lr 30, momentum 0.9, weight decay 0, batch 256, 100 epochs, lr x0.1 at epochs 60 and 80;
 training views RandomResizedCrop(S) + flip, validation resize to 8/7 S + centre crop S; ImageNet normalisation;
 top-1 / top-5. `--no-augment` trains on the centre crops' features, computed once (fast on a CPU).
+`--optimizer adam --lr 1e-3 --momentum 0.5 --lr-decay 0.2 --batch 128 --no-standardize` is the align/uniform
+small-scale probe (`align_uniform/linear_eval_imagenet100.py`: Adam betas (0.5, 0.999), x0.2 at 60 and 80).
 
 One addition (on by default, `--no-standardize` for the exact official recipe): the features are standardised with
 the training set's per-feature mean and their RMS standard deviation (of the centre views) before the classifier.
@@ -231,8 +233,8 @@ def topk(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[str, flo
 
 def linear_eval(run: str | None = None, data: str | None = None, val: str | None = None, arch: str | None = None,
                 weights: str | None = None, size: int | None = None, epochs: int = 100, batch: int = 256,
-                lr: float = 30.0, milestones: str | tuple = "60,80", momentum: float = 0.9,
-                weight_decay: float = 0.0, augment: bool = True, max_samples: int | None = None,
+                lr: float = 30.0, milestones: str | tuple = "60,80", lr_decay: float = 0.1, momentum: float = 0.9,
+                weight_decay: float = 0.0, optimizer: str = "sgd", augment: bool = True, max_samples: int | None = None,
                 val_fraction: float = 0.2, standardize: bool = True, seed: int = 0, device: str = "auto",
                 out: str | None = None, overwrite: bool = False, quiet: bool = False) -> str:
     """Linear evaluation of a frozen encoder: --run RUN (a pretrain run), --weights FILE (--arch resnet18|resnet50:
@@ -240,10 +242,12 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
     random-resnet18 names one). --data DIR (one sub-folder of images per class; --val DIR, else a seeded
     --val-fraction split), digits (scikit-learn's, the default when installed) or fashion-mnist (Debian's
     dataset-fashion-mnist files; else the default). Official schedule (MoCo main_lincls.py): SGD lr 30, momentum
-    0.9, wd 0, batch 256, 100 epochs, x0.1 at --milestones 60,80, RandomResizedCrop + flip (--no-augment: centre
-    crops' features computed once); features centred with the training set's mean and divided by their RMS std
-    (--no-standardize: the raw features, as the official script). --size: the run's (else 224). Prints JSON
-    (top-1 / top-5 in %); --out FILE.json writes it (--overwrite replaces an existing one)."""
+    0.9, wd 0, batch 256, 100 epochs, x0.1 (--lr-decay) at --milestones 60,80, RandomResizedCrop + flip
+    (--no-augment: centre crops' features computed once); features centred with the training set's mean and
+    divided by their RMS std (--no-standardize: the raw features, as the official script). --optimizer adam takes
+    --momentum as Adam's beta1 (beta2 0.999): the align/uniform small-scale probe (`linear_eval_imagenet100.py`) is
+    --optimizer adam --lr 1e-3 --momentum 0.5 --lr-decay 0.2 --batch 128 --no-standardize. --size: the run's (else
+    224). Prints JSON (top-1 / top-5 in %); --out FILE.json writes it (--overwrite replaces an existing one)."""
     from pixforge.core.loop import progress
     from pixforge.core.runtime import resolve_device
     from pixforge.export.options import check_not_replacing, check_numbers, whole_number
@@ -254,8 +258,10 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
         whole_number("--size", size, 16)
     if max_samples is not None:
         whole_number("--max-samples", max_samples, 1)
-    check_numbers(dict(lr=lr, momentum=momentum, weight_decay=weight_decay), positive=("lr",),
-                  non_negative=("weight_decay",), fractions=("momentum",))
+    check_numbers(dict(lr=lr, momentum=momentum, weight_decay=weight_decay, lr_decay=lr_decay),
+                  positive=("lr", "lr_decay"), non_negative=("weight_decay",), fractions=("momentum",))
+    if optimizer not in ("sgd", "adam"):
+        raise PixforgeError(f"--optimizer must be sgd or adam, got {optimizer!r}")
     if not (isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1):
         raise PixforgeError(f"--val-fraction must be a number between 0 and 1, got {val_fraction!r}")
     try:
@@ -282,7 +288,10 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
     with torch.no_grad():
         classifier.weight.normal_(0.0, 0.01, generator=torch.Generator(device=dev).manual_seed(seed))
         classifier.bias.zero_()
-    opt = torch.optim.SGD(classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "adam":
+        opt = torch.optim.Adam(classifier.parameters(), lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+    else:
+        opt = torch.optim.SGD(classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     cached = features(net, tx, size, dev, batch)
     shift, scale = torch.zeros(net.num_features), torch.ones(net.num_features)
     if standardize:
@@ -300,7 +309,7 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
     with progress(epochs, desc="linear-eval", unit="epoch", disable=quiet) as bar:
         for epoch in range(epochs):
             for group in opt.param_groups:
-                group["lr"] = lr * 0.1 ** sum(epoch >= m for m in marks)
+                group["lr"] = lr * lr_decay ** sum(epoch >= m for m in marks)
             order = torch.randperm(len(ty), generator=torch.Generator().manual_seed(step_seed(seed, epoch, 0, 3)))
             for i in range(steps_per_epoch):
                 idx = order[i * batch:(i + 1) * batch]
@@ -320,7 +329,8 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
     with torch.no_grad():
         logits = classifier((features(net, vx, size, dev, batch).to(dev) - shift) / scale).cpu()
     report = {"encoder": described, "data": data_name, "classes": len(names), "train": len(ty), "val": len(vy),
-              **topk(logits, vy), "chance_top1": round(100 / len(names), 3), "epochs": epochs, "lr": lr,
+              **topk(logits, vy), "chance_top1": round(100 / len(names), 3), "epochs": epochs,
+              "optimizer": optimizer, "lr": lr, "lr_decay": lr_decay, "momentum": momentum,
               "batch": batch, "augment": augment, "standardize": standardize, "size": size,
               "final_train_loss": round(loss.item(), 5)}
     text = json.dumps(report)
