@@ -198,9 +198,9 @@ def test_path_length_penalty_and_mean():
     y = sample_noise([3, 16, 16], idx[:n], seed, SALTS["Greg"] + 20) / math.sqrt(16 * 16)
     jty, = torch.autograd.grad((img * y).sum(), ws, create_graph=True)
     lengths = jty.square().sum(2).mean(1).sqrt()
-    mean = 0.5 + 0.01 * (float(lengths.detach().mean()) - 0.5)  # lerp(old, mean length, 0.01)
+    mean = 0.5 + 0.01 * (lengths.mean() - 0.5)  # NVlabs: lerp(old, mean length, 0.01), the gradient through it too
     penalty = (lengths - mean).square()
-    assert pl_mean == pytest.approx(mean, rel=1e-5)
+    assert pl_mean == pytest.approx(float(mean.detach()), rel=1e-5)
     torch.testing.assert_close(terms["G/reg"], (penalty * 2.0).mean().detach())
     torch.testing.assert_close(terms["pl_penalty"], penalty.mean().detach())
     assert_grads_close(got, autograd_of((penalty * 2.0).mean() * 4.0, G))
@@ -365,10 +365,11 @@ def runs(tmp_path_factory):
     data = write_pngs(root / "faces")
     first = train(str(data), str(root / "out"), **TRAIN)
     second = train(str(data), str(root / "out"), **TRAIN)
-    stops, ema_update = [], train_mod.ema_update
+    stops, ema_update, betas = [], train_mod.ema_update, []
     counter = itertools.count(1)
 
     def counting_ema(*args, **kwargs):
+        betas.append(args[2])
         ema_update(*args, **kwargs)
         if next(counter) == stops[-1].steps:
             stops[-1].requested = True
@@ -380,7 +381,8 @@ def runs(tmp_path_factory):
     stopped = {"files": sorted(p.name for p in interrupted.iterdir()),
                "checkpoints": sorted(p.name for p in (interrupted / "checkpoints").iterdir())}
     resumed = train(str(data), str(root / "resumed"), resume=True, **TRAIN)
-    return dict(data=data, first=first, second=second, interrupted=interrupted, stopped=stopped, resumed=resumed)
+    return dict(data=data, first=first, second=second, interrupted=interrupted, stopped=stopped, resumed=resumed,
+                betas=betas)
 
 
 def final_state(run):
@@ -410,6 +412,12 @@ def test_same_seed_trains_the_same_weights(runs):
     ps = [json.loads(line)["augment/p"] for line in (runs["first"] / "stats.jsonl").read_text().splitlines()]
     assert len(set(ps)) > 1 and min(ps) > 0  # ADA moved p (and its pipe ran with p > 0)
     assert a["extra"]["pl_mean"] > 0
+
+
+def test_ema_ramps_up_with_the_images_seen_before_each_step(runs):
+    """NVlabs: ema_nimg = min(ema_kimg * 1000, cur_nimg * ema_rampup) with cur_nimg before the step, so the first
+    update copies G (beta 0) and the second has ema_nimg = 16 x 0.05 (cfg auto, batch 16)."""
+    assert runs["betas"][:2] == [0.0, 0.5 ** (16 / (16 * 0.05))]
 
 
 def test_resume_continues_exactly(runs):

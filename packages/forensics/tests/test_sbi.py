@@ -69,20 +69,68 @@ def test_same_seed_same_sample(face):
     assert not np.array_equal(a.blended, c.blended)
 
 
-def test_masks_follow_the_landmark_hulls(face):
-    crop, landmarks = face
-    from pixforge.core.faces import hull_mask
+def official_masks(landmarks: np.ndarray, shape) -> dict[str, np.ndarray]:
+    """Face X-ray's DeepFakeMask.py (dfl_full, extended, components, facehull) written out with OpenCV on int32
+    landmarks, as SBI's random_get_hull calls it."""
+    import cv2
 
-    full = sbi.landmark_mask(landmarks, crop.shape, "facehull")
-    assert np.array_equal(full, hull_mask(landmarks, crop.shape))
-    dfl = sbi.landmark_mask(landmarks, crop.shape, "dfl_full")
-    extended = sbi.landmark_mask(landmarks, crop.shape, "extended")
-    assert set(np.unique(dfl)) <= {0.0, 1.0} and np.all(dfl <= full)  # unions of sub-hulls lie inside the hull
-    assert extended.sum() > dfl.sum() and extended[:34].sum() > dfl[:34].sum()  # brows pushed up
-    parts = sbi.landmark_mask(landmarks, crop.shape, "components", np.random.default_rng(0))
-    assert 0 < parts.sum() <= dfl.sum() and np.all(parts <= dfl)
+    lm = landmarks.astype(np.int32)
+
+    def fill(parts, points=None):
+        mask = np.zeros(shape[:2], np.float32)
+        for part in parts:
+            cv2.fillConvexPoly(mask, cv2.convexHull(np.concatenate(part)), 1.0)
+        return mask
+
+    def components(p):
+        return [(p[0:9], p[17:18]), (p[8:17], p[26:27]), (p[17:20], p[8:9]), (p[24:27], p[8:9]), (p[19:25], p[8:9]),
+                (p[17:22], p[27:28], p[31:36], p[8:9]), (p[22:27], p[27:28], p[31:36], p[8:9]),
+                (p[27:31], p[31:36])]
+
+    ext = lm.copy()
+    ml, mr = (ext[36] + ext[0]) // 2, (ext[16] + ext[45]) // 2
+    ql, qr = (ext[36] + ml) // 2, (ext[45] + mr) // 2
+    bot_l = np.array((ql, ext[36], ext[37], ext[38], ext[39]))
+    bot_r = np.array((ext[42], ext[43], ext[44], ext[45], qr))
+    ext[17:22] = ext[17:22] + (ext[17:22] - bot_l) // 2
+    ext[22:27] = ext[22:27] + (ext[22:27] - bot_r) // 2
+    return {"dfl_full": fill([(lm[0:17], lm[48:68], lm[0:1], lm[8:9], lm[16:17]), (lm[27:31], lm[33:34]),
+                              (lm[17:27], lm[0:1], lm[27:28], lm[16:17], lm[33:34])]),
+            "extended": fill(components(ext)), "components": fill(components(lm)),
+            "facehull": fill([(lm,)])}
+
+
+def test_masks_are_face_xrays(face):
+    """Each hull kind against Face X-ray's code on the same face at 4x (int32 landmarks there, floats here; OpenCV
+    and PIL rasterise the edges a pixel apart)."""
+    crop, landmarks = face
+    shape, lm = (crop.shape[0] * 4, crop.shape[1] * 4), landmarks * 4 + 1.5  # pixel centres at 4x
+    official = official_masks(lm, shape)
+    ours = {kind: sbi.landmark_mask(lm, shape, kind) for kind in sbi.HULLS}
+    for kind in sbi.HULLS:
+        inter, union = np.logical_and(ours[kind], official[kind]).sum(), np.logical_or(ours[kind], official[kind]).sum()
+        assert set(np.unique(ours[kind])) <= {0.0, 1.0} and inter / union > 0.98, (kind, inter / union)
+    # the kinds differ as Face X-ray's do: extended reaches above the brows, components and dfl_full apart
+    assert ours["extended"].sum() > ours["components"].sum()
+    assert np.logical_xor(ours["components"], ours["dfl_full"]).sum() > 0.02 * ours["dfl_full"].sum()
     with pytest.raises(ValueError, match="68 landmarks"):
         sbi.landmark_mask(landmarks[:5], crop.shape, "facehull")
+
+
+def test_elastic_blur_is_scipys_gaussian_filter():
+    from scipy import ndimage
+
+    noise = np.random.default_rng(0).uniform(-1, 1, (2, 40, 23))
+    for n in noise:  # a side under the 57 taps: the mirrored border folds more than once
+        np.testing.assert_allclose(sbi.gaussian_filter(n, sbi.ELASTIC_SIGMA), ndimage.gaussian_filter(n, 7.0),
+                                   atol=1e-12)
+
+
+def test_affine_scales_x_and_y_apart(face):
+    crop, landmarks = face
+    scales = [sbi.self_blend(crop, landmarks, seed=(4, i)).draws["scale"] for i in range(8)]
+    assert all(len(s) == 2 and 0.95 <= min(s) and max(s) <= 1 / 0.95 for s in scales)
+    assert all(sx != sy for sx, sy in scales)
 
 
 def test_blend_mask_is_eroded_and_soft():

@@ -7,17 +7,21 @@ fakes made from real faces alone, so a detector trains without a fake dataset.
 
 One real face plays both parts, as the official `SBI_Dataset.self_blending` does:
 
-1. **Mask**: the landmarks' hull, one of Face X-ray's four kinds drawn at random (`facehull`: all 68 points;
-   `dfl_full`: DeepFaceLab's union of jaw, cheek, eye and nose hulls; `extended`: the same with the brows pushed
-   up towards the forehead; `components`: a random subset of those parts).
+1. **Mask**: the landmarks' hull, one of Face X-ray's four kinds (`DeepFakeMask.py`, which SBI's
+   `random_get_hull` calls) drawn at random: `facehull`: all 68 points; `dfl_full`: DeepFaceLab's union of three
+   hulls (jaw and mouth, nose ridge, brows and eyes); `components`: the union of eight part hulls (jaw halves,
+   cheeks, nose ridge, eye regions, nose); `extended`: `components` with the brows pushed up, away from the tops of
+   the eyes, by half their distance to them.
 2. **Colour / quality** (``source_transforms``) on the source or, with probability 1/2, on the target instead:
    RGB shift +-20 per channel (p 0.3), hue / saturation / value +-0.3 (on OpenCV's 8-bit H, S, V scales, as the
    official limits read: less than one level, so nearly the identity), brightness and contrast +-0.1
    (``x * (1 + c) + 255 b``), then either a down-scale by 2 or 4 (nearest) and back up (bilinear), or a sharpen
    (alpha 0.2-0.5, lightness 0.5-1).
-3. **Geometry** on the source and the mask: scale 0.95-1/0.95 about the centre, translation +-3 % of the width and
-   +-1.5 % of the height (bilinear image, nearest mask, black outside); then an elastic warp of the mask only
-   (alpha 50 px, sigma 7 px: uniform noise in [-1, 1] blurred by a 17 x 17 Gaussian).
+3. **Geometry** on the source and the mask: scale 0.95-1/0.95 about the centre, drawn for x and y apart
+   (albumentations' `Affine` without `keep_ratio`), translation +-3 % of the width and +-1.5 % of the height
+   (bilinear image, nearest mask, black outside); then an elastic warp of the mask only (`ElasticTransform(alpha
+   50, sigma 7)`, exact mode: uniform noise in [-1, 1] blurred as scipy's `gaussian_filter` does, sigma 7 px to
+   4 sigma, mirrored border, times 50 px).
 4. **Blend mask** (``get_blend_mask``): the mask resized to 192-256 x 192-256, blurred by an odd 5-25 kernel,
    normalised by its maximum and cut to where it is 1 (an erosion), blurred again by an odd 5-25 kernel with
    sigma 5-45, normalised, resized back; times a ratio r drawn from {0.25, 0.5, 0.75, 1, 1, 1}.
@@ -46,6 +50,7 @@ import numpy as np
 import torch
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
+ELASTIC_SIGMA = 7.0
 HULLS = ("dfl_full", "extended", "components", "facehull")
 
 
@@ -65,7 +70,7 @@ class SelfBlend:
 # ---------------------------------------------------------------------------------------------- the landmark mask
 
 def _parts(lm: np.ndarray) -> list[np.ndarray]:
-    """DeepFaceLab's hull parts (jaw halves with the mouth, cheeks, nose ridge, eye regions, nose)."""
+    """Face X-ray's `components` hull parts (jaw halves, cheeks, nose ridge, eye regions, nose)."""
     chin = lm[8:9]
     return [np.concatenate([lm[0:9], lm[17:18]]), np.concatenate([lm[8:17], lm[26:27]]),
             np.concatenate([lm[17:20], chin]), np.concatenate([lm[24:27], chin]), np.concatenate([lm[19:25], chin]),
@@ -73,9 +78,9 @@ def _parts(lm: np.ndarray) -> list[np.ndarray]:
             np.concatenate([lm[22:27], lm[27:28], lm[31:36], chin]), np.concatenate([lm[27:31], lm[31:36]])]
 
 
-def landmark_mask(landmarks: np.ndarray, shape: Sequence[int], kind: str,
-                  rng: np.random.Generator | None = None) -> np.ndarray:
-    """float32 0/1 mask of `shape[:2]` of hull `kind` (see `HULLS`) of 68 landmarks (pixel-centre coordinates)."""
+def landmark_mask(landmarks: np.ndarray, shape: Sequence[int], kind: str) -> np.ndarray:
+    """float32 0/1 mask of `shape[:2]` of hull `kind` (see `HULLS`) of 68 landmarks (pixel-centre coordinates), as
+    Face X-ray's `DeepFakeMask.py` builds it (its int32 landmarks and `//` halvings are float here)."""
     from pixforge.core.faces import hull_mask
 
     lm = np.asarray(landmarks, np.float64)
@@ -83,15 +88,17 @@ def landmark_mask(landmarks: np.ndarray, shape: Sequence[int], kind: str,
         raise ValueError(f"self-blending needs 68 landmarks, got an array of shape {lm.shape}")
     if kind == "facehull":
         return hull_mask(lm, shape)
-    if kind == "extended":  # brows pushed up by half their distance from the top of the nose
-        lm = lm.copy()
-        lm[17:27] += (lm[17:27] - lm[27]) * 0.5
-    parts = _parts(lm)
-    if kind == "components":
-        rng = rng if rng is not None else np.random.default_rng(0)
-        chosen = rng.choice(len(parts), size=int(rng.integers(1, len(parts) + 1)), replace=False)
-        parts = [parts[i] for i in sorted(chosen)]
-    elif kind not in ("dfl_full", "extended"):
+    if kind == "dfl_full":
+        parts = [np.concatenate([lm[0:17], lm[48:68], lm[[0, 8, 16]]]), np.concatenate([lm[27:31], lm[33:34]]),
+                 np.concatenate([lm[17:27], lm[[0, 27, 16, 33]]])]
+    elif kind in ("components", "extended"):
+        if kind == "extended":  # each brow moved away from the top of its eye by half their distance
+            left_mid, right_mid = (lm[36] + lm[0]) / 2, (lm[16] + lm[45]) / 2
+            eye_tops = np.concatenate([[(lm[36] + left_mid) / 2], lm[36:40], lm[42:46], [(lm[45] + right_mid) / 2]])
+            lm = lm.copy()
+            lm[17:27] += (lm[17:27] - eye_tops) / 2
+        parts = _parts(lm)
+    else:
         raise ValueError(f"unknown hull {kind!r}: choose one of {', '.join(HULLS)}")
     mask = np.zeros(tuple(shape[:2]), np.float32)
     for part in parts:
@@ -146,10 +153,10 @@ def colour_transform(image: np.ndarray, rng: np.random.Generator, draws: dict) -
 
 # -------------------------------------------------------------------------------------------------------- geometry
 
-def affine_matrix(height: int, width: int, scale: float, tx: float, ty: float) -> torch.Tensor:
-    """1 x 2 x 3: scale about the image centre, then translate by (tx, ty) pixels."""
+def affine_matrix(height: int, width: int, sx: float, sy: float, tx: float, ty: float) -> torch.Tensor:
+    """1 x 2 x 3: scale by (sx, sy) about the image centre, then translate by (tx, ty) pixels."""
     cx, cy = (width - 1) / 2, (height - 1) / 2
-    return torch.tensor([[[scale, 0.0, cx - scale * cx + tx], [0.0, scale, cy - scale * cy + ty]]])
+    return torch.tensor([[[sx, 0.0, cx - sx * cx + tx], [0.0, sy, cy - sy * cy + ty]]])
 
 
 def random_affine(source: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
@@ -158,17 +165,18 @@ def random_affine(source: np.ndarray, mask: np.ndarray, rng: np.random.Generator
     import kornia
 
     height, width = mask.shape
-    scale = float(rng.uniform(0.95, 1 / 0.95))
+    sx, sy = (float(v) for v in rng.uniform(0.95, 1 / 0.95, 2))
     tx, ty = float(rng.uniform(-0.03, 0.03) * width), float(rng.uniform(-0.015, 0.015) * height)
-    draws.update(scale=scale, translate=[tx, ty])
-    matrix = affine_matrix(height, width, scale, tx, ty)
+    draws.update(scale=[sx, sy], translate=[tx, ty])
+    matrix = affine_matrix(height, width, sx, sy, tx, ty)
     src = kornia.geometry.transform.warp_affine(_to_tensor(source), matrix, (height, width), mode="bilinear",
                                                 align_corners=True)
     m = kornia.geometry.transform.warp_affine(torch.from_numpy(mask)[None, None], matrix, (height, width),
                                               mode="nearest", align_corners=True)
-    # elastic warp of the mask: uniform noise blurred (17 x 17, sigma 7) and scaled to alpha = 50 px
-    noise = torch.from_numpy(rng.uniform(-1, 1, (1, 2, height, width)).astype(np.float32))
-    flow = kornia.filters.gaussian_blur2d(noise, (17, 17), (7.0, 7.0)) * 50.0
+    # elastic warp of the mask: uniform noise blurred (albumentations' exact mode) and scaled to alpha = 50 px
+    noise = rng.uniform(-1, 1, (2, height, width))
+    flow = torch.from_numpy(np.stack([gaussian_filter(n, ELASTIC_SIGMA) for n in noise]).astype(np.float32))[None]
+    flow = flow * 50.0
     ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
                             indexing="ij")
     gx = (xs + flow[0, 0]) / max(width - 1, 1) * 2 - 1
@@ -176,6 +184,22 @@ def random_affine(source: np.ndarray, mask: np.ndarray, rng: np.random.Generator
     m = torch.nn.functional.grid_sample(m, torch.stack([gx, gy], dim=-1)[None], mode="nearest",
                                         padding_mode="zeros", align_corners=True)
     return _to_uint8(src), m[0, 0].numpy()
+
+
+def gaussian_filter(image: np.ndarray, sigma: float) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter(image, sigma) of a 2-D float array (defaults: taps to 4 sigma, border mode
+    'reflect', i.e. d c b a | a b c d), separable, in float64."""
+    radius = int(4.0 * sigma + 0.5)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    out = np.asarray(image, np.float64)
+    for axis in (0, 1):
+        n = out.shape[axis]
+        index = np.arange(-radius, n + radius) % (2 * n)
+        index = np.where(index >= n, 2 * n - 1 - index, index)  # mirrored about the edge, edge pixel included
+        windows = np.lib.stride_tricks.sliding_window_view(np.take(out, index, axis=axis), len(taps), axis=axis)
+        out = windows @ taps
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------ blend mask
@@ -226,7 +250,7 @@ def self_blend(image: np.ndarray, landmarks: np.ndarray, seed: int | Sequence[in
     rng = np.random.default_rng(list(seed) if isinstance(seed, (tuple, list)) else seed)
     draws: dict = {}
     kind = hull if hull is not None else HULLS[int(rng.integers(len(HULLS)))]
-    mask = landmark_mask(landmarks, image.shape, kind, rng)
+    mask = landmark_mask(landmarks, image.shape, kind)
     source, target = image.copy(), image.copy()
     if rng.random() < 0.5:
         draws["jittered"] = "source"

@@ -14,8 +14,11 @@
 * `ConvEncoder`: the VAE image encoder of semantic synthesis (3x3 stride-2 convs with spectral + instance norm on
   the image resized to `size`, then mu / logvar of a 256-d code).
 
-Initialisation follows the official `init_weights('xavier', 0.02)`: Xavier-normal weights with gain 0.02 for every
-convolution and linear layer (spectral-normalised ones included), zero biases.
+Initialisation is what the official `init_weights('xavier', 0.02)` does when it runs, on the GPU: Xavier-normal
+weights with gain 0.02 for the plain convolutions and linear layers, zero biases for all; the spectral-normalised
+layers keep PyTorch's default weights. (`create_network` moves the network to the GPU before `init_weights`; the
+old `spectral_norm` keeps `weight` as a plain tensor sharing the CPU memory of `weight_orig`, so after the move
+Xavier writes into that stale copy and `weight_orig`, the trained weight, keeps its default initialisation.)
 """
 
 from __future__ import annotations
@@ -275,11 +278,12 @@ class ConvEncoder(nn.Module):
 
 
 def init_weights(module: nn.Module, gain: float = 0.02) -> nn.Module:
-    """Xavier-normal (gain 0.02) conv / linear weights and zero biases, as the official code initialises."""
+    """The official initialisation as it runs on the GPU (module docstring): Xavier-normal (gain 0.02) weights of the
+    plain conv / linear layers, PyTorch's default weights of the spectral-normalised ones, zero biases."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
-            nn.init.xavier_normal_(weight, gain=gain)
+            if not parametrize.is_parametrized(m, "weight"):
+                nn.init.xavier_normal_(m.weight, gain=gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     return module

@@ -305,11 +305,11 @@ def training_loop(run: StyleGANRun, config: dict[str, Any], training_set: Traini
                 scaler.step(opt)
                 scaler.update()
 
-            # Update G_ema.
-            step += 1
+            # Update G_ema (NVlabs ramps with the images seen before this step).
             ema_nimg = spec.ema_kimg * 1000
             if spec.ema_rampup is not None and not restarted:
                 ema_nimg = min(ema_nimg, step * batch * spec.ema_rampup)
+            step += 1
             ema_update(G_ema, G, 0.5 ** (batch / max(ema_nimg, 1e-8)))
 
             # Adapt p.
