@@ -76,7 +76,7 @@ def official_masks(landmarks: np.ndarray, shape) -> dict[str, np.ndarray]:
 
     lm = landmarks.astype(np.int32)
 
-    def fill(parts, points=None):
+    def fill(parts):
         mask = np.zeros(shape[:2], np.float32)
         for part in parts:
             cv2.fillConvexPoly(mask, cv2.convexHull(np.concatenate(part)), 1.0)

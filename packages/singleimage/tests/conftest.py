@@ -6,6 +6,7 @@ from PIL import Image
 
 from pixforge.core.datagen import single_thread as one_thread
 from pixforge.core.io import embedded_images, write_image
+from pixforge.core.loop import read_metrics
 from pixforge.singleimage.train import train
 
 # 30x40 with --min-size 15 --max-size 40: 5 scales of 15x20 ... 30x40 (the official rule), a second or two a run
@@ -30,3 +31,9 @@ def image_file(tmp_path_factory):
 def singan_run(tmp_path_factory, image_file):
     with one_thread():
         return train(str(image_file), str(tmp_path_factory.mktemp("runs") / "singan"), iters=4, **TINY_SINGAN)
+
+
+@pytest.fixture
+def logged():
+    """A run's metrics.jsonl records without their wall-clock times: what a resumed run must log as a straight one."""
+    return lambda run: [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run / "metrics.jsonl")]

@@ -59,12 +59,7 @@ HR_RUN = {"method": "petsgan", "downscale": 2, "warmup_g": 1, "warmup_f": 1, "jo
           "ckpt_every": 1, "keep_last": 100, "device": "cpu", "quiet": True}
 
 
-def logged(run):
-    """A run's metrics.jsonl records without their wall-clock times."""
-    return [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run / "metrics.jsonl")]
-
-
-def test_hr_stage_trains_resumes_and_samples(tmp_path, image_file, vgg_file):
+def test_hr_stage_trains_resumes_and_samples(tmp_path, image_file, vgg_file, logged):
     run = train(str(image_file), str(tmp_path / "p"), **HR_RUN)
     rows = [r for r in read_metrics(run / "metrics.jsonl") if r["phase"] == 3]
     loss = [r["hr_rec"] for r in rows]

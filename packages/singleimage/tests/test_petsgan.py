@@ -148,7 +148,6 @@ def test_bad_layout_diversity_writes_nothing(tmp_path, image_file):
 def test_no_phi_is_the_w_o_phi_ablation(tmp_path, image_file):
     """--no-phi: no Warmup_G step, D_G never stepped; G and D stepped in the joint phase only."""
     from pixforge.core.checkpoint import Checkpoints, read_checkpoint
-    from pixforge.core.loop import read_metrics
 
     run = train(str(image_file), str(tmp_path / "p"), method="petsgan", downscale=2, warmup_g=5, warmup_f=2, joint=2,
                 batch_g=4, augment=6, g_dim=8, ir_dim=8, d_dim=8, no_phi=True, log_every=1, device="cpu", quiet=True)
@@ -196,12 +195,7 @@ EMA_RUN = {"method": "petsgan", "downscale": 2, "warmup_g": 2, "warmup_f": 1, "j
            "log_every": 1, "device": "cpu", "quiet": True}
 
 
-def logged(run):
-    """A run's metrics.jsonl records without their wall-clock times."""
-    return [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run / "metrics.jsonl")]
-
-
-def test_ema_resume_is_exact_and_sample_uses_the_ema(tmp_path, image_file):
+def test_ema_resume_is_exact_and_sample_uses_the_ema(tmp_path, image_file, logged):
     """A run with --ema-decay straight through == resumed from its checkpoint at step 1 (inside Warmup_G) and at
     step 3 (the joint phase's start, where G is loaded from the EMA), bit for bit, G_ema included, training (and
     logging) only the steps after the checkpoint; `sample` (and export, metrics: the same loaded model) draws from

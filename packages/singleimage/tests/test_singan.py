@@ -65,11 +65,6 @@ def test_coarsest_scale_reconstruction_improves(tmp_path, image_file):
     assert sum(rec[-5:]) / 5 < 0.7 * sum(rec[:5]) / 5, rec
 
 
-def logged(run):
-    """A run's metrics.jsonl records without their wall-clock times."""
-    return [{k: v for k, v in r.items() if k != "time"} for r in read_metrics(run / "metrics.jsonl")]
-
-
 def kill_after(run, stop):
     """Leave `run` as a kill after writing checkpoint `stop` and logging the later steps would: the later
     checkpoints and the release gone, metrics.jsonl as it was (a resume drops the records after `stop`)."""
@@ -79,7 +74,7 @@ def kill_after(run, stop):
     (run / "model.safetensors").unlink()
 
 
-def test_resume_is_exact(tmp_path, image_file, singan_run):
+def test_resume_is_exact(tmp_path, image_file, singan_run, logged):
     """4 iterations x 5 scales straight through == the same run resumed from its checkpoint at step 10 (a scale
     boundary) and at step 6 (inside a scale), bit for bit; the resumed run trains (and logs) only the steps after
     the checkpoint (training from step 0 again would end on the same weights)."""
