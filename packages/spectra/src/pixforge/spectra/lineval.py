@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from pixforge.core.nets.resnet import ARCHS, IMAGENET_MEAN, IMAGENET_STD, ResNet, resnet
 from pixforge.export.errors import PixforgeError
@@ -35,10 +36,130 @@ SETS = ("digits", "fashion-mnist")
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Labelled sets: (uint8 N x 3 x h x w images, int64 labels, class names).
+# Labelled sets. Each gives batches of (normalised views on the device, labels): centre views (the shorter side
+# resized to 8/7 S, centre crop S) or, for a training epoch, RandomResizedCrop(S) + horizontal flip.
 
-def digits(seed: int = 0, val_fraction: float = 0.2):
-    """scikit-learn's 8 x 8 digits (1,797 images, 10 classes), split at random (`seed`): (train, val, names)."""
+class TensorSet:
+    """Small whole images held in memory (digits, Fashion-MNIST: uint8 N x 3 x h x w); views made on the device a
+    batch at a time: centre views resized bilinearly, training views by kornia (RandomResizedCrop scale (0.08, 1),
+    ratio (3/4, 4/3), flip) seeded per step."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, size: int, seed: int):
+        self.images, self.labels, self.size, self.seed = images, labels, size, seed
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> TensorSet:
+        return TensorSet(self.images[index], self.labels[index], self.size, self.seed)
+
+    def batches(self, order: torch.Tensor, batch: int, dev: torch.device, epoch: int | None = None, workers: int = 0):
+        crop = None
+        if epoch is not None:
+            import kornia.augmentation as K
+
+            crop = torch.nn.Sequential(K.RandomResizedCrop((self.size, self.size)), K.RandomHorizontalFlip())
+        steps = math.ceil(len(order) / batch)
+        for i in range(steps):
+            index = order[i * batch:(i + 1) * batch]
+            images = self.images[index].to(dev)
+            if crop is None:
+                views = center_views(images, self.size)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(step_seed(self.seed, epoch * steps + i, 0, 4))
+                    views = normalize(crop(images.float() / 255))
+            yield views, self.labels[index].to(dev)
+
+
+class FileSet(torch.utils.data.Dataset):
+    """Image files read as each batch needs them (memory does not grow with the set: ImageNet-scale folders); each
+    view made from the whole image as torchvision's transforms make it from a PIL image in the official script:
+    Resize(8/7 S) + CenterCrop(S), or RandomResizedCrop(S) (scale (0.08, 1), ratio (3/4, 4/3), bilinear) +
+    RandomHorizontalFlip, drawn from (seed, epoch, index) so any --workers gives the same views."""
+
+    def __init__(self, files: list[Path], labels: torch.Tensor, size: int, seed: int):
+        self.files, self.labels, self.size, self.seed = files, labels, size, seed
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> FileSet:
+        return FileSet([self.files[i] for i in index.tolist()], self.labels[index], self.size, self.seed)
+
+    def __getitem__(self, key: tuple[int, int | None]) -> tuple[torch.Tensor, int] | str:
+        from pixforge.export.images import read_image
+
+        index, epoch = key
+        try:
+            img = Image.fromarray(read_image(self.files[index]))
+        except PixforgeError as err:
+            return str(err)  # raised by the main process: a worker's exception would carry the worker's traceback
+        if epoch is None:
+            view = center_view(img, self.size)
+        else:
+            view = train_view(img, self.size, np.random.default_rng([self.seed, epoch, index]))
+        return torch.from_numpy(np.array(view)).permute(2, 0, 1), index
+
+    def batches(self, order: torch.Tensor, batch: int, dev: torch.device, epoch: int | None = None, workers: int = 0):
+        keys = [(int(i), epoch) for i in order]
+        batches = [keys[i:i + batch] for i in range(0, len(keys), batch)]
+        loader = torch.utils.data.DataLoader(self, batch_sampler=batches, num_workers=workers, collate_fn=_collate,
+                                             pin_memory=dev.type == "cuda")
+        for item in loader:
+            if isinstance(item, str):
+                raise PixforgeError(item)
+            views, index = item
+            yield normalize(views.to(dev, non_blocking=True).float() / 255), self.labels[index].to(dev)
+
+
+def _collate(items: list):
+    """A batch, or the first unreadable file's message."""
+    return next((item for item in items if isinstance(item, str)), None) or torch.utils.data.default_collate(items)
+
+
+def center_view(img: Image.Image, size: int) -> Image.Image:
+    """torchvision's Resize(round(8/7 size)) (the shorter side; bilinear) + CenterCrop(size) of a PIL image."""
+    w, h = img.size
+    short = round(size * 8 / 7)
+    img = img.resize((short, int(short * h / w)) if w <= h else (int(short * w / h), short), Image.Resampling.BILINEAR)
+    w, h = img.size
+    top, left = int(round((h - size) / 2)), int(round((w - size) / 2))
+    return img.crop((left, top, left + size, top + size))
+
+
+def crop_box(width: int, height: int, rng: np.random.Generator, scale=(0.08, 1.0),
+             ratio=(3 / 4, 4 / 3)) -> tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop.get_params: (top, left, h, w) of a crop of a random share of the area (in
+    `scale`) and log-uniform aspect ratio (in `ratio`); after 10 tries that do not fit, the centre crop of the
+    image's aspect ratio clamped to `ratio`."""
+    area = width * height
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    w, h = width, height
+    if width / height < ratio[0]:
+        h = int(round(width / ratio[0]))
+    elif width / height > ratio[1]:
+        w = int(round(height * ratio[1]))
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def train_view(img: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
+    """torchvision's RandomResizedCrop(size) (bilinear) + RandomHorizontalFlip of a PIL image, drawn from `rng`."""
+    top, left, h, w = crop_box(*img.size, rng)
+    view = img.crop((left, top, left + w, top + h)).resize((size, size), Image.Resampling.BILINEAR)
+    return view.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else view
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Where labelled images come from: (train, val, class names, name of the set).
+
+def digits(size: int, seed: int, val_fraction: float):
+    """scikit-learn's 8 x 8 digits (1,797 images, 10 classes), split at random (`seed`)."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -48,7 +169,7 @@ def digits(seed: int = 0, val_fraction: float = 0.2):
     images = np.clip(np.round(bunch.images * 255.0 / 16.0), 0, 255).astype(np.uint8)
     x = torch.from_numpy(images)[:, None].expand(-1, 3, -1, -1).contiguous()
     y = torch.from_numpy(bunch.target.astype(np.int64))
-    return (*split(x, y, seed, val_fraction), [str(c) for c in range(10)])
+    return (*split(TensorSet(x, y, size, seed), seed, val_fraction), [str(c) for c in range(10)], "digits")
 
 
 def _idx(path: Path) -> np.ndarray:
@@ -71,28 +192,27 @@ def _find(root: Path, stem: str) -> Path | None:
     return None
 
 
-def fashion_mnist(root: Path | None = None):
-    """Fashion-MNIST from Debian's dataset-fashion-mnist files (never downloaded): (train, val, names)."""
+def fashion_mnist(size: int, seed: int, root: Path | None = None):
+    """Fashion-MNIST from Debian's dataset-fashion-mnist files (never downloaded), in the files' order."""
     root = Path(root or FASHION_MNIST)
     files = {part: _find(root, f"{part}-ubyte") for part in ("train-images-idx3", "train-labels-idx1",
                                                                 "t10k-images-idx3", "t10k-labels-idx1")}
     if not all(files.values()):
         raise PixforgeError(f"--data fashion-mnist needs the files of Debian's dataset-fashion-mnist package in {root} "
                             "(apt-get install dataset-fashion-mnist); they are not there")
-    out = []
+    sets = []
     for split_name in ("train", "t10k"):
         images = torch.from_numpy(_idx(files[f"{split_name}-images-idx3"]).copy())
         labels = torch.from_numpy(_idx(files[f"{split_name}-labels-idx1"]).astype(np.int64))
-        out += [images[:, None].expand(-1, 3, -1, -1).contiguous(), labels]
+        sets.append(TensorSet(images[:, None].expand(-1, 3, -1, -1).contiguous(), labels, size, seed))
     names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-    return (out[0], out[1]), (out[2], out[3]), names
+    return sets[0], sets[1], names, "fashion-mnist"
 
 
-def class_folders(path: Path, resize: int, flag: str = "--data"):
-    """One sub-folder per class (sorted names): uint8 images resized to cover `resize` px and centre-cropped;
-    errors name `flag`."""
-    from pixforge.export.images import list_images, read_image
-    from pixforge.spectra.pretrain import cover_crop
+def class_folders(path: Path, size: int, seed: int, flag: str = "--data"):
+    """One sub-folder per class (sorted names), every image's header checked now: (FileSet, class names); errors
+    name `flag`."""
+    from pixforge.export.images import list_images, probe_image
 
     if not path.is_dir():
         raise PixforgeError(f"{flag} {path} is not a folder: give a folder with one sub-folder of images per class")
@@ -108,23 +228,23 @@ def class_folders(path: Path, resize: int, flag: str = "--data"):
     if len(found) < 2:
         raise PixforgeError(f"{flag} {path} holds one class ({next(iter(found))}): a classifier needs two or more "
                             "class sub-folders")
-    images, labels = [], []
-    for label, files in enumerate(found.values()):
-        for file in files:
-            images.append(torch.from_numpy(cover_crop(read_image(file), resize)).permute(2, 0, 1))
-            labels.append(label)
-    return torch.stack(images), torch.tensor(labels), list(found)
+    files = [file for listed in found.values() for file in listed]
+    for file in files:  # headers (PNGs: checksums): an unreadable image fails before the evaluation starts
+        probe_image(file)
+    labels = torch.tensor([label for label, listed in enumerate(found.values()) for _ in listed])
+    return FileSet(files, labels, size, seed), list(found)
 
 
-def split(x: torch.Tensor, y: torch.Tensor, seed: int, val_fraction: float):
+def split(dataset, seed: int, val_fraction: float):
     """A seeded random split: (train, val), `val_fraction` of the images (at least one) held out."""
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, round(len(y) * val_fraction))
-    return (x[order[n_val:]], y[order[n_val:]]), (x[order[:n_val]], y[order[:n_val]])
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, round(len(dataset) * val_fraction))
+    return dataset.subset(order[n_val:]), dataset.subset(order[:n_val])
 
 
-def labelled_data(data: str | None, val: str | None, resize: int, seed: int, val_fraction: float):
-    """(train, val, class names, name of the set) for --data / --val; default: digits, else Fashion-MNIST."""
+def labelled_data(data: str | None, val: str | None, size: int, seed: int, val_fraction: float):
+    """(train, val, class names, name of the set) for --data / --val; default: digits, else Fashion-MNIST. A
+    folder's training images come in a seeded random order (--max-samples takes the first)."""
     if data is None:
         try:
             import sklearn  # noqa: F401
@@ -138,17 +258,16 @@ def labelled_data(data: str | None, val: str | None, resize: int, seed: int, val
     if data in SETS:
         if val is not None:
             raise PixforgeError(f"--val is for --data DIR; {data} has its own validation split")
-        train, held, names = digits(seed, val_fraction) if data == "digits" else fashion_mnist()
-        return train, held, names, data
-    x, y, names = class_folders(Path(data).expanduser(), resize)
+        return digits(size, seed, val_fraction) if data == "digits" else fashion_mnist(size, seed)
+    train, names = class_folders(Path(data).expanduser(), size, seed)
     if val is None:
-        train, held = split(x, y, seed, val_fraction)
+        train, held = split(train, seed, val_fraction)
     else:
-        vx, vy, val_names = class_folders(Path(val).expanduser(), resize, "--val")
+        held, val_names = class_folders(Path(val).expanduser(), size, seed, "--val")
         if val_names != names:
             raise PixforgeError(f"--val {val} has the classes {val_names[:5]}..., --data {data} has {names[:5]}...: "
                                 "they must be the same sub-folder names")
-        train, held = (x, y), (vx, vy)
+        train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)))
     return train, held, names, str(data)
 
 
@@ -219,10 +338,10 @@ def center_views(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def features(net: ResNet, images: torch.Tensor, size: int, dev: torch.device, batch: int = 256) -> torch.Tensor:
-    """Pooled features of the centre views of `images` (uint8 N x 3 x h x w), on the CPU."""
-    return torch.cat([net.features(center_views(images[i:i + batch].to(dev), size)).float().cpu()
-                      for i in range(0, len(images), batch)])
+def features(net: ResNet, dataset: TensorSet | FileSet, dev: torch.device, batch: int, workers: int) -> torch.Tensor:
+    """Pooled features of the centre views of a labelled set, in its order, on the CPU."""
+    return torch.cat([net.features(views).float().cpu()
+                      for views, _ in dataset.batches(torch.arange(len(dataset)), batch, dev, workers=workers)])
 
 
 def topk(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> dict[str, float]:
@@ -235,24 +354,27 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
                 weights: str | None = None, size: int | None = None, epochs: int = 100, batch: int = 256,
                 lr: float = 30.0, milestones: str | tuple = "60,80", lr_decay: float = 0.1, momentum: float = 0.9,
                 weight_decay: float = 0.0, optimizer: str = "sgd", augment: bool = True, max_samples: int | None = None,
-                val_fraction: float = 0.2, standardize: bool = True, seed: int = 0, device: str = "auto",
-                out: str | None = None, overwrite: bool = False, quiet: bool = False) -> str:
+                val_fraction: float = 0.2, standardize: bool = True, workers: int = 0, seed: int = 0,
+                device: str = "auto", out: str | None = None, overwrite: bool = False, quiet: bool = False) -> str:
     """Linear evaluation of a frozen encoder: --run RUN (a pretrain run), --weights FILE (--arch resnet18|resnet50:
     torchvision / MoCo files) or --arch random (a random-init network: the run's architecture, else resnet50;
-    random-resnet18 names one). --data DIR (one sub-folder of images per class; --val DIR, else a seeded
-    --val-fraction split), digits (scikit-learn's, the default when installed) or fashion-mnist (Debian's
-    dataset-fashion-mnist files; else the default). Official schedule (MoCo main_lincls.py): SGD lr 30, momentum
-    0.9, wd 0, batch 256, 100 epochs, x0.1 (--lr-decay) at --milestones 60,80, RandomResizedCrop + flip
-    (--no-augment: centre crops' features computed once); features centred with the training set's mean and
-    divided by their RMS std (--no-standardize: the raw features, as the official script). --optimizer adam takes
-    --momentum as Adam's beta1 (beta2 0.999): the align/uniform small-scale probe (`linear_eval_imagenet100.py`) is
-    --optimizer adam --lr 1e-3 --momentum 0.5 --lr-decay 0.2 --batch 128 --no-standardize. --size: the run's (else
-    224). Prints JSON (top-1 / top-5 in %); --out FILE.json writes it (--overwrite replaces an existing one)."""
+    random-resnet18 names one). --data DIR (one sub-folder of images per class, read as needed by --workers
+    processes; --val DIR, else a seeded --val-fraction split), digits (scikit-learn's, the default when installed)
+    or fashion-mnist (Debian's dataset-fashion-mnist files; else the default). Official schedule (MoCo
+    main_lincls.py): SGD lr 30, momentum 0.9, wd 0, batch 256, 100 epochs, x0.1 (--lr-decay) at --milestones
+    60,80, RandomResizedCrop of the whole image + flip, validation Resize(8/7 S) + CenterCrop(S) (--no-augment:
+    the training images' centre views, their features computed once); features centred with the training set's
+    mean and divided by their RMS std (--no-standardize: the raw features, as the official script). --optimizer adam
+    takes --momentum as Adam's beta1 (beta2 0.999): the align/uniform small-scale probe
+    (`linear_eval_imagenet100.py`) is --optimizer adam --lr 1e-3 --momentum 0.5 --lr-decay 0.2 --batch 128
+    --no-standardize. --max-samples N: the first N training images. --size: the run's (else 224). Prints JSON
+    (top-1 / top-5 in %); --out FILE.json writes it (--overwrite replaces an existing one)."""
     from pixforge.core.loop import progress
     from pixforge.core.runtime import resolve_device
     from pixforge.export.options import check_not_replacing, check_numbers, whole_number
 
-    for flag, value, least in (("--epochs", epochs, 1), ("--batch", batch, 1), ("--seed", seed, 0)):
+    for flag, value, least in (("--epochs", epochs, 1), ("--batch", batch, 1), ("--workers", workers, 0),
+                               ("--seed", seed, 0)):
         whole_number(flag, value, least)
     if size is not None:
         whole_number("--size", size, 16)
@@ -278,11 +400,13 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
     dev = resolve_device(device)
     net, described, run_config = encoder_for(run, arch, weights, seed)
     size = size or run_config.get("size", 224)
-    (tx, ty), (vx, vy), names, data_name = labelled_data(data, val, round(size * 8 / 7), seed, val_fraction)
+    train, held, names, data_name = labelled_data(data, val, size, seed, val_fraction)
     if max_samples is not None:
-        tx, ty = tx[:max_samples], ty[:max_samples]
-    if len(set(ty.tolist())) < 2:
+        train = train.subset(torch.arange(min(max_samples, len(train))))
+    if len(set(train.labels.tolist())) < 2:
         raise PixforgeError(f"--data {data_name}: the training images hold one class; a classifier needs two or more")
+
+    # The classifier, its optimiser, and the feature standardisation (from the training images' centre views).
     net = net.to(dev).requires_grad_(False)
     classifier = torch.nn.Linear(net.num_features, len(names)).to(dev)
     with torch.no_grad():
@@ -292,44 +416,43 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
         opt = torch.optim.Adam(classifier.parameters(), lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
     else:
         opt = torch.optim.SGD(classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    cached = features(net, tx, size, dev, batch)
+    cached = features(net, train, dev, batch, workers) if standardize or not augment else None
     shift, scale = torch.zeros(net.num_features), torch.ones(net.num_features)
     if standardize:
         # one scale for all features (their RMS std): per-feature scales would blow up near-dead units
         shift, scale = cached.mean(0), cached.var(0).mean().sqrt().clamp_min(1e-12).expand(net.num_features)
     shift, scale = shift.to(dev), scale.to(dev)
-    if augment:
-        cached = None
-    crop = None
-    if augment:
-        import kornia.augmentation as K
 
-        crop = torch.nn.Sequential(K.RandomResizedCrop((size, size)), K.RandomHorizontalFlip())
-    steps_per_epoch = math.ceil(len(ty) / batch)
+    def epoch_batches(epoch: int, order: torch.Tensor):
+        """(features, labels) of one epoch's batches: augmented views through the encoder, or the cached ones."""
+        if not augment:
+            for i in range(0, len(order), batch):
+                yield cached[order[i:i + batch]].to(dev), train.labels[order[i:i + batch]].to(dev)
+            return
+        for views, labels in train.batches(order, batch, dev, epoch, workers):
+            with torch.no_grad():
+                feats = net.features(views).float()
+            yield feats, labels
+
+    # Train the classifier.
     with progress(epochs, desc="linear-eval", unit="epoch", disable=quiet) as bar:
         for epoch in range(epochs):
             for group in opt.param_groups:
                 group["lr"] = lr * lr_decay ** sum(epoch >= m for m in marks)
-            order = torch.randperm(len(ty), generator=torch.Generator().manual_seed(step_seed(seed, epoch, 0, 3)))
-            for i in range(steps_per_epoch):
-                idx = order[i * batch:(i + 1) * batch]
-                if cached is not None:
-                    feats = cached[idx].to(dev)
-                else:
-                    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-                        torch.manual_seed(step_seed(seed, epoch * steps_per_epoch + i, 0, 4))
-                        views = normalize(crop(tx[idx].to(dev).float() / 255))
-                        feats = net.features(views).float()
-                loss = F.cross_entropy(classifier((feats - shift) / scale), ty[idx].to(dev))
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(step_seed(seed, epoch, 0, 3)))
+            for feats, labels in epoch_batches(epoch, order):
+                loss = F.cross_entropy(classifier((feats - shift) / scale), labels)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
             bar.set_postfix(loss=f"{loss.item():.4f}")
             bar.update()
+
+    # Evaluate on the held-out centre views.
     with torch.no_grad():
-        logits = classifier((features(net, vx, size, dev, batch).to(dev) - shift) / scale).cpu()
-    report = {"encoder": described, "data": data_name, "classes": len(names), "train": len(ty), "val": len(vy),
-              **topk(logits, vy), "chance_top1": round(100 / len(names), 3), "epochs": epochs,
+        logits = classifier((features(net, held, dev, batch, workers).to(dev) - shift) / scale).cpu()
+    report = {"encoder": described, "data": data_name, "classes": len(names), "train": len(train), "val": len(held),
+              **topk(logits, held.labels), "chance_top1": round(100 / len(names), 3), "epochs": epochs,
               "optimizer": optimizer, "lr": lr, "lr_decay": lr_decay, "momentum": momentum,
               "batch": batch, "augment": augment, "standardize": standardize, "size": size,
               "final_train_loss": round(loss.item(), 5)}
