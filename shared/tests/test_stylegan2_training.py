@@ -430,6 +430,21 @@ def test_resume_continues_exactly(runs):
     assert steps == [8, STOP_AT, 18, 26, 32]
 
 
+
+def test_resume_from_an_earlier_checkpoint_logs_each_snapshot_once(runs, tmp_path):
+    """Rewinding (the newest checkpoint deleted, then --resume) retrains the later steps: their ticks and snapshot
+    metrics, logged by the first pass, are dropped first, so each appears once, with the new values."""
+    import shutil
+
+    run = Path(shutil.copytree(runs["first"], tmp_path / runs["first"].name))
+    (run / "checkpoints" / "step-000000032.pt").unlink()
+    train(str(runs["data"]), str(run), resume=True, **TRAIN)
+    for name in ("swd", "fd_pfr18"):
+        records = [json.loads(line) for line in (run / f"metric-{name}.jsonl").read_text().splitlines()]
+        assert [m["kimg"] for m in records] == pytest.approx([0.256, 0.512]), name
+    assert [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()] == [8, 16, 24, 32]
+    assert_same_state(final_state(runs["first"]), final_state(run))
+
 def test_run_directory(runs):
     first, second = runs["first"], runs["second"]
     assert first.name == "00000-faces-auto1-ada-kimg0.512-batch16"

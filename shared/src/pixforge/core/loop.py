@@ -71,7 +71,7 @@ class MetricLogger:
         if self.enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if start and self.path.is_file():
-                _drop_records_after(self.path, start)
+                drop_records_after(self.path, start)
             self._fh = open(self.path, "a", encoding="utf-8")
             if tensorboard_dir is not None:
                 self._tb = _tensorboard_writer(tensorboard_dir, start + 1 if start else None)
@@ -110,14 +110,15 @@ def _tensorboard_writer(directory: str | Path, purge_step: int | None = None):
     return SummaryWriter(str(directory), purge_step=purge_step)
 
 
-def _drop_records_after(path: Path, step: int) -> None:
-    """Rewrite the log `path` (atomically) without the records of steps after `step`, and without a last line cut off
-    by a kill; a damaged line is a PixforgeError (`read_metrics`)."""
+def drop_records_after(path: Path, last: float, key: str = "step") -> None:
+    """Rewrite the log `path` (atomically) without the records whose `key` is above `last` (what a stopped run logged
+    after its last checkpoint, about to be logged again), and without a last line cut off by a kill; a damaged line
+    is a PixforgeError (`read_metrics`)."""
     from pixforge.export.atomic import write_bytes
 
-    records = read_metrics(path, {"step": int})
+    records = read_metrics(path, {key: (int, float)})
     lines = [line for line in path.read_bytes().splitlines(keepends=True) if line.strip()][:len(records)]
-    kept = b"".join(line for line, record in zip(lines, records, strict=True) if record["step"] <= step)
+    kept = b"".join(line for line, record in zip(lines, records, strict=True) if record[key] <= last)
     if kept != path.read_bytes():
         write_bytes(path, kept)
 

@@ -38,7 +38,7 @@ import torch
 from pixforge.core import distributed
 from pixforge.core.checkpoint import Checkpoints, load_checkpoint, read_checkpoint, save_release
 from pixforge.core.io import save_grid
-from pixforge.core.loop import GracefulStop, MetricLogger, progress
+from pixforge.core.loop import GracefulStop, MetricLogger, drop_records_after, progress
 from pixforge.core.nets.stylegan2 import Generator
 from pixforge.core.nets.stylegan2_discriminator import Discriminator
 from pixforge.core.rundir import RunDir
@@ -258,6 +258,9 @@ def training_loop(run: StyleGANRun, config: dict[str, Any], training_set: Traini
         strategy.load_state_dict(state["extra"]["strategy"])
         loss.pl_mean.fill_(state["extra"]["pl_mean"])
         log.info("resumed from %s (step %d, %.1f kimg, p %.3f)", latest, step, step * batch / 1000, strategy.p)
+        if dist.is_main:  # the snapshots' metrics logged after that checkpoint come again
+            for path in run.path.glob("metric-*.jsonl"):
+                drop_records_after(path, step * batch / 1000, key="kimg")
 
     # Data: each process's samples of each step, by global index (so resume and several processes are exact).
     sampler = StepSampler(step, total_steps, batch // dist.world_size, dist.rank, dist.world_size)
