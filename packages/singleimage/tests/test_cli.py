@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from pixforge.core.io import write_image
 from pixforge.export.command import invoke
@@ -113,6 +114,28 @@ def test_sample_draws_in_chunks(cli, tmp_path, singan_run, monkeypatch):
     grid = Image.open(tmp_path / "chunks" / "grid.png")
     assert grid.size[0] < 4 * w and grid.size[1] < 2 * h  # 3 images in one row, not 5
 
+
+
+def test_metrics_and_compare_draw_their_samples_in_chunks(singan_run, monkeypatch):
+    """`draw` (metrics, compare) runs the networks on CHUNK samples at a time and returns samples 0..n-1 as one batch
+    would (within float kernels' batch-size noise)."""
+    import importlib
+
+    sample = importlib.import_module("pixforge.singleimage.sample")
+    model = sample.load_model(singan_run)
+    whole = model.sample(5, seed=3)
+    calls = []
+    original = type(model).sample
+
+    def recording(self, n, *args, **kwargs):
+        calls.append(n)
+        return original(self, n, *args, **kwargs)
+
+    monkeypatch.setattr(sample, "CHUNK", 2)
+    monkeypatch.setattr(type(model), "sample", recording)
+    drawn = sample.draw(model, 5, seed=3)
+    assert calls == [2, 2, 1]
+    torch.testing.assert_close(drawn, whole, atol=1e-5, rtol=0)
 
 def test_sample_and_metrics(cli, tmp_path, singan_run):
     result = cli("sample", "--run", singan_run, "--n", 3, "--size", "20x50", "--out", tmp_path / "s")

@@ -31,7 +31,7 @@ from pixforge.export.options import check_numbers
 from pixforge.singleimage.data import load_image, resize, singan_scales
 from pixforge.singleimage.metrics import metrics
 from pixforge.singleimage.petsgan import petsgan_sizes
-from pixforge.singleimage.sample import load_model
+from pixforge.singleimage.sample import draw, load_model
 from pixforge.singleimage.train import train
 
 METHODS = ("singan", "petsgan")
@@ -96,7 +96,7 @@ def compare(image: str, out: str, iters: int = 2000, warmup_g: int = 2000, warmu
         train_s = time.perf_counter() - start
         model = load_model(run)
         start = time.perf_counter()
-        samples = model.sample(n, seed=seed)
+        samples = draw(model, n, seed=seed)
         sample_s = time.perf_counter() - start
         scores = metrics(str(run), n=n, seed=seed)
         config = json.loads((Path(run) / "config.json").read_text())

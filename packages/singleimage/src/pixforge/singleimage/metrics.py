@@ -30,7 +30,7 @@ from pixforge.core.swd import SWD, num_levels
 from pixforge.export.atomic import write_text
 from pixforge.export.errors import PixforgeError
 from pixforge.singleimage.data import load_image, resize
-from pixforge.singleimage.sample import load_model
+from pixforge.singleimage.sample import draw, load_model
 
 
 def diversity(samples: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
@@ -111,7 +111,7 @@ def metrics(run: str, n: int = 16, seed: int = 0, inception: str | None = None, 
     if net is not None:
         check_sifid_size(size)
     real = resize(load_image(saved["image"]), size)
-    samples = model.sample(n, None, seed=seed)
+    samples = draw(model, n, seed=seed)
     scores: dict = {"method": config["method"], "num_samples": n, "size": list(size), **diversity(samples, real)}
     if num_levels(*size) > 0:
         scores["swd_patches"] = swd_patches(samples, real, seed)

@@ -62,6 +62,13 @@ def _post_processing(run: str | Path, model, refine: bool, hr: bool, vgg: str | 
     return TTSRRefiner(vgg, kernel=31 if hr else 11)
 
 
+def draw(model, n: int, size: tuple[int, int] | None = None, seed: int = 0) -> torch.Tensor:
+    """Samples 0..n-1 (seed `seed`) of a loaded model, drawn CHUNK at a time: the networks' memory does not grow with
+    n (sample i depends on (seed, i) alone, so the result is the same)."""
+    return torch.cat([model.sample(min(CHUNK, n - first), size, seed=seed, first=first)
+                      for first in range(0, n, CHUNK)])
+
+
 def sample(run: str, n: int = 36, size: str | None = None, out: str | None = None, seed: int = 0,
            grid: bool = True, refine: bool = False, hr: bool = False, vgg: str | None = None,
            overwrite: bool = False) -> Path:
