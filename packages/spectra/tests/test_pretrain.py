@@ -236,7 +236,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, labelled):
          "not a resnet50"),
         (["export", "--run", empty], "no encoder.safetensors"),
         (["export", "--run", run, "--out", run / "encoder.safetensors", "--overwrite"], "must end in .onnx"),
-        (["linear-eval", "--data", labelled, "--run", run, "--out", run / "model.safetensors"], "must be a .json"),
+        (["linear-eval", "--data", labelled, "--run", run, "--out", run / "model.safetensors"], "must end in .json"),
         (["linear-eval", "--data", labelled, "--run", run, "--out", run / "config.json", "--overwrite"],
          "would replace config.json, a record"),
         (["linear-eval", "--data", labelled, "--run", run, "--lr", 0], "--lr must be a number above 0"),

@@ -369,9 +369,10 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
     (`linear_eval_imagenet100.py`) is --optimizer adam --lr 1e-3 --momentum 0.5 --lr-decay 0.2 --batch 128
     --no-standardize. --max-samples N: the first N training images. --size: the run's (else 224). Prints JSON
     (top-1 / top-5 in %); --out FILE.json writes it (--overwrite replaces an existing one)."""
+    from pixforge.core.cli import output_file
     from pixforge.core.loop import progress
     from pixforge.core.runtime import resolve_device
-    from pixforge.export.options import check_not_replacing, check_numbers, whole_number
+    from pixforge.export.options import check_numbers, whole_number
 
     for flag, value, least in (("--epochs", epochs, 1), ("--batch", batch, 1), ("--workers", workers, 0),
                                ("--seed", seed, 0)):
@@ -392,11 +393,7 @@ def linear_eval(run: str | None = None, data: str | None = None, val: str | None
     except (TypeError, ValueError):
         raise PixforgeError(f"--milestones must be epochs joined by commas (60,80), got {milestones!r}") from None
     if out is not None:
-        if Path(out).suffix.lower() != ".json":
-            raise PixforgeError(f"--out {out} must be a .json file")
-        check_not_replacing(out, [run, weights, data, val])
-        if Path(out).exists() and not overwrite:
-            raise PixforgeError(f"{out} already exists: pass --overwrite to replace it")
+        output_file(out, ".json", overwrite, inputs=[run, weights, data, val])
     dev = resolve_device(device)
     net, described, run_config = encoder_for(run, arch, weights, seed)
     size = size or run_config.get("size", 224)
