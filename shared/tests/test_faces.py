@@ -104,6 +104,29 @@ def test_paste_back_of_a_modified_crop_lands_where_the_face_was():
     assert (out[..., 0][~painted] > 100).mean() < 0.01  # and little else
 
 
+
+def test_premultiplied_paste_blends_a_composited_crop_once_with_the_frames_own_pixels():
+    """A crop composited over its own aligned background, c = m·face + (1 - m)·crop, pasted as c - (1 - m)·crop
+    (in [0, 255 m]) premultiplied: the frame gets a·face + (1 - a)·frame (a = the warped mask), the mask once; the
+    plain paste of c gives the face a², and mixes in the crop's resampled background."""
+    frame = embedded_images(["astronaut"])[0]
+    landmarks = _landmarks68(_similarity(0.2, 1.2, 170.0, 60.0))
+    crop, matrix = align(frame, landmarks, size=128)
+    mask = feather(hull_mask(transform_points(landmarks, matrix), crop.shape), sigma=4)[..., None]
+    red = np.zeros_like(crop, dtype=np.float32)
+    red[..., 0] = 255
+    composited = np.round(mask * red + (1 - mask) * crop).astype(np.uint8)
+    face = np.clip(composited.astype(np.float32) - (1 - mask) * crop, 0, 255 * mask)  # m·face, within rounding
+    once = paste_back(frame, face, matrix, mask[..., 0], premultiplied=True)
+    twice = paste_back(frame, composited, matrix, mask[..., 0])
+    alpha = paste_back(np.zeros_like(frame), np.full_like(crop, 255), matrix, mask[..., 0])[..., :1] / 255.0
+    want = alpha * [255.0, 0, 0] + (1 - alpha) * frame
+    band = (alpha[..., 0] > 0.05) & (alpha[..., 0] < 0.95)
+    assert band.sum() > 1000
+    assert np.abs(once.astype(float) - want)[band].max() <= 2.5  # roundings of the mask, composite and result
+    assert np.abs(twice.astype(float) - want)[band].mean() > 10  # m² and the resampled background
+    assert np.array_equal(once[alpha[..., 0] == 0], frame[alpha[..., 0] == 0])
+
 def test_hull_mask_fills_the_convex_hull():
     square = np.array([[10, 10], [30, 10], [30, 30], [10, 30], [20, 20], [15, 25]], np.float32)
     mask = hull_mask(square, (40, 50, 3))

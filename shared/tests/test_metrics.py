@@ -102,6 +102,26 @@ def test_ssim_matches_skimage():
     assert ssim(target, target).item() == pytest.approx(1.0, abs=1e-6)
 
 
+
+def test_masked_psnr_and_ssim_average_over_the_marked_pixels_only():
+    """PSNR's MSE over the masked pixels (all channels); SSIM's map averaged over them (inside the window border,
+    the map skimage returns with full=True). An exact copy outside the mask does not raise either score."""
+    pred, target = _noisy_pair(3)
+    mask = torch.zeros(3, 1, 32, 40, dtype=torch.bool)
+    mask[:, :, 8:24, 10:30] = True
+    copied = torch.where(mask, pred, target)  # errors only inside the mask
+    inside = mask.expand_as(pred)
+    mse = torch.stack([((p - t)[m] ** 2).mean() for p, t, m in zip(pred, target, inside, strict=True)])
+    torch.testing.assert_close(psnr(copied, target, reduction="none", mask=mask), 10 * torch.log10(1.0 / mse),
+                               rtol=1e-7, atol=0)
+    assert (psnr(copied, target, reduction="none") > psnr(copied, target, reduction="none", mask=mask) + 3).all()
+    for p, t, m, got in zip(copied, target, mask, ssim(copied, target, reduction="none", mask=mask), strict=True):
+        _, full = structural_similarity(p.numpy(), t.numpy(), channel_axis=0, gaussian_weights=True, sigma=1.5,
+                                        use_sample_covariance=False, data_range=1.0, full=True)
+        assert got.item() == pytest.approx(float(full[:, 5:-5, 5:-5][:, m[0, 5:-5, 5:-5].numpy()].mean()), abs=1e-4)
+    with pytest.raises(PixforgeError, match="mask must be 3 x 1 x 32 x 40"):
+        psnr(pred, target, mask=mask[:, :, :16])
+
 @pytest.mark.parametrize(
     ("pred", "target", "match"),
     [

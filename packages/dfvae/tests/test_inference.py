@@ -133,3 +133,30 @@ def test_swapper_through_the_session_equals_the_plain_graph(tmp_path, synthetic_
     for a, b in zip(fast, want, strict=True):
         assert np.abs(a.astype(int) - b).max() <= 1
     assert any(np.abs(a.astype(int) - j.crop).max() > 8 for a, j in zip(want, jobs, strict=True))
+
+
+def test_swapper_pastes_the_face_with_the_blurred_mask_once(synthetic_landmarks):
+    """The network returns m^b·face + (1 - m^b)·aligned target (its fusion); the frame must get a·face + (1 - a)·frame
+    (a = m^b warped back, the thesis' one blend), not a²·face plus the resampled target."""
+    import numpy as np
+
+    from pixforge.core.faces import paste_back
+    from pixforge.dfvae.pipeline import Aligner, Swapper
+
+    class RedFace:  # the network's fusion with a pure red face
+        def run(self, feeds):
+            red = np.array([1.0, -1.0, -1.0], np.float32).reshape(1, 3, 1, 1)
+            return {"swapped": feeds["mask"] * red + (1 - feeds["mask"]) * feeds["target"]}
+
+    frame = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    job = Aligner(64, 0.25)(frame, synthetic_landmarks(1, 128, seed=2).numpy()[0], 0)
+    swapper = Swapper(RedFace(), np.zeros((64, 64, 3), np.uint8), color_match=False)
+    out = Swapper.paste(frame, [job], swapper.crops([job])).astype(float)
+    # a = the warped mask (core's premultiplied paste of 255·m^b; the plain paste of white would be darkened where
+    # the bilinear footprint leaves the crop, as m^b reaches the crop's border here)
+    alpha = paste_back(np.zeros((128, 128, 1), np.uint8), 255 * job.mask[..., None], job.matrix, job.mask,
+                       premultiplied=True)[..., :1] / 255.0
+    want = alpha * [255.0, 0, 0] + (1 - alpha) * frame
+    band = (alpha[..., 0] > 0.05) & (alpha[..., 0] < 0.95)
+    assert band.sum() > 100 and (alpha[..., 0] > 0.95).sum() > 100
+    assert np.abs(out - want)[band].max() <= 2.5 and np.abs(out - want)[alpha[..., 0] > 0.95].max() <= 2.5

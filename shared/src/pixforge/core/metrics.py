@@ -49,24 +49,40 @@ def _reduce(per_image: torch.Tensor, reduction: str) -> torch.Tensor:
     raise PixforgeError(f"unknown reduction {reduction!r}; choose 'mean' or 'none'.")
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, reduction: str = "mean",
+         mask: torch.Tensor | None = None) -> torch.Tensor:
     """PSNR in dB, ``10 log10(data_range^2 / MSE)`` per image; "mean" averages the per-image values.
 
     ``data_range`` is the span of the pixel values (1 for [0, 1], 255 for uint8, 2 for [-1, 1]).
+    ``mask`` (N x 1 x H x W, 0 / 1): the MSE over the pixels it marks (a face), all channels.
     Identical images give ``inf``.
     """
     pred, target = _check_pair(pred, target, "psnr")
-    per_image = peak_signal_noise_ratio(pred, target, data_range=data_range, reduction="none", dim=(1, 2, 3))
+    if mask is None:
+        per_image = peak_signal_noise_ratio(pred, target, data_range=data_range, reduction="none", dim=(1, 2, 3))
+    else:
+        weight = _check_mask(mask, pred).expand_as(pred)
+        mse = ((pred - target) ** 2 * weight).sum(dim=(1, 2, 3)) / weight.sum(dim=(1, 2, 3)).clamp_min(1)
+        per_image = 10 * torch.log10(data_range**2 / mse)
     return _reduce(per_image, reduction)
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+def _check_mask(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    n, _, h, w = images.shape
+    if mask.shape != (n, 1, h, w):
+        raise PixforgeError(f"the metric's mask must be {n} x 1 x {h} x {w}, got {tuple(mask.shape)}.")
+    return mask.to(images.dtype)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, reduction: str = "mean",
+         mask: torch.Tensor | None = None) -> torch.Tensor:
     """SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03), per image or mean.
 
     Averaged over channels and over the pixels whose whole window lies inside the image, as the
     reference MATLAB code and ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False)`` do. torchmetrics >= 1.5 also averages the 5-pixel border, computed on
-    reflect-padded input, so its own reduction is not used here.
+    reflect-padded input, so its own reduction is not used here. ``mask`` (N x 1 x H x W, 0 / 1): the
+    average over the marked pixels among those (a face).
     """
     pred, target = _check_pair(pred, target, "ssim")
     size = 2 * SSIM_RADIUS + 1
@@ -76,7 +92,11 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, redu
         pred, target, gaussian_kernel=True, sigma=1.5, data_range=data_range, reduction="none", return_full_image=True
     )
     r = SSIM_RADIUS
-    return _reduce(ssim_map[..., r:-r, r:-r].mean(dim=(1, 2, 3)), reduction)
+    ssim_map = ssim_map[..., r:-r, r:-r]
+    if mask is None:
+        return _reduce(ssim_map.mean(dim=(1, 2, 3)), reduction)
+    weight = _check_mask(mask, pred)[..., r:-r, r:-r].expand_as(ssim_map)
+    return _reduce((ssim_map * weight).sum(dim=(1, 2, 3)) / weight.sum(dim=(1, 2, 3)).clamp_min(1), reduction)
 
 
 def feature_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

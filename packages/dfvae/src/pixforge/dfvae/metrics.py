@@ -4,15 +4,20 @@ The target is swapped exactly as `swap` does it (in memory, nothing written but 
 with a face (the largest):
 
 * identity: dlib's 128-d face embedding (`pixforge.core.faces`, the backend's `embed`) of the swapped face, of the
-  target's own face, and of the source (the mean embedding of its reference crops); reported as cosine similarity
-  (higher: more alike) and as euclidean distance (dlib's scale: the same person below about 0.6). A swap should be
-  closer to the source than to the target; with an untrained or barely trained model it is not.
+  target's own face, and of the source (the mean embedding of its reference crops), all three from aligned crops at
+  the model's size, landmarks fitted on the same fixed box (a 64-px crop of a face sits about 0.17 from the
+  full-resolution embedding of the same face: embedding the swap and the target from the frames would favour the
+  target); reported as cosine similarity (higher: more alike) and as euclidean distance (dlib's scale: the same
+  person below about 0.6). A swap should be closer to the source than to the target; with an untrained or barely
+  trained model it is not.
 * expression and pose kept: 68 landmarks re-fitted (dlib's predictor, same box) on the swapped and on the original
   frame, mean point distance divided by the target's inter-ocular distance (outer eye corners, points 36 and 45).
 * temporal flicker: mean absolute difference (0..255) between consecutive frames inside the swap's mask (the pasted
   blurred face mask above 0.5 in both frames), for the swap and for the target itself; their ratio.
 * reconstruction: the network given the target face as its own reference (self-reenactment: structure and
-  appearance from the target), PSNR (dB) and SSIM (`pixforge.core.metrics`) against the aligned target crop.
+  appearance from the target), without the colour match (it would move the output's colours to the very crop it is
+  scored against), PSNR (dB) and SSIM (`pixforge.core.metrics`) against the aligned target crop over the face
+  (m^b > 0.5; the rest of the crop is the target's own background, copied by the fusion).
 """
 
 from __future__ import annotations
@@ -102,6 +107,7 @@ def score(plan, *, batch: int = 16, max_frames: int | None = None, quiet: bool =
     backend = plan.backend
     aligner = Aligner(plan.size, plan.padding)
     swapper = Swapper(plan.session, plan.reference)
+    plain = Swapper(plan.session, plan.reference, color_match=False)
     faces = FrameFaces(backend, aligner, plan.fps, plan.detect_every, plan.max_side)
     source = _source_embedding(plan, backend)
     rows: dict[str, list[float]] = {k: [] for k in ("cos_source", "cos_target", "dist_source", "dist_target",
@@ -124,7 +130,7 @@ def score(plan, *, batch: int = 16, max_frames: int | None = None, quiet: bool =
         nonlocal frames, with_face, previous
         jobs = [j for _, _, js in pending for j in js]
         crops = swapper.crops(jobs)
-        selves = swapper.crops(jobs, own=True)
+        selves = plain.crops(jobs, own=True)
         k = 0
         for _, frame, js in pending:
             frames += 1
@@ -135,19 +141,20 @@ def score(plan, *, batch: int = 16, max_frames: int | None = None, quiet: bool =
             job, self_crop = js[0], selves[k]
             k += len(js)
             swapped = Swapper.paste(frame, js, crops[k - len(js):k])
+            swapped_crop = crops[k - len(js)]
             points = job.frame_landmarks
             box = _box(points)
             original_lm = backend.landmarks(frame, box)
             swapped_lm = backend.landmarks(swapped, box)
             iod = np.linalg.norm(original_lm[LEFT_EYE] - original_lm[RIGHT_EYE])
             rows["landmarks"].append(float(np.linalg.norm(swapped_lm - original_lm, axis=1).mean() / max(iod, 1e-6)))
-            e_swap, e_target = backend.embed(swapped, swapped_lm), backend.embed(frame, original_lm)
+            e_swap, e_target = _crop_embedding(backend, swapped_crop), _crop_embedding(backend, job.crop)
             rows["cos_source"].append(_cosine(e_swap, source))
             rows["cos_target"].append(_cosine(e_swap, e_target))
             rows["dist_source"].append(float(np.linalg.norm(e_swap - source)))
             rows["dist_target"].append(float(np.linalg.norm(e_swap - e_target)))
-            ones = np.full((plan.size, plan.size, 1), 255, np.uint8)
-            alpha = paste_back(np.zeros((*frame.shape[:2], 1), np.uint8), ones, job.matrix, job.mask)[..., 0] > 127
+            alpha = paste_back(np.zeros((*frame.shape[:2], 1), np.uint8), 255 * job.mask[..., None], job.matrix,
+                               job.mask, premultiplied=True)[..., 0] > 127  # the warped m^b above 0.5
             if previous is not None:
                 inside = alpha & previous[2]
                 if inside.any():
@@ -156,8 +163,9 @@ def score(plan, *, batch: int = 16, max_frames: int | None = None, quiet: bool =
             previous = (frame.astype(np.int16), swapped.astype(np.int16), alpha)
             a = torch.from_numpy(self_crop).permute(2, 0, 1)[None].float() / 255
             b = torch.from_numpy(job.crop).permute(2, 0, 1)[None].float() / 255
-            rows["psnr"].append(float(psnr(a, b)))
-            rows["ssim"].append(float(ssim(a, b)))
+            face = torch.from_numpy(job.mask > 0.5)[None, None]
+            rows["psnr"].append(float(psnr(a, b, mask=face)))
+            rows["ssim"].append(float(ssim(a, b, mask=face)))
         pending.clear()
 
     with VideoReader(plan.target, batch_size=8) as reader, \
@@ -181,6 +189,7 @@ def score(plan, *, batch: int = 16, max_frames: int | None = None, quiet: bool =
                      "distance_to_source": _mean(rows["dist_source"]),
                      "distance_to_target": _mean(rows["dist_target"]),
                      "closer_to": "source" if cos_s > cos_t else "target",
+                     "crops": "all three embedded from aligned crops at the model's size",
                      "note": "cosine similarity: higher is more alike; euclidean distance: dlib's same-person "
                              "threshold is 0.6"},
         "landmarks": {"error": _mean(rows["landmarks"]),
@@ -190,16 +199,19 @@ def score(plan, *, batch: int = 16, max_frames: int | None = None, quiet: bool =
                     "ratio": flicker_s / flicker_t if flicker_s is not None and flicker_t else None,
                     "unit": "mean |frame t - frame t-1| (0..255) inside the pasted mask"},
         "reconstruction": {"psnr": _mean(rows["psnr"]), "ssim": _mean(rows["ssim"]),
-                           "what": "the network with the target crop as its own reference, against the crop"},
+                           "what": "the network with the target crop as its own reference, against the crop, over "
+                                   "the face (blurred mask above 0.5), no colour match"},
     }
 
 
+def _crop_embedding(backend, crop: np.ndarray) -> np.ndarray:
+    """dlib's embedding of an aligned crop, landmarks fitted on a fixed box (the face's place in every crop)."""
+    size = crop.shape[0]
+    box = (0.2 * size, 0.2 * size, 0.8 * size, 0.85 * size)
+    return backend.embed(crop, backend.landmarks(crop, box))
+
+
 def _source_embedding(plan, backend) -> np.ndarray:
-    """The mean dlib embedding of the source's reference crop(s), landmarks fitted on each crop."""
+    """The mean embedding of the source's reference crop(s)."""
     crops = plan.references if getattr(plan, "references", None) is not None else plan.reference[None]
-    embeddings = []
-    for crop in crops:
-        size = crop.shape[0]
-        box = (0.2 * size, 0.2 * size, 0.8 * size, 0.85 * size)
-        embeddings.append(backend.embed(crop, backend.landmarks(crop, box)))
-    return np.mean(embeddings, axis=0)
+    return np.mean([_crop_embedding(backend, crop) for crop in crops], axis=0)

@@ -131,10 +131,16 @@ class Swapper:
 
     @staticmethod
     def paste(frame: np.ndarray, jobs: list[FaceJob], crops: list[np.ndarray]) -> np.ndarray:
+        """The swapped crops into the frame. A crop is m^b·face + (1 - m^b)·aligned target (the network's fusion):
+        its face part, crop - (1 - m^b)·aligned target (kept in [0, 255 m^b]: the uint8 rounding), goes back
+        premultiplied, so the frame gets m^b·face + (1 - m^b)·frame, the thesis' one blend (not m^b twice, nor the
+        aligned target resampled back)."""
         from pixforge.core.faces import paste_back
 
         for job, crop in zip(jobs, crops, strict=True):
-            frame = paste_back(frame, crop, job.matrix, job.mask)
+            mask = job.mask[..., None]
+            face = np.clip(crop.astype(np.float32) - (1 - mask) * job.crop.astype(np.float32), 0, 255 * mask)
+            frame = paste_back(frame, face, job.matrix, job.mask, premultiplied=True)
         return frame
 
 

@@ -185,12 +185,16 @@ def feather(mask: np.ndarray, sigma: float) -> np.ndarray:
     return _blur(tensor, sigma)[0, 0].numpy()
 
 
-def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None,
+               premultiplied: bool = False) -> np.ndarray:
     """A copy of `frame` with `crop` (aligned by `matrix`, as `align` returns it) warped back in and blended.
 
     `mask` is crop-sized, float in [0, 1] (1 = take the crop); default `square_mask(size)`. For a face swap, the
     feathered hull of the crop-space landmarks is the usual choice:
     `feather(hull_mask(transform_points(landmarks, matrix), crop.shape), sigma=size / 32)`.
+    `premultiplied`: `crop` (float) is already mask x colour, as `c - (1 - mask) x background` is for a crop `c` that
+    was blended over its own aligned background: the frame then gets mask x colour + (1 - mask) x its own pixels,
+    the mask applied once and no resampled copy of the frame mixed in.
     Pixels where the warped mask is 0 are returned unchanged, bit for bit.
     """
     height, width = crop.shape[:2]
@@ -209,7 +213,10 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     warped = warp_affine(src[None], torch.from_numpy(back).float()[None], (y1 - y0, x1 - x0), align_corners=True)
     pixels, alpha = warped[0, :-1].permute(1, 2, 0), warped[0, -1:].permute(1, 2, 0).clamp(0, 1)
     under = torch.from_numpy(frame[y0:y1, x0:x1].astype(np.float32))
-    blended = under * (1 - alpha) + pixels * alpha
+    if premultiplied:
+        blended = torch.where(alpha > 0, under * (1 - alpha) + pixels, under)
+    else:
+        blended = under * (1 - alpha) + pixels * alpha
     out[y0:y1, x0:x1] = blended.round().clamp(0, 255).to(torch.uint8).numpy()
     return out
 
