@@ -4,9 +4,9 @@ model over every identity found.
 Sample `index` is a pure function of (seed, index): an identity drawn uniformly (so a short clip's identity is
 seen as often as a long one's), a frame x_t of it drawn uniformly, x' another frame of the same identity (any clip
 of it; x_t itself only when the identity has one frame), x_{t-1} the frame before x_t in the same track (x_t itself
-at a track's first frame or after a gap, where the temporal term is then 0). Identities with the same name in
-several folders are one identity. Crops and masks are memory-mapped (`crops.npy`, `masks.npy`), opened lazily in
-each loader worker; landmarks are held in memory (544 bytes a frame).
+at a track's first frame or after a gap, where the temporal term then asks for no flow between x̃_t and x_t).
+Identities with the same name in several folders are one identity. Crops and masks are memory-mapped (`crops.npy`,
+`masks.npy`), opened lazily in each loader worker; landmarks are held in memory (544 bytes a frame).
 
 Each item: `frame`, `previous`, `reference` (3, S, S) in [-1, 1]; `heatmaps`, `previous_heatmaps` (68, S, S)
 (`heatmaps.landmark_heatmaps`, sigma = 2 S / 128); `mask` (1, S, S) m^b (`masks.blur_mask` of the stored m_t,
