@@ -99,6 +99,43 @@ def test_patch_transfer_output_patches_come_from_the_reference():
     assert out.min() >= ref.min() - 1e-5 and out.max() <= ref.max() + 1e-5  # averages of reference pixels
 
 
+
+def test_patch_transfer_passes_repeat_the_transfer_on_its_own_output():
+    """The official lpm_iter: each pass matches the previous pass's output again (features re-extracted); the
+    attention returned is the last pass's. One pass is Eq. 7; the module's `passes` is the default."""
+    torch.manual_seed(2)
+    ref, x = torch.rand(1, 3, 10, 12) * 2 - 1, torch.rand(2, 3, 8, 9) * 2 - 1
+    pt = PatchTransfer()
+    once, _ = pt(x, ref, tau=0.05)
+    twice, attn2 = pt(once, ref, tau=0.05)
+    thrice, attn3 = pt(twice, ref, tau=0.05)
+    got, attn = pt(x, ref, tau=0.05, passes=3)
+    torch.testing.assert_close(got, thrice, atol=1e-6, rtol=0)
+    torch.testing.assert_close(attn, attn3, atol=1e-6, rtol=0)
+    assert (thrice - once).abs().mean() > 1e-3  # the passes change the result
+    pt.passes = 3
+    torch.testing.assert_close(pt(x, ref, tau=0.05)[0], thrice, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pt(x, ref, tau=0.05, passes=1)[0], once, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "official"])
+def test_patch_transfer_takes_torchvisions_vgg19_and_the_official_vgg_conv(tmp_path, layout):
+    """PT's two convolutions from torchvision's VGG19 (features.0 / features.2) or the official code's
+    Pretrained/vgg_conv.pth (conv1_1 / conv1_2, Gatys' VGG19 as `patch_match` loads it)."""
+    gen = torch.Generator().manual_seed(0)
+    w1, b1, w2, b2 = (torch.randn(*shape, generator=gen) for shape in ((64, 3, 3, 3), (64,), (64, 64, 3, 3), (64,)))
+    names = ("features.0", "features.2") if layout == "torchvision" else ("conv1_1", "conv1_2")
+    state = {f"{names[0]}.weight": w1, f"{names[0]}.bias": b1, f"{names[1]}.weight": w2, f"{names[1]}.bias": b2,
+             "other.weight": torch.zeros(1)}
+    torch.save(state, tmp_path / "vgg.pth")
+    pt = PatchTransfer(tmp_path / "vgg.pth")
+    for got, want in zip((pt.features[0].weight, pt.features[0].bias, pt.features[2].weight, pt.features[2].bias),
+                         (w1, b1, w2, b2), strict=True):
+        assert torch.equal(got.data, want)
+    torch.save({"conv9.weight": w1}, tmp_path / "bad.pth")
+    with pytest.raises(PixforgeError, match="not a VGG19 state dict"):
+        PatchTransfer(tmp_path / "bad.pth")
+
 def test_network_shapes():
     z = torch.randn(2, 1, 10, 13)
     lay = DEPNet(8)(z)
@@ -134,9 +171,11 @@ def test_tiny_three_phase_run_and_any_size_sampling(tmp_path, image_file, offici
     model = load_model(run)
     assert model.sample(2, (18, 50)).shape == (2, 3, 18, 50)
     assert model.sample(1).shape == (1, 3, 30, 40)
-    # the EMA of G: off in the paper form, on (0.99) under --official, as the official code
+    # the EMA of G: off in the paper form, on (0.99) under --official, as the official code; PT's passes 1 / 10
     assert (model.G_ema is not None) == official
-    assert json.loads((run / "model.json").read_text())["ema_decay"] == (0.99 if official else 0.0)
+    released = json.loads((run / "model.json").read_text())
+    assert released["ema_decay"] == (0.99 if official else 0.0) and released["pt_passes"] == (10 if official else 1)
+    assert model.PT.passes == released["pt_passes"]
 
 
 def test_bad_layout_diversity_writes_nothing(tmp_path, image_file):
@@ -249,3 +288,39 @@ def test_bad_ema_decay_writes_nothing(tmp_path, image_file, bad):
     with pytest.raises(PixforgeError, match="--ema-decay"):
         train(str(image_file), str(tmp_path / "p"), **{"method": "petsgan", "quiet": True, **bad})
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("bad", [{"pt_passes": 0}, {"pt_passes": 2.5}, {"pt_passes": 3, "method": "singan"}])
+def test_bad_pt_passes_writes_nothing(tmp_path, image_file, bad):
+    with pytest.raises(PixforgeError, match="--pt-passes"):
+        train(str(image_file), str(tmp_path / "p"), **{"method": "petsgan", "quiet": True, **bad})
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("official", [False, True])
+def test_the_joint_patch_discriminator_sees_the_mirror_only_under_official(tmp_path, image_file, monkeypatch,
+                                                                           official):
+    """Official `use_flip`: the joint phase's D gets I or its mirror at random (main.py:574-576, 597); the paper
+    form's D_I is I."""
+    import pixforge.singleimage.petsgan as petsgan
+
+    calls = []
+    D_forward = petsgan.PatchDiscriminator.forward
+
+    def recording(self, x):
+        calls.append(x.detach().clone())
+        return D_forward(self, x)
+
+    monkeypatch.setattr(petsgan.PatchDiscriminator, "forward", recording)
+    train(str(image_file), str(tmp_path / "p"), method="petsgan", downscale=2, warmup_g=1, warmup_f=1, joint=8,
+          batch_g=4, augment=6, g_dim=8, ir_dim=8, d_dim=8, official=official, pt_passes=1, device="cpu", quiet=True)
+    assert len(calls) == 3 * 8  # per joint step: D(real), D(fake), then D of G's fake
+    reals = calls[0::3]
+    image = reals[0]
+    assert not torch.equal(image, image.flip(-1))
+    mirrored = [torch.equal(r, image.flip(-1)) for r in reals]
+    plain = [torch.equal(r, image) for r in reals]
+    if official:
+        assert all(a or b for a, b in zip(mirrored, plain, strict=True)) and any(mirrored) and any(plain)
+    else:
+        assert all(plain)

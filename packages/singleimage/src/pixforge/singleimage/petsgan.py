@@ -214,7 +214,8 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     # Construct networks (phase-specific optimizers; the joint phase's are new: the Adam reset).
     torch.manual_seed(seed)
     G, DG = DEPNet(config["g_dim"]).to(dev), DEPDiscriminator((lh, lw)).to(dev)
-    PT, IR = PatchTransfer(config["vgg"]).to(dev), Restoration(config["ir_dim"], factor).to(dev)
+    PT = PatchTransfer(config["vgg"], config.get("pt_passes", 1)).to(dev)
+    IR = Restoration(config["ir_dim"], factor).to(dev)
     D = PatchDiscriminator(config["d_dim"]).to(dev)
     betas = (0.9, 0.999)  # Adam's defaults (paper: Adam; official: defaults)
     opts = {"G": torch.optim.Adam(G.parameters(), lr=1e-4, betas=betas),
@@ -309,7 +310,7 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
         c, x = pairs_lr[k:k + 1], pairs_hr[k:k + 1]
         dc = (0.01 if official else 0.1) * sample_noise(lr.shape[1:], [step * 8 + 5], seed, 0, dev)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not joint):  # PT is frozen in the joint phase
-            pt, attn = PT(c + dc, ref, tau)
+            pt, attn = PT(c + dc, ref, tau, passes=None if joint else 1)  # Warmup_F: one pass (official n=1)
         if not official:
             return norm(IR(pt), x), sparsity(attn)
         rec = norm(IR(c + 0.3 * sample_noise(lr.shape[1:], [step * 8 + 6], seed, 0, dev)), x)
@@ -346,7 +347,12 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
                 opts["D_joint"].zero_grad(set_to_none=True)
                 with torch.no_grad():
                     fake = IR(PT(G(noise(1, step, 4)), ref, TAU_JOINT)[0])
-                d_loss = hinge_d_loss(D(hr), D(fake))
+                real = hr
+                if official:  # the official D sees I or its mirror (`use_flip`, main.py:574-576, 597)
+                    coin = torch.randint(0, 2, (1,), generator=torch.Generator().manual_seed(seed * 1_000_003
+                                                                                            + step * 8 + 3))
+                    real = hr.flip(-1) if int(coin) else hr
+                d_loss = hinge_d_loss(D(real), D(fake))
                 d_loss.backward()
                 opts["D_joint"].step()
                 # official: no phi in the joint phase (D_G is not trained there); --no-phi: no phi at all
@@ -397,7 +403,7 @@ def training_loop(run: RunDir, config: dict[str, Any], image: torch.Tensor, dev:
     model = PetsGAN(G, PT, IR, ref, factor, (hh, ww), G_ema=G_ema, image=hr, HR=HR)
     save_release(run.path, model.state(), {"method": "petsgan", "sizes": config["sizes"], "downscale": factor,
                                            "g_dim": config["g_dim"], "ir_dim": config["ir_dim"], "step": step,
-                                           "ema_decay": ema, "hr_factor": hr_factor})
+                                           "ema_decay": ema, "hr_factor": hr_factor, "pt_passes": PT.passes})
     save_grid(model.sample(8, seed=seed + 1), run.samples / "final.png", nrow=8)
     log.info("finished %d steps: %s", step, run.path)
     return run.path

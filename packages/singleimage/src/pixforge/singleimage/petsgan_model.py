@@ -112,34 +112,42 @@ class PatchTransfer(nn.Module):
 
     Similarities b_ij are cosines between 7x7 windows of conv features (VGG conv1_1 -> ReLU -> conv1_2 -> ReLU,
     64 channels; from VGG19 weights when given, else random), A = softmax_j(b_ij / tau); the output pixel is the
-    average over the windows covering it. Returns (output, A) with A N x L_x x L_ref."""
+    average over the windows covering it. `passes` > 1 repeats the transfer on its own output, matching the previous
+    pass's features again (the official `lpm_iter`, 10 in its joint phase and sampling). Returns (output, A of the
+    last pass) with A N x L_x x L_ref."""
 
-    def __init__(self, vgg_weights: str | Path | None = None):
+    def __init__(self, vgg_weights: str | Path | None = None, passes: int = 1):
         super().__init__()
+        self.passes = passes
         self.features = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, padding_mode="reflect"), nn.ReLU(),
                                       nn.Conv2d(64, 64, 3, 1, 1, padding_mode="reflect"), nn.ReLU())
         if vgg_weights is not None:
             from pixforge.core.nets.inception import load_weights
 
             state = load_weights(vgg_weights)
+            # torchvision's VGG19 (features.0 / .2) or the official Pretrained/vgg_conv.pth (conv1_1 / conv1_2)
+            names = ("conv1_1", "conv1_2") if "conv1_1.weight" in state else ("features.0", "features.2")
             try:
-                for ours, theirs in ((0, 0), (2, 2)):
-                    self.features[ours].weight.data.copy_(state[f"features.{theirs}.weight"])
-                    self.features[ours].bias.data.copy_(state[f"features.{theirs}.bias"])
+                for layer, name in zip((0, 2), names, strict=True):
+                    self.features[layer].weight.data.copy_(state[f"{name}.weight"])
+                    self.features[layer].bias.data.copy_(state[f"{name}.bias"])
             except (KeyError, RuntimeError):
-                raise PixforgeError(f"--vgg {vgg_weights} is not a torchvision VGG19 state dict") from None
+                raise PixforgeError(f"--vgg {vgg_weights} is not a VGG19 state dict (torchvision's, or the official "
+                                    "vgg_conv.pth)") from None
 
-    def forward(self, x: torch.Tensor, ref: torch.Tensor, tau: float, hard: bool = False):
+    def forward(self, x: torch.Tensor, ref: torch.Tensor, tau: float, hard: bool = False,
+                passes: int | None = None):
         n, size, pad = x.shape[0], x.shape[-2:], PATCH // 2
         x01, ref01 = (x + 1) / 2, (ref + 1) / 2
-        fx = F.normalize(windows(self.features(x01)), dim=1)  # N x C49 x Lx
         fr = F.normalize(windows(self.features(ref01)), dim=1)  # 1 x C49 x Lr
-        attn = torch.softmax(fx.transpose(1, 2) @ fr / tau, dim=-1)  # N x Lx x Lr
-        value, index = attn.max(dim=-1)
-        pick = torch.zeros_like(attn).scatter(-1, index[..., None], 1.0 if hard else value[..., None])
-        patches = windows(ref01).expand(n, -1, -1) @ pick.transpose(1, 2)  # N x 3*49 x Lx
-        out = F.fold(patches, size, PATCH, padding=pad) * fold_divisor(tuple(size)).to(x)
-        return out * 2 - 1, attn
+        for _ in range(self.passes if passes is None else passes):
+            fx = F.normalize(windows(self.features(x01)), dim=1)  # N x C49 x Lx
+            attn = torch.softmax(fx.transpose(1, 2) @ fr / tau, dim=-1)  # N x Lx x Lr
+            value, index = attn.max(dim=-1)
+            pick = torch.zeros_like(attn).scatter(-1, index[..., None], 1.0 if hard else value[..., None])
+            patches = windows(ref01).expand(n, -1, -1) @ pick.transpose(1, 2)  # N x 3*49 x Lx
+            x01 = F.fold(patches, size, PATCH, padding=pad) * fold_divisor(tuple(size)).to(x)
+        return x01 * 2 - 1, attn
 
 
 class Restoration(nn.Module):
@@ -221,8 +229,8 @@ class PetsGAN:
 
     @classmethod
     def from_release(cls, state: dict[str, torch.Tensor], config: dict[str, Any]) -> PetsGAN:
-        nets = {"G": DEPNet(config["g_dim"]), "PT": PatchTransfer(), "IR": Restoration(config["ir_dim"],
-                                                                                        config["downscale"])}
+        nets = {"G": DEPNet(config["g_dim"]), "PT": PatchTransfer(passes=config.get("pt_passes", 1)),
+                "IR": Restoration(config["ir_dim"], config["downscale"])}
         if any(k.startswith("G_ema.") for k in state):  # trained with --ema-decay > 0: sample from the EMA
             nets["G_ema"] = DEPNet(config["g_dim"])
         if any(k.startswith("HR.") for k in state):  # trained with --hr-factor > 1

@@ -62,7 +62,8 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
           joint: int = 5000, batch_g: int = 32, layout_diversity: float = 0.0, tau: float = 0.01, downscale: int = 8,
           augment: int = 200, no_phi: bool = False,
           g_dim: int = 64, ir_dim: int = 64, d_dim: int = 64, rec_weight: float = 100.0, vgg: str | None = None,
-          ema_decay: float | None = None, hr_factor: int = 1, hr_steps: int = 5000, official: bool = False,
+          ema_decay: float | None = None, pt_passes: int | None = None, hr_factor: int = 1, hr_steps: int = 5000,
+          official: bool = False,
           seed: int = 0,
           ckpt_every: int = 500, log_every: int = 10, keep_last: int = 3, device: str = "auto",
           threads: int | None = None, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
@@ -88,8 +89,10 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
     --augment TPS/flip samples for D_G (200),
     --no-phi (with --prior none) the paper's "w/o phi" ablation: Eq. 6 dropped, no Warmup_G (--warmup-g is
     ignored), no D_G, G kept at its initialization but for the joint phase's updates,
-    --g-dim/--ir-dim/--d-dim widths (64), --rec-weight joint reconstruction weight (100), --vgg torchvision VGG19
-    weights for PT's features (random without), --ema-decay an exponential moving average of G with this decay
+    --g-dim/--ir-dim/--d-dim widths (64), --rec-weight joint reconstruction weight (100), --vgg VGG19 weights for
+    PT's features (torchvision's or the official vgg_conv.pth; random without), --pt-passes PT applied this many
+    times in the joint phase and at sampling, each pass re-matching the last one's output (default 1, Eq. 7; 10
+    with --official, its lpm_iter), --ema-decay an exponential moving average of G with this decay
     (the official code's G_ema: updated after every G step, the joint phase starts from it, samples are drawn from
     it; 0 = off; default 0, the paper, or 0.99 with --official), --hr-factor 2|4|8 the official hrnet stage (not in
     the paper; the official max_size > 256 at up_factor max_size // 256): an upsampler trained --hr-steps (5000)
@@ -108,6 +111,12 @@ def train(image: str, out: str, method: str = "singan", iters: int = 2000, max_s
         raise PixforgeError(f"--ema-decay must be a number in [0, 1) (0 = no EMA of G), got {ema_decay!r}")
     if ema_decay and method != "petsgan":
         raise PixforgeError("--ema-decay is a PetsGAN option (an EMA of DEPNet G)")
+    if pt_passes is None:  # Eq. 7 transfers once; the official code repeats it lpm_iter = 10 times (main.py:868)
+        pt_passes = config["pt_passes"] = 10 if official and method == "petsgan" else 1
+    if isinstance(pt_passes, bool) or not isinstance(pt_passes, int) or not 1 <= pt_passes <= 100:
+        raise PixforgeError(f"--pt-passes must be a whole number from 1 to 100, got {pt_passes!r}")
+    if pt_passes > 1 and method != "petsgan":
+        raise PixforgeError("--pt-passes is a PetsGAN option (its patch transfer)")
     if hr_factor not in (1, 2, 4, 8) or (hr_factor > 1 and method != "petsgan"):
         raise PixforgeError(f"--hr-factor must be 1 (none), 2, 4 or 8 (a PetsGAN option), got {hr_factor!r}")
     _positive_int("--hr-steps", hr_steps)
