@@ -69,7 +69,7 @@ def test_compare_end_to_end(tmp_path):
         assert name in text
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 4 and results["eval_images"] == 4 and results["metrics"]["with_ffl"]["fd_pfr18"] >= 0
-    for run, weight in (("without_ffl", 0.0), ("with_ffl", 1.0)):
+    for run, weight in (("without_ffl", 0.0), ("with_ffl", 100.0)):
         assert json.loads((out / run / "config.json").read_text())["ffl_weight"] == weight
         assert len(list((out / run / "checkpoints").glob("step-*.pt"))) == 2
         assert len(list((out / "eval" / run).glob("*.png"))) == 4

@@ -112,7 +112,7 @@ def _distance_features(weights: str | None):
 
 
 def compare(out: str = "runs/ffl-compare", data: str = "builtin", size: int = 64, steps: int = 2000, batch: int = 16,
-            lr: float = 1e-3, ffl_weight: float = 1.0, kl_weight: float = 1.0, alpha: float = 1.0,
+            lr: float = 1e-3, ffl_weight: float = 100.0, kl_weight: float = 1.0, alpha: float = 1.0,
             patch_factor: int = 1, ave_spectrum: bool = False, log_matrix: bool = False, batch_matrix: bool = False,
             transform: str = "fft", width: int = 32, latent: int = 128, eval_images: int = 256, seed: int = 0,
             ckpt_every: int = 500, sample_every: int = 500, keep_last: int = 2, workers: int = 0,
