@@ -270,3 +270,26 @@ def test_bad_sizes_are_refused(capsys, tmp_path, petsgan_run, singan_run):
 def test_noise_inputs_are_standard_normal():
     z = noise_inputs([(3, 64, 64)], 4)[0]
     assert z.shape == (4, 3, 64, 64) and abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1) < 0.05
+
+
+def test_pt_passes_are_exported_and_their_single_pass_checked(petsgan_run, tmp_path):
+    """A release with --pt-passes 3 (the official lpm_iter form) samples with three transfers. Over several passes
+    at tau 1e-5 onnxruntime's and PyTorch's rounding pick other patches (up to ~0.03 here), so the exporter checks
+    the one-pass graph at its tolerance; the file holds the three passes: nearer PyTorch's three-pass samples than
+    its one-pass ones."""
+    run = shutil.copytree(petsgan_run, tmp_path / "passes")
+    config = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**config, "pt_passes": 3}))
+    model, once = load_model(run), load_model(petsgan_run)
+    assert (model.PT.passes, once.PT.passes) == (3, 1)
+    with single_thread():
+        path = export(str(run), str(tmp_path / "m.onnx"), quiet=True)  # raises when the one-pass graphs differ
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "passes"]  # the one-pass check file is gone
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    to_three, to_one = [], []
+    for seed in range(4):
+        noise = _sample_noise(model, tuple(model.sizes[-1]), 1, seed=seed)
+        got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: noise[0].numpy()})[0])
+        to_three.append((got - model.sample(1, seed=seed)).abs().mean())  # measured 3e-4 ... 4e-3
+        to_one.append((got - once.sample(1, seed=seed)).abs().mean())  # ~0.06
+    assert sum(to_three) < 0.5 * sum(to_one)
