@@ -242,6 +242,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, labelled):
         (["linear-eval", "--data", labelled, "--run", run, "--lr", 0], "--lr must be a number above 0"),
         (["linear-eval", "--data", labelled, "--run", run, "--val", tmp_path / "nope"], "--val"),
         (["linear-eval", "--data", labelled, "--run", run, "--milestones", "a,b"], "--milestones"),
+        (["linear-eval", "--data", labelled, "--run", run, "--workers", -1], "--workers must be a whole number"),
         (["pretrain", "--data", labelled / "color", "--out", labelled / "color", "--overwrite"], "is the input"),
     ]
     for args, message in cases:
